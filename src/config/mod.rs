@@ -1,0 +1,371 @@
+//! The configuration file: its schema, loading and validation.
+//!
+//! Loading happens in three passes, each collecting every problem it finds
+//! instead of stopping at the first:
+//! 1. YAML syntax ([`source::SourceMap`] also indexes where every key is);
+//! 2. structure, section by section and item by item (`serde`, unknown keys
+//!    and wrong types);
+//! 3. meaning ([`validate`]: dangling references, duplicates, impossible
+//!    values).
+//!
+//! Problems are reported as `file:line:column: error: key.path: message`.
+
+mod diagnostic;
+mod header;
+mod listener;
+mod one_or_many;
+mod path;
+mod route;
+mod server;
+mod source;
+mod units;
+mod upstream;
+mod validate;
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use indexmap::IndexMap;
+use serde::de::DeserializeOwned;
+use serde_yaml::Value;
+
+pub use diagnostic::{did_you_mean, ConfigError, Diagnostic, LoadError, Report, Severity};
+pub use header::{HeaderName, HeaderRules, HeaderValue};
+pub use listener::ListenerConfig;
+pub use one_or_many::OneOrMany;
+pub use path::{KeyPath, Segment};
+pub use route::{HostPattern, HostRewrite, PathPrefix, RouteConfig, RouteMatch};
+pub use server::{LogLevel, LoggingConfig, ServerConfig};
+pub use source::{Anchor, Position, SourceMap};
+pub use units::{ByteSize, Duration};
+pub use upstream::{BackendAddress, BackendConfig, UpstreamConfig, MAX_WEIGHT};
+
+/// A complete, validated configuration.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Config {
+    /// Process-wide settings.
+    pub server: ServerConfig,
+    /// The error log.
+    pub logging: LoggingConfig,
+    /// Listening sockets.
+    pub listeners: Vec<ListenerConfig>,
+    /// Upstream pools by name, in file order.
+    pub upstreams: IndexMap<String, UpstreamConfig>,
+    /// Routes, in file order.
+    pub routes: Vec<RouteConfig>,
+}
+
+impl Config {
+    /// The name of route `index`: its `name`, or `routes[index]`.
+    pub fn route_name(&self, index: usize) -> String {
+        self.routes
+            .get(index)
+            .and_then(|r| r.name.clone())
+            .unwrap_or_else(|| format!("routes[{index}]"))
+    }
+}
+
+/// The top-level sections, in the order the documentation lists them.
+pub const SECTIONS: &[&str] = &["server", "logging", "listeners", "upstreams", "routes"];
+
+/// A configuration that passed every check, with what is needed to report
+/// later problems (found while compiling it) at the right place.
+#[derive(Debug)]
+pub struct LoadedConfig {
+    /// The configuration.
+    pub config: Config,
+    /// The file it was read from.
+    pub file: PathBuf,
+    /// Where each key is in the file.
+    pub source: SourceMap,
+    /// Problems that do not prevent loading.
+    pub warnings: Vec<ConfigError>,
+}
+
+impl LoadedConfig {
+    /// Places problems found after loading (while compiling) in the file.
+    pub fn report(&self, errors: Vec<ConfigError>) -> Report {
+        Report::locate(
+            &self.file,
+            Some(&self.source),
+            errors,
+            self.warnings.clone(),
+        )
+    }
+}
+
+/// Reads and validates the configuration file at `path`.
+pub fn load(path: &Path) -> Result<LoadedConfig, LoadError> {
+    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse(path, &text)
+}
+
+/// Validates configuration `text`; `file` is only used in diagnostics.
+pub fn parse(file: &Path, text: &str) -> Result<LoadedConfig, LoadError> {
+    let source = SourceMap::parse(text).map_err(|e| LoadError::Invalid {
+        report: Report::syntax(file, e.position, format!("YAML syntax: {}", e.message)),
+    })?;
+    let mut value: Value = serde_yaml::from_str(text).map_err(|e| {
+        let position = e
+            .location()
+            .map_or(Position { line: 1, column: 1 }, |l| Position {
+                line: l.line(),
+                column: l.column(),
+            });
+        LoadError::Invalid {
+            report: Report::syntax(file, position, format!("YAML: {e}")),
+        }
+    })?;
+    if let Err(e) = value.apply_merge() {
+        return Err(LoadError::Invalid {
+            report: Report::syntax(file, Position { line: 1, column: 1 }, format!("YAML: {e}")),
+        });
+    }
+
+    let mut errors = Vec::new();
+    let (config, origins) = structure(value, &mut errors);
+    let findings = validate::validate(&config, &origins);
+    errors.extend(findings.errors);
+    if errors.is_empty() {
+        Ok(LoadedConfig {
+            config,
+            file: file.to_path_buf(),
+            source,
+            warnings: findings.warnings,
+        })
+    } else {
+        Err(LoadError::Invalid {
+            report: Report::locate(file, Some(&source), errors, findings.warnings),
+        })
+    }
+}
+
+/// Where the items that survived the structural pass came from, so that later
+/// diagnostics name the right list index even when an earlier item was
+/// dropped, and do not blame references to entries that exist but are broken.
+#[derive(Debug, Default)]
+struct Origins {
+    listener_index: Vec<usize>,
+    listeners_written: usize,
+    route_index: Vec<usize>,
+    routes_written: usize,
+    broken_upstreams: HashSet<String>,
+}
+
+impl Origins {
+    fn listener(&self, i: usize) -> KeyPath {
+        KeyPath::root()
+            .key("listeners")
+            .index(self.listener_index.get(i).copied().unwrap_or(i))
+    }
+
+    fn route(&self, i: usize) -> KeyPath {
+        KeyPath::root()
+            .key("routes")
+            .index(self.route_index.get(i).copied().unwrap_or(i))
+    }
+}
+
+fn structure(value: Value, errors: &mut Vec<ConfigError>) -> (Config, Origins) {
+    let mut config = Config::default();
+    let mut origins = Origins::default();
+    let mapping = match value {
+        Value::Mapping(m) => m,
+        Value::Null => return (config, origins),
+        _ => {
+            errors.push(ConfigError::value(
+                KeyPath::root(),
+                format!(
+                    "the configuration must be a mapping of sections ({})",
+                    SECTIONS.join(", ")
+                ),
+            ));
+            return (config, origins);
+        }
+    };
+    for (key, value) in mapping {
+        let Some(name) = key.as_str() else {
+            errors.push(ConfigError::key(
+                KeyPath::root(),
+                format!("section names must be strings, found {}", describe(&key)),
+            ));
+            continue;
+        };
+        let path = KeyPath::root().key(name);
+        match name {
+            "server" => {
+                if let Some(s) = section(value, &path, errors) {
+                    config.server = s;
+                }
+            }
+            "logging" => {
+                if let Some(s) = section(value, &path, errors) {
+                    config.logging = s;
+                }
+            }
+            "listeners" => {
+                let (items, index, written) = list(value, &path, errors);
+                config.listeners = items;
+                origins.listener_index = index;
+                origins.listeners_written = written;
+            }
+            "routes" => {
+                let (items, index, written) = list(value, &path, errors);
+                config.routes = items;
+                origins.route_index = index;
+                origins.routes_written = written;
+            }
+            "upstreams" => {
+                let (items, broken) = named(value, &path, errors);
+                config.upstreams = items;
+                origins.broken_upstreams = broken;
+            }
+            other => {
+                let mut e = ConfigError::key(path, format!("unknown section `{other}`"));
+                e = match did_you_mean(other, SECTIONS.iter().copied()) {
+                    Some(s) => e.with_hint(format!("did you mean `{s}`?")),
+                    None => e.with_hint(format!("known sections: {}", SECTIONS.join(", "))),
+                };
+                errors.push(e);
+            }
+        }
+    }
+    (config, origins)
+}
+
+fn describe(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "nothing",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Sequence(_) => "a list",
+        Value::Mapping(_) => "a mapping",
+        Value::Tagged(_) => "a tagged value",
+    }
+}
+
+/// Deserializes one value, turning a failure into a located [`ConfigError`].
+fn item<T: DeserializeOwned>(
+    value: Value,
+    path: &KeyPath,
+    errors: &mut Vec<ConfigError>,
+) -> Option<T> {
+    match serde_path_to_error::deserialize::<_, T>(value) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            errors.push(serde_error(path.join_serde(e.path()), &e.into_inner()));
+            None
+        }
+    }
+}
+
+fn section<T: DeserializeOwned + Default>(
+    value: Value,
+    path: &KeyPath,
+    errors: &mut Vec<ConfigError>,
+) -> Option<T> {
+    if value.is_null() {
+        return Some(T::default());
+    }
+    item(value, path, errors)
+}
+
+fn list<T: DeserializeOwned>(
+    value: Value,
+    path: &KeyPath,
+    errors: &mut Vec<ConfigError>,
+) -> (Vec<T>, Vec<usize>, usize) {
+    match value {
+        Value::Null => (Vec::new(), Vec::new(), 0),
+        Value::Sequence(items) => {
+            let written = items.len();
+            let mut out = Vec::with_capacity(items.len());
+            let mut index = Vec::with_capacity(items.len());
+            for (i, v) in items.into_iter().enumerate() {
+                if let Some(parsed) = item(v, &path.index(i), errors) {
+                    out.push(parsed);
+                    index.push(i);
+                }
+            }
+            (out, index, written)
+        }
+        other => {
+            errors.push(ConfigError::value(
+                path.clone(),
+                format!("expected a list, found {}", describe(&other)),
+            ));
+            (Vec::new(), Vec::new(), 1)
+        }
+    }
+}
+
+fn named<T: DeserializeOwned>(
+    value: Value,
+    path: &KeyPath,
+    errors: &mut Vec<ConfigError>,
+) -> (IndexMap<String, T>, HashSet<String>) {
+    let mut out = IndexMap::new();
+    let mut broken = HashSet::new();
+    match value {
+        Value::Null => {}
+        Value::Mapping(entries) => {
+            for (key, v) in entries {
+                let Some(name) = key.as_str() else {
+                    errors.push(ConfigError::key(
+                        path.clone(),
+                        format!("names must be strings, found {}", describe(&key)),
+                    ));
+                    continue;
+                };
+                match item(v, &path.key(name), errors) {
+                    Some(parsed) => {
+                        out.insert(name.to_string(), parsed);
+                    }
+                    None => {
+                        broken.insert(name.to_string());
+                    }
+                }
+            }
+        }
+        other => errors.push(ConfigError::value(
+            path.clone(),
+            format!(
+                "expected a mapping of names to definitions, found {}",
+                describe(&other)
+            ),
+        )),
+    }
+    (out, broken)
+}
+
+/// Turns a serde error into a [`ConfigError`], pointing unknown keys at the
+/// key and suggesting the closest known one.
+fn serde_error(path: KeyPath, error: &serde_yaml::Error) -> ConfigError {
+    let message = error.to_string();
+    if let Some(rest) = message.strip_prefix("unknown field `") {
+        let unknown = rest.split('`').next().unwrap_or_default();
+        let expected: Vec<&str> = rest
+            .split_once("expected")
+            .map(|(_, list)| list.split('`').skip(1).step_by(2).collect())
+            .unwrap_or_default();
+        let mut e = ConfigError::key(path, format!("unknown key `{unknown}`"));
+        if let Some(s) = did_you_mean(unknown, expected.iter().copied()) {
+            e = e.with_hint(format!("did you mean `{s}`?"));
+        } else if !expected.is_empty() {
+            e = e.with_hint(format!("expected one of: {}", expected.join(", ")));
+        }
+        return e;
+    }
+    if message.starts_with("missing field `") {
+        let field = message.split('`').nth(1).unwrap_or_default();
+        return ConfigError::key(path, format!("missing required key `{field}`"));
+    }
+    ConfigError::value(path, message)
+}
+
+#[cfg(test)]
+mod tests;

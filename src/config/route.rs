@@ -1,0 +1,243 @@
+//! The `routes:` section: which requests go to which upstream, and what is
+//! changed on the way.
+
+use std::fmt;
+
+use serde::de::{self, Deserializer};
+use serde::Deserialize;
+
+use super::header::HeaderRules;
+use super::one_or_many::OneOrMany;
+use super::units::ByteSize;
+
+/// One route (`routes[i]`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Name used in logs and metrics; defaults to `routes[i]`.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Which requests this route takes. Omitted: every request.
+    #[serde(default, rename = "match")]
+    pub matcher: RouteMatch,
+    /// The upstream (a key of `upstreams:`) requests are sent to.
+    pub upstream: String,
+    /// Replace the `Host` header sent upstream (the client's `Host` is kept in
+    /// `X-Forwarded-Host`).
+    #[serde(default)]
+    pub host_rewrite: Option<HostRewrite>,
+    /// Changes to the request headers sent upstream.
+    #[serde(default)]
+    pub request_headers: HeaderRules,
+    /// Changes to the response headers sent to the client.
+    #[serde(default)]
+    pub response_headers: HeaderRules,
+    /// Largest accepted request body; larger requests get `413`.
+    #[serde(default)]
+    pub max_request_body: Option<ByteSize>,
+}
+
+/// What a route matches (`routes[i].match`).
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct RouteMatch {
+    /// Host names: exact (`example.com`), wildcard (`*.example.com`, any
+    /// depth of subdomain) or `*` for any host. Omitted: any host.
+    pub host: OneOrMany<HostPattern>,
+    /// Path prefixes, matched on whole segments: `/api` matches `/api` and
+    /// `/api/users` but not `/apiary`. Omitted: `/`.
+    pub path_prefix: OneOrMany<PathPrefix>,
+}
+
+/// A host pattern of a route.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum HostPattern {
+    /// `*`: any host.
+    Any,
+    /// An exact host name (lowercase, no port).
+    Exact(String),
+    /// `*.suffix`: any subdomain of `suffix`, at any depth.
+    Wildcard(String),
+}
+
+impl fmt::Display for HostPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HostPattern::Any => f.write_str("*"),
+            HostPattern::Exact(h) => f.write_str(h),
+            HostPattern::Wildcard(s) => write!(f, "*.{s}"),
+        }
+    }
+}
+
+fn check_host_name(name: &str, original: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err(format!("invalid host `{original}`: empty name"));
+    }
+    if let Some(stripped) = name.strip_prefix('[') {
+        return match stripped.strip_suffix(']') {
+            Some(ip) if ip.parse::<std::net::Ipv6Addr>().is_ok() => Ok(()),
+            _ => Err(format!("invalid host `{original}`: malformed IPv6 literal")),
+        };
+    }
+    if name.contains(':') {
+        return Err(format!(
+            "invalid host `{original}`: hosts are matched without their port; remove `:{}`",
+            name.rsplit(':').next().unwrap_or_default()
+        ));
+    }
+    if name.contains('*') {
+        return Err(format!(
+            "invalid host `{original}`: `*` is only allowed as a whole leading label (`*.example.com`)"
+        ));
+    }
+    for label in name.split('.') {
+        if label.is_empty() || label.len() > 63 {
+            return Err(format!(
+                "invalid host `{original}`: empty or overlong label"
+            ));
+        }
+        if !label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(format!(
+                "invalid host `{original}`: only letters, digits, `-` and `_` are allowed in a label"
+            ));
+        }
+    }
+    Ok(())
+}
+
+impl std::str::FromStr for HostPattern {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let written = s.trim().to_ascii_lowercase();
+        if written == "*" {
+            return Ok(HostPattern::Any);
+        }
+        // A fully qualified name may end with a dot; the request host is
+        // compared without it.
+        let lower = written.strip_suffix('.').unwrap_or(&written);
+        if lower == "*" {
+            return Err(format!("invalid host `{s}`"));
+        }
+        if let Some(suffix) = lower.strip_prefix("*.") {
+            check_host_name(suffix, s)?;
+            return Ok(HostPattern::Wildcard(suffix.to_string()));
+        }
+        check_host_name(lower, s)?;
+        Ok(HostPattern::Exact(lower.to_string()))
+    }
+}
+
+impl<'de> Deserialize<'de> for HostPattern {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(de::Error::custom)
+    }
+}
+
+/// A path prefix of a route, normalised without a trailing slash (except
+/// `/` itself).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PathPrefix(pub String);
+
+impl std::str::FromStr for PathPrefix {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if !s.starts_with('/') {
+            return Err(format!("invalid path prefix `{s}`: it must start with `/`"));
+        }
+        if s.contains(['?', '#']) {
+            return Err(format!(
+                "invalid path prefix `{s}`: it must not contain a query (`?`) or fragment (`#`)"
+            ));
+        }
+        if s.bytes().any(|b| b.is_ascii_control() || b == b' ') {
+            return Err(format!(
+                "invalid path prefix {s:?}: spaces and control characters must be percent-encoded"
+            ));
+        }
+        let trimmed = s.trim_end_matches('/');
+        Ok(PathPrefix(if trimmed.is_empty() {
+            "/".to_string()
+        } else {
+            trimmed.to_string()
+        }))
+    }
+}
+
+impl fmt::Display for PathPrefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for PathPrefix {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(de::Error::custom)
+    }
+}
+
+/// A host name (optionally with a port) to send upstream in `Host`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostRewrite(pub http::HeaderValue);
+
+impl<'de> Deserialize<'de> for HostRewrite {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        match (text.parse::<http::uri::Authority>(), http::HeaderValue::from_str(&text)) {
+            (Ok(authority), Ok(value)) if !text.contains('@') && !authority.host().is_empty() => {
+                Ok(HostRewrite(value))
+            }
+            _ => Err(de::Error::custom(format!(
+                "invalid host_rewrite `{text}`: expected a host name with an optional port, such as internal.example:8080"
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_host_patterns() {
+        assert_eq!("*".parse::<HostPattern>().unwrap(), HostPattern::Any);
+        assert_eq!(
+            "Example.COM.".parse::<HostPattern>().unwrap(),
+            HostPattern::Exact("example.com".into())
+        );
+        assert_eq!(
+            "*.example.com".parse::<HostPattern>().unwrap(),
+            HostPattern::Wildcard("example.com".into())
+        );
+        assert_eq!(
+            "[::1]".parse::<HostPattern>().unwrap(),
+            HostPattern::Exact("[::1]".into())
+        );
+    }
+
+    #[test]
+    fn rejects_bad_host_patterns_with_reasons() {
+        let err = "example.com:8080".parse::<HostPattern>().unwrap_err();
+        assert!(err.contains("remove `:8080`"), "{err}");
+        assert!("www.*".parse::<HostPattern>().is_err());
+        assert!("a..b".parse::<HostPattern>().is_err());
+        assert!("exa mple.com".parse::<HostPattern>().is_err());
+        assert!("*.".parse::<HostPattern>().is_err());
+    }
+
+    #[test]
+    fn normalises_path_prefixes() {
+        assert_eq!("/api/".parse::<PathPrefix>().unwrap().0, "/api");
+        assert_eq!("/".parse::<PathPrefix>().unwrap().0, "/");
+        assert_eq!("//".parse::<PathPrefix>().unwrap().0, "/");
+        assert!("api".parse::<PathPrefix>().is_err());
+        assert!("/a?b".parse::<PathPrefix>().is_err());
+    }
+}

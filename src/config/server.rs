@@ -1,0 +1,95 @@
+//! The `server:` and `logging:` sections: process-wide settings, most of them
+//! handed to Pingora's own server.
+
+use std::path::PathBuf;
+
+use ipnet::IpNet;
+use serde::Deserialize;
+
+use super::units::Duration;
+
+/// Process-wide settings (`server:`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Worker threads of each listener. Default: the number of CPUs.
+    pub threads: usize,
+    /// After `SIGTERM`, how long listeners keep accepting before shutdown
+    /// starts. Pingora sleeps this period in full, so keep it short.
+    pub grace_period: Duration,
+    /// After the grace period, how long in-flight requests get to finish.
+    pub shutdown_timeout: Duration,
+    /// Run in the background (double fork). Prefer `false` under systemd.
+    pub daemon: bool,
+    /// PID file, written when `daemon` is true.
+    pub pid_file: PathBuf,
+    /// Unix socket used to hand listening sockets to a new process during a
+    /// graceful binary upgrade.
+    pub upgrade_socket: PathBuf,
+    /// User to switch to after binding, when started as root with `daemon`.
+    pub user: Option<String>,
+    /// Group to switch to after binding, when started as root with `daemon`.
+    pub group: Option<String>,
+    /// Where the error log goes when `daemon` is true (stderr otherwise).
+    pub error_log: Option<PathBuf>,
+    /// Peers whose `X-Forwarded-For`, `X-Forwarded-Proto` and
+    /// `X-Forwarded-Host` headers are believed (CIDRs or single addresses).
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            threads: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+            grace_period: Duration::from_secs(5),
+            shutdown_timeout: Duration::from_secs(5),
+            daemon: false,
+            pid_file: PathBuf::from("/run/palisade/palisade.pid"),
+            upgrade_socket: PathBuf::from("/run/palisade/upgrade.sock"),
+            user: None,
+            group: None,
+            error_log: None,
+            trusted_proxies: Vec::new(),
+        }
+    }
+}
+
+/// Log level of the error log.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    /// Only errors.
+    Error,
+    /// Errors and warnings.
+    Warn,
+    /// Normal operation messages (default).
+    #[default]
+    Info,
+    /// Verbose diagnostics.
+    Debug,
+    /// Everything, including per-request internals of Pingora.
+    Trace,
+}
+
+impl LogLevel {
+    /// The level as a `tracing` filter directive.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+            LogLevel::Trace => "trace",
+        }
+    }
+}
+
+/// The error log (`logging:`).
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoggingConfig {
+    /// Minimum level written to the error log. `RUST_LOG` overrides it.
+    pub level: LogLevel,
+}

@@ -1,0 +1,313 @@
+//! Checks that need the whole configuration: references between sections,
+//! duplicates, and values that parse but make no sense.
+
+use std::collections::HashMap;
+
+use super::path::KeyPath;
+use super::route::{HostPattern, PathPrefix};
+use super::{did_you_mean, Config, ConfigError, HeaderRules, Origins, MAX_WEIGHT};
+
+/// What [`validate`] found.
+#[derive(Debug, Default)]
+pub(super) struct Findings {
+    pub errors: Vec<ConfigError>,
+    pub warnings: Vec<ConfigError>,
+}
+
+/// Request headers a route may not rewrite, and why.
+const PROTECTED_REQUEST_HEADERS: &[(&str, &str)] = &[
+    (
+        "host",
+        "use `host_rewrite` to change the Host sent upstream",
+    ),
+    ("content-length", "the proxy manages message framing"),
+    ("transfer-encoding", "the proxy manages message framing"),
+    ("connection", "hop-by-hop headers are managed by the proxy"),
+    ("keep-alive", "hop-by-hop headers are managed by the proxy"),
+    ("upgrade", "hop-by-hop headers are managed by the proxy"),
+    ("te", "hop-by-hop headers are managed by the proxy"),
+    (
+        "proxy-connection",
+        "hop-by-hop headers are managed by the proxy",
+    ),
+];
+
+/// Response headers a route may not rewrite, and why.
+const PROTECTED_RESPONSE_HEADERS: &[(&str, &str)] = &[
+    ("content-length", "the proxy manages message framing"),
+    ("transfer-encoding", "the proxy manages message framing"),
+    ("connection", "hop-by-hop headers are managed by the proxy"),
+    ("keep-alive", "hop-by-hop headers are managed by the proxy"),
+    ("upgrade", "hop-by-hop headers are managed by the proxy"),
+    (
+        "proxy-connection",
+        "hop-by-hop headers are managed by the proxy",
+    ),
+];
+
+/// Names of listeners, upstreams and routes appear in logs and metric
+/// labels, so they are kept to a safe alphabet.
+fn check_name(name: &str, path: KeyPath, errors: &mut Vec<ConfigError>) {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+    if !ok {
+        errors.push(ConfigError::value(
+            path,
+            format!("invalid name {name:?}: use 1 to 64 letters, digits, `_`, `-` or `.`"),
+        ));
+    }
+}
+
+pub(super) fn validate(config: &Config, origins: &Origins) -> Findings {
+    let mut f = Findings::default();
+    server(config, &mut f);
+    listeners(config, origins, &mut f);
+    upstreams(config, origins, &mut f);
+    routes(config, origins, &mut f);
+    f
+}
+
+fn server(config: &Config, f: &mut Findings) {
+    if config.server.threads == 0 {
+        f.errors.push(ConfigError::value(
+            KeyPath::root().key("server").key("threads"),
+            "must be at least 1",
+        ));
+    }
+}
+
+fn listeners(config: &Config, origins: &Origins, f: &mut Findings) {
+    if origins.listeners_written == 0 {
+        f.errors.push(
+            ConfigError::key(KeyPath::root().key("listeners"), "no listeners are defined")
+                .with_hint("add one, e.g. `listeners: [{name: http, address: \"0.0.0.0:8080\"}]`"),
+        );
+    }
+    let mut names: HashMap<&str, usize> = HashMap::new();
+    let mut addresses = HashMap::new();
+    for (i, l) in config.listeners.iter().enumerate() {
+        let path = origins.listener(i);
+        check_name(&l.name, path.key("name"), &mut f.errors);
+        if let Some(first) = names.insert(&l.name, i) {
+            f.errors.push(ConfigError::value(
+                path.key("name"),
+                format!(
+                    "listener name `{}` is already used by {}",
+                    l.name,
+                    origins.listener(first)
+                ),
+            ));
+        }
+        if let Some(first) = addresses.insert(l.address, i) {
+            f.errors.push(ConfigError::value(
+                path.key("address"),
+                format!(
+                    "address {} is already used by {}",
+                    l.address,
+                    origins.listener(first)
+                ),
+            ));
+        }
+        if l.threads == Some(0) {
+            f.errors.push(ConfigError::value(
+                path.key("threads"),
+                "must be at least 1",
+            ));
+        }
+    }
+}
+
+fn upstreams(config: &Config, origins: &Origins, f: &mut Findings) {
+    // With a broken route we cannot know which upstreams are used.
+    let all_routes_parsed = origins.route_index.len() == origins.routes_written;
+    for (name, u) in &config.upstreams {
+        let path = KeyPath::root().key("upstreams").key(name.as_str());
+        check_name(name, path.clone(), &mut f.errors);
+        if u.backends.is_empty() {
+            f.errors.push(
+                ConfigError::value(path.key("backends"), "the backend list is empty")
+                    .with_hint("list at least one `host:port`"),
+            );
+        }
+        let mut seen = HashMap::new();
+        for (i, b) in u.backends.iter().enumerate() {
+            let bpath = path.key("backends").index(i);
+            if b.weight == 0 || b.weight > MAX_WEIGHT {
+                f.errors.push(ConfigError::value(
+                    bpath.key("weight"),
+                    format!(
+                        "weight must be between 1 and {MAX_WEIGHT}, found {}",
+                        b.weight
+                    ),
+                ));
+            }
+            if let Some(first) = seen.insert(&b.address, i) {
+                f.errors.push(ConfigError::value(
+                    bpath,
+                    format!(
+                        "backend {} is listed twice (first at backends[{first}]); use `weight` to give it a larger share",
+                        b.address
+                    ),
+                ));
+            }
+        }
+        for (key, value) in [
+            ("connect_timeout", u.connect_timeout),
+            ("read_timeout", u.read_timeout),
+            ("write_timeout", u.write_timeout),
+        ] {
+            if value.get().is_zero() {
+                f.errors
+                    .push(ConfigError::value(path.key(key), "must be greater than 0s"));
+            }
+        }
+        if all_routes_parsed && !config.routes.iter().any(|r| &r.upstream == name) {
+            f.warnings.push(ConfigError::key(
+                path,
+                format!("upstream `{name}` is not used by any route"),
+            ));
+        }
+    }
+}
+
+fn header_rules(
+    rules: &HeaderRules,
+    protected: &[(&str, &str)],
+    path: KeyPath,
+    errors: &mut Vec<ConfigError>,
+) {
+    let names = rules
+        .remove
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (path.key("remove").index(i), n))
+        .chain(
+            rules
+                .set
+                .keys()
+                .map(|n| (path.key("set").key(n.0.as_str()), n)),
+        )
+        .chain(
+            rules
+                .add
+                .keys()
+                .map(|n| (path.key("add").key(n.0.as_str()), n)),
+        );
+    for (p, name) in names {
+        if let Some((_, why)) = protected.iter().find(|(h, _)| *h == name.0.as_str()) {
+            errors.push(
+                ConfigError::key(p, format!("header `{}` cannot be rewritten", name.0))
+                    .with_hint(*why),
+            );
+        }
+    }
+}
+
+fn routes(config: &Config, origins: &Origins, f: &mut Findings) {
+    if origins.routes_written == 0 {
+        f.errors.push(
+            ConfigError::key(KeyPath::root().key("routes"), "no routes are defined")
+                .with_hint("every request would get 404; add a route with `upstream:`"),
+        );
+    }
+    let mut names: HashMap<String, usize> = HashMap::new();
+    let mut claimed: HashMap<(HostPattern, PathPrefix), usize> = HashMap::new();
+    let root = PathPrefix("/".to_string());
+    for (i, r) in config.routes.iter().enumerate() {
+        let path = origins.route(i);
+        if let Some(name) = &r.name {
+            check_name(name, path.key("name"), &mut f.errors);
+        }
+        let name = r.name.clone().unwrap_or_else(|| path.to_string());
+        if let Some(first) = names.insert(name.clone(), i) {
+            f.errors.push(ConfigError::value(
+                path.key("name"),
+                format!(
+                    "route name `{name}` is already used by {}",
+                    origins.route(first)
+                ),
+            ));
+        }
+
+        if !config.upstreams.contains_key(&r.upstream)
+            && !origins.broken_upstreams.contains(&r.upstream)
+        {
+            let mut e = ConfigError::value(
+                path.key("upstream"),
+                format!("upstream `{}` is not defined", r.upstream),
+            );
+            let known = config.upstreams.keys().map(String::as_str);
+            e = match did_you_mean(&r.upstream, known) {
+                Some(s) => e.with_hint(format!("did you mean `{s}`?")),
+                None if config.upstreams.is_empty() => e.with_hint("define it under `upstreams:`"),
+                None => e.with_hint(format!(
+                    "defined upstreams: {}",
+                    config
+                        .upstreams
+                        .keys()
+                        .map(|k| format!("`{k}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
+            };
+            f.errors.push(e);
+        }
+
+        let hosts: Vec<HostPattern> = if r.matcher.host.is_empty() {
+            vec![HostPattern::Any]
+        } else {
+            r.matcher.host.iter().cloned().collect()
+        };
+        let prefixes: Vec<&PathPrefix> = if r.matcher.path_prefix.is_empty() {
+            vec![&root]
+        } else {
+            r.matcher.path_prefix.iter().collect()
+        };
+        for host in &hosts {
+            for prefix in &prefixes {
+                let key = (host.clone(), (*prefix).clone());
+                match claimed.get(&key) {
+                    Some(&first) if first == i => f.errors.push(ConfigError::key(
+                        path.key("match"),
+                        format!("host `{host}` with path prefix `{prefix}` is listed twice"),
+                    )),
+                    Some(&first) => f.errors.push(
+                        ConfigError::key(
+                            path.key("match"),
+                            format!(
+                                "duplicate route: {} already matches host `{host}` with path prefix `{prefix}`",
+                                origins.route(first)
+                            ),
+                        )
+                        .with_hint("this route could never be selected; merge the two or change one match"),
+                    ),
+                    None => {
+                        claimed.insert(key, i);
+                    }
+                }
+            }
+        }
+
+        header_rules(
+            &r.request_headers,
+            PROTECTED_REQUEST_HEADERS,
+            path.key("request_headers"),
+            &mut f.errors,
+        );
+        header_rules(
+            &r.response_headers,
+            PROTECTED_RESPONSE_HEADERS,
+            path.key("response_headers"),
+            &mut f.errors,
+        );
+        if r.max_request_body.is_some_and(|s| s.bytes() == 0) {
+            f.errors.push(
+                ConfigError::value(path.key("max_request_body"), "must be greater than 0")
+                    .with_hint("omit the key for no limit"),
+            );
+        }
+    }
+}

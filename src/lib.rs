@@ -1,0 +1,32 @@
+//! Palisade: a caching reverse proxy built on Cloudflare's Pingora.
+//!
+//! The modules follow a request's life: [`config`] reads and validates the
+//! YAML file; [`runtime`] compiles it into the immutable snapshot (routing
+//! table, [`upstream`] pools) the request path reads; [`proxy`] is the
+//! Pingora `ProxyHttp` implementation; [`server`] assembles the Pingora
+//! server from it all.
+
+pub mod config;
+pub mod logging;
+pub mod net;
+pub mod proxy;
+pub mod runtime;
+pub mod server;
+pub mod upstream;
+
+use std::path::Path;
+
+use config::{LoadError, LoadedConfig};
+use runtime::Runtime;
+
+/// Loads, validates and compiles the configuration file at `path`: exactly
+/// what `palisade check` verifies and `palisade run` needs.
+pub fn load(path: &Path) -> Result<(LoadedConfig, Runtime), LoadError> {
+    let loaded = config::load(path)?;
+    match Runtime::compile(&loaded.config) {
+        Ok(runtime) => Ok((loaded, runtime)),
+        Err(errors) => Err(LoadError::Invalid {
+            report: loaded.report(errors),
+        }),
+    }
+}

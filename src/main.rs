@@ -1,0 +1,132 @@
+//! The `palisade` command line.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use palisade::config::{LoadError, Report};
+use palisade::runtime::RuntimeHandle;
+use tracing::{info, warn};
+
+const DEFAULT_CONFIG: &str = "conf/palisade.yaml";
+
+#[derive(Parser)]
+#[command(
+    name = "palisade",
+    version = concat!(env!("CARGO_PKG_VERSION"), " (pingora 0.9.1)"),
+    about = "A caching reverse proxy built on Pingora",
+    propagate_version = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy in the foreground (or as a daemon with `server.daemon`).
+    Run {
+        /// The configuration file.
+        #[arg(short, long, value_name = "FILE", default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+    /// Check the configuration file and exit: 0 when valid, 1 otherwise.
+    Check {
+        /// The configuration file.
+        #[arg(short, long, value_name = "FILE", default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { config } => check(&config),
+        Command::Run { config } => run(&config),
+    }
+}
+
+fn print_load_error(path: &Path, e: &LoadError) {
+    eprintln!("{e}");
+    if let LoadError::Invalid { report } = e {
+        eprintln!(
+            "palisade: configuration file {} test failed ({})",
+            path.display(),
+            count(report.errors.len(), "error")
+        );
+    }
+}
+
+fn count(n: usize, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
+}
+
+fn check(path: &Path) -> ExitCode {
+    match palisade::load(path) {
+        Ok((loaded, runtime)) => {
+            let report: Report = loaded.report(Vec::new());
+            if !report.warnings.is_empty() {
+                eprintln!("{report}");
+            }
+            let c = &loaded.config;
+            eprintln!(
+                "palisade: configuration file {} test is successful ({}, {}, {}, {})",
+                path.display(),
+                count(c.listeners.len(), "listener"),
+                count(c.upstreams.len(), "upstream"),
+                count(
+                    runtime.pools.iter().map(|p| p.backends().len()).sum(),
+                    "backend"
+                ),
+                count(c.routes.len(), "route"),
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            print_load_error(path, &e);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(path: &Path) -> ExitCode {
+    let (loaded, runtime) = match palisade::load(path) {
+        Ok(ok) => ok,
+        Err(e) => {
+            print_load_error(path, &e);
+            return ExitCode::FAILURE;
+        }
+    };
+    let config = &loaded.config;
+    if let Err(e) = palisade::server::check_listeners(config) {
+        eprintln!("palisade: {e}");
+        return ExitCode::FAILURE;
+    }
+    palisade::logging::init(config.logging.level);
+    for w in loaded.report(Vec::new()).warnings {
+        warn!("{w}");
+    }
+    for l in &config.listeners {
+        info!(
+            listener = %l.name,
+            address = %l.address,
+            h2c = l.h2c,
+            "listening"
+        );
+    }
+    info!(
+        config = %path.display(),
+        routes = config.routes.len(),
+        upstreams = config.upstreams.len(),
+        version = env!("CARGO_PKG_VERSION"),
+        "palisade starting"
+    );
+    let runtime = Arc::new(RuntimeHandle::new(runtime));
+    let server = palisade::server::build(config, runtime);
+    server.run_forever()
+}

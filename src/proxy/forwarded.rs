@@ -1,0 +1,184 @@
+//! Who the client is and how the request reached us: the client IP and the
+//! `X-Forwarded-For`, `X-Forwarded-Proto`, `X-Forwarded-Host` and `Via`
+//! headers sent upstream.
+//!
+//! Incoming forwarding headers are believed only from trusted proxies
+//! (`server.trusted_proxies`). From anyone else they are replaced, so an
+//! origin can never be fooled by a client that writes its own
+//! `X-Forwarded-For`.
+
+use std::net::IpAddr;
+
+use http::HeaderValue;
+use pingora::http::RequestHeader;
+
+use crate::net::IpSet;
+
+/// `X-Forwarded-For`.
+pub const X_FORWARDED_FOR: &str = "x-forwarded-for";
+/// `X-Forwarded-Proto`.
+pub const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
+/// `X-Forwarded-Host`.
+pub const X_FORWARDED_HOST: &str = "x-forwarded-host";
+
+/// The pseudonym Palisade uses in `Via`.
+pub const VIA_PSEUDONYM: &str = "palisade";
+
+/// The client's IP: the peer, or — when the peer is a trusted proxy — the
+/// rightmost address of `X-Forwarded-For` that is not itself trusted.
+pub fn client_ip(peer: IpAddr, req: &RequestHeader, trusted: &IpSet) -> IpAddr {
+    let peer = peer.to_canonical();
+    if trusted.is_empty() || !trusted.contains(peer) {
+        return peer;
+    }
+    let mut client = peer;
+    for value in req.headers.get_all(X_FORWARDED_FOR).iter().rev() {
+        let Ok(text) = value.to_str() else {
+            return client;
+        };
+        for hop in text.rsplit(',') {
+            let Ok(ip) = hop.trim().parse::<IpAddr>() else {
+                return client;
+            };
+            let ip = ip.to_canonical();
+            client = ip;
+            if !trusted.contains(ip) {
+                return client;
+            }
+        }
+    }
+    client
+}
+
+/// What the proxy knows about the downstream side of a request.
+#[derive(Debug, Clone, Copy)]
+pub struct Downstream {
+    /// The TCP peer.
+    pub peer: IpAddr,
+    /// Whether the peer is a trusted proxy.
+    pub trusted: bool,
+    /// Whether the client connection is TLS.
+    pub tls: bool,
+}
+
+/// Sets the forwarding headers on the request sent upstream.
+pub fn apply(req: &mut RequestHeader, downstream: Downstream) -> pingora::Result<()> {
+    let peer = downstream.peer.to_canonical().to_string();
+    let xff = if downstream.trusted {
+        let previous: Vec<&str> = req
+            .headers
+            .get_all(X_FORWARDED_FOR)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .collect();
+        if previous.is_empty() {
+            peer
+        } else {
+            format!("{}, {peer}", previous.join(", "))
+        }
+    } else {
+        peer
+    };
+    req.insert_header(X_FORWARDED_FOR, xff)?;
+
+    if !(downstream.trusted && req.headers.contains_key(X_FORWARDED_PROTO)) {
+        let proto = if downstream.tls { "https" } else { "http" };
+        req.insert_header(X_FORWARDED_PROTO, proto)?;
+    }
+    if !(downstream.trusted && req.headers.contains_key(X_FORWARDED_HOST)) {
+        match req.headers.get(http::header::HOST).cloned() {
+            Some(host) => req.insert_header(X_FORWARDED_HOST, host)?,
+            None => {
+                req.remove_header(X_FORWARDED_HOST);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The `Via` entry for a message of HTTP version `version`.
+pub fn via_value(version: http::Version) -> HeaderValue {
+    match version {
+        http::Version::HTTP_10 => HeaderValue::from_static("1.0 palisade"),
+        http::Version::HTTP_2 => HeaderValue::from_static("2 palisade"),
+        http::Version::HTTP_3 => HeaderValue::from_static("3 palisade"),
+        _ => HeaderValue::from_static("1.1 palisade"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn trusted() -> IpSet {
+        IpSet::new(["10.0.0.0/8".parse().unwrap()])
+    }
+
+    fn req(xff: &[&str]) -> RequestHeader {
+        let mut r = RequestHeader::build("GET", b"/", None).unwrap();
+        r.insert_header("host", "example.com").unwrap();
+        for v in xff {
+            r.append_header(X_FORWARDED_FOR, *v).unwrap();
+        }
+        r
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn untrusted_peer_is_the_client() {
+        let r = req(&["1.2.3.4"]);
+        assert_eq!(client_ip(ip("5.6.7.8"), &r, &trusted()), ip("5.6.7.8"));
+    }
+
+    #[test]
+    fn trusted_peer_reveals_the_rightmost_untrusted_hop() {
+        let r = req(&["9.9.9.9, 1.2.3.4", "10.0.0.2"]);
+        assert_eq!(client_ip(ip("10.0.0.1"), &r, &trusted()), ip("1.2.3.4"));
+    }
+
+    #[test]
+    fn garbage_in_xff_stops_the_walk() {
+        let r = req(&["1.2.3.4, bogus, 10.0.0.3"]);
+        assert_eq!(client_ip(ip("10.0.0.1"), &r, &trusted()), ip("10.0.0.3"));
+    }
+
+    #[test]
+    fn headers_from_untrusted_peers_are_replaced() {
+        let mut r = req(&["6.6.6.6"]);
+        r.insert_header(X_FORWARDED_PROTO, "https").unwrap();
+        r.insert_header(X_FORWARDED_HOST, "evil.test").unwrap();
+        let d = Downstream {
+            peer: ip("5.6.7.8"),
+            trusted: false,
+            tls: false,
+        };
+        apply(&mut r, d).unwrap();
+        assert_eq!(r.headers.get(X_FORWARDED_FOR).unwrap(), "5.6.7.8");
+        assert_eq!(r.headers.get(X_FORWARDED_PROTO).unwrap(), "http");
+        assert_eq!(r.headers.get(X_FORWARDED_HOST).unwrap(), "example.com");
+    }
+
+    #[test]
+    fn headers_from_trusted_peers_are_extended() {
+        let mut r = req(&["1.2.3.4", "10.0.0.9"]);
+        r.insert_header(X_FORWARDED_PROTO, "https").unwrap();
+        r.insert_header(X_FORWARDED_HOST, "public.example").unwrap();
+        let d = Downstream {
+            peer: ip("::ffff:10.0.0.1"),
+            trusted: true,
+            tls: false,
+        };
+        apply(&mut r, d).unwrap();
+        assert_eq!(
+            r.headers.get(X_FORWARDED_FOR).unwrap(),
+            "1.2.3.4, 10.0.0.9, 10.0.0.1"
+        );
+        assert_eq!(r.headers.get(X_FORWARDED_PROTO).unwrap(), "https");
+        assert_eq!(r.headers.get(X_FORWARDED_HOST).unwrap(), "public.example");
+    }
+}

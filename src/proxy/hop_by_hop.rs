@@ -1,0 +1,77 @@
+//! Hop-by-hop response headers (RFC 9110 §7.6.1) are meaningful only for
+//! the connection they arrived on and must not be forwarded (or cached).
+//!
+//! Pingora already strips them from requests sent upstream and writes its
+//! own `Connection` header on responses; this removes the rest from upstream
+//! responses: `Keep-Alive`, `Proxy-Connection`, `TE`, `Upgrade` (except on a
+//! `101 Switching Protocols`) and every header the upstream's `Connection`
+//! header names.
+
+use http::header;
+use pingora::http::ResponseHeader;
+
+/// Removes hop-by-hop headers from an upstream response.
+pub fn strip_response(resp: &mut ResponseHeader) {
+    let switching = resp.status == http::StatusCode::SWITCHING_PROTOCOLS;
+    let nominated: Vec<String> = resp
+        .headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .filter(|t| !t.is_empty() && t != "close" && t != "keep-alive" && t != "upgrade")
+        .collect();
+    for name in &nominated {
+        if is_protected(name) {
+            continue;
+        }
+        resp.remove_header(name.as_str());
+    }
+    resp.remove_header("keep-alive");
+    resp.remove_header("proxy-connection");
+    resp.remove_header(&header::TE);
+    if !switching {
+        resp.remove_header(&header::UPGRADE);
+        resp.remove_header(&header::CONNECTION);
+    }
+}
+
+/// Headers that carry message framing: Pingora needs them, whatever the
+/// upstream's `Connection` header says.
+fn is_protected(name: &str) -> bool {
+    matches!(name, "content-length" | "transfer-encoding" | "date")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strips_standard_and_nominated_headers() {
+        let mut r = ResponseHeader::build(200, None).unwrap();
+        r.insert_header("connection", "keep-alive, X-Secret, Content-Length")
+            .unwrap();
+        r.insert_header("keep-alive", "timeout=5").unwrap();
+        r.insert_header("x-secret", "1").unwrap();
+        r.insert_header("content-length", "3").unwrap();
+        r.insert_header("upgrade", "h2c").unwrap();
+        r.insert_header("x-normal", "1").unwrap();
+        strip_response(&mut r);
+        for gone in ["connection", "keep-alive", "x-secret", "upgrade"] {
+            assert!(r.headers.get(gone).is_none(), "{gone} should be stripped");
+        }
+        assert_eq!(r.headers.get("content-length").unwrap(), "3");
+        assert_eq!(r.headers.get("x-normal").unwrap(), "1");
+    }
+
+    #[test]
+    fn keeps_upgrade_on_switching_protocols() {
+        let mut r = ResponseHeader::build(101, None).unwrap();
+        r.insert_header("connection", "Upgrade").unwrap();
+        r.insert_header("upgrade", "websocket").unwrap();
+        strip_response(&mut r);
+        assert_eq!(r.headers.get("upgrade").unwrap(), "websocket");
+        assert_eq!(r.headers.get("connection").unwrap(), "Upgrade");
+    }
+}

@@ -1,0 +1,100 @@
+//! Responses Palisade generates itself (no route, bad request, upstream
+//! failures) and the mapping from errors to status codes.
+
+use bytes::Bytes;
+use http::{header, HeaderValue, StatusCode};
+use pingora::http::ResponseHeader;
+use pingora::prelude::*;
+use pingora::{ErrorSource, ErrorType};
+
+use super::request_id::X_REQUEST_ID;
+
+/// The status code to answer with after `e`, or `None` when the client is
+/// gone and nothing can be sent.
+///
+/// Upstream timeouts give `504`, other upstream failures `502`; a client
+/// that sent something unparsable gets `400`, one that was too slow `408`.
+pub fn status_for(e: &Error) -> Option<u16> {
+    use ErrorType::*;
+    if let HTTPStatus(code) = e.etype() {
+        return Some(*code);
+    }
+    match e.esource() {
+        ErrorSource::Upstream => match e.etype() {
+            ConnectTimedout | ReadTimedout | WriteTimedout | TLSHandshakeTimedout => Some(504),
+            _ => Some(502),
+        },
+        ErrorSource::Downstream => match e.etype() {
+            ReadError | WriteError | ConnectionClosed => None,
+            ReadTimedout => Some(408),
+            _ => Some(400),
+        },
+        ErrorSource::Internal | ErrorSource::Unset => Some(500),
+    }
+}
+
+/// A short plain-text response, e.g. `502 Bad Gateway`.
+pub fn build(status: u16, request_id: Option<&HeaderValue>) -> Result<(ResponseHeader, Bytes)> {
+    let code = StatusCode::from_u16(status)
+        .map_err(|_| Error::explain(ErrorType::InternalError, "invalid status code"))?;
+    let body = Bytes::from(format!(
+        "{} {}\n",
+        code.as_u16(),
+        code.canonical_reason().unwrap_or("Error")
+    ));
+    let mut resp = ResponseHeader::build(code, Some(4))?;
+    resp.insert_header(header::CONTENT_TYPE, "text/plain; charset=utf-8")?;
+    resp.insert_header(header::CONTENT_LENGTH, body.len())?;
+    resp.insert_header(header::CACHE_CONTROL, "no-store")?;
+    if let Some(id) = request_id {
+        resp.insert_header(X_REQUEST_ID, id.clone())?;
+    }
+    Ok((resp, body))
+}
+
+/// Sends a short plain-text response and ends the request. If the request
+/// body was not read, the connection is closed afterwards rather than
+/// reused, so unread body bytes can never be taken for the next request.
+pub async fn send(
+    session: &mut Session,
+    status: u16,
+    request_id: Option<&HeaderValue>,
+) -> Result<()> {
+    let (resp, body) = build(status, request_id)?;
+    if !session.as_downstream_mut().is_body_done() {
+        session.set_keepalive(None);
+    }
+    session.write_response_header(Box::new(resp), false).await?;
+    session.write_response_body(Some(body), true).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maps_errors_to_statuses() {
+        let up = Error::new_up;
+        let down = Error::new_down;
+        assert_eq!(status_for(&up(ErrorType::ConnectRefused)), Some(502));
+        assert_eq!(status_for(&up(ErrorType::ConnectTimedout)), Some(504));
+        assert_eq!(status_for(&up(ErrorType::ReadTimedout)), Some(504));
+        assert_eq!(status_for(&up(ErrorType::ConnectionClosed)), Some(502));
+        assert_eq!(status_for(&down(ErrorType::ConnectionClosed)), None);
+        assert_eq!(status_for(&down(ErrorType::InvalidHTTPHeader)), Some(400));
+        assert_eq!(
+            status_for(&Error::new(ErrorType::HTTPStatus(413))),
+            Some(413)
+        );
+        assert_eq!(status_for(&Error::new(ErrorType::InternalError)), Some(500));
+    }
+
+    #[test]
+    fn builds_short_plain_text_bodies() {
+        let (resp, body) = build(502, Some(&HeaderValue::from_static("id-1"))).unwrap();
+        assert_eq!(resp.status, 502);
+        assert_eq!(&body[..], b"502 Bad Gateway\n");
+        assert_eq!(resp.headers.get(X_REQUEST_ID).unwrap(), "id-1");
+        assert_eq!(resp.headers.get(header::CONTENT_LENGTH).unwrap(), "16");
+    }
+}

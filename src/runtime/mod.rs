@@ -1,0 +1,139 @@
+//! The runtime snapshot: the configuration compiled into the immutable
+//! structures the request path reads (routing table, upstream pools, header
+//! edits), published through an [`ArcSwap`] so that a reload is one atomic
+//! pointer swap and each request reads exactly one consistent snapshot.
+
+mod headers;
+mod router;
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use arc_swap::ArcSwap;
+use http::HeaderValue;
+
+pub use headers::{HeaderEdits, HeaderTarget};
+pub use router::{normalize_host, InvalidHost, RouteId, Router};
+
+use crate::config::{Config, ConfigError, HostPattern, KeyPath, PathPrefix};
+use crate::net::IpSet;
+use crate::upstream::Pool;
+
+/// A compiled route.
+#[derive(Debug)]
+pub struct Route {
+    /// The route's name, for logs and metrics.
+    pub name: Arc<str>,
+    /// Index of its pool in [`Runtime::pools`].
+    pub pool: usize,
+    /// `Host` to send upstream instead of the client's.
+    pub host_rewrite: Option<HeaderValue>,
+    /// Edits of the request sent upstream.
+    pub request_headers: HeaderEdits,
+    /// Edits of the response sent to the client.
+    pub response_headers: HeaderEdits,
+    /// Largest accepted request body, in bytes.
+    pub max_request_body: Option<u64>,
+}
+
+/// Everything the request path needs, compiled from one configuration.
+#[derive(Debug)]
+pub struct Runtime {
+    /// Routes, indexed by [`RouteId`].
+    pub routes: Box<[Route]>,
+    /// Host and path → route.
+    pub router: Router,
+    /// Upstream pools, indexed by [`Route::pool`].
+    pub pools: Box<[Arc<Pool>]>,
+    /// Peers whose forwarding headers are believed.
+    pub trusted_proxies: IpSet,
+    /// When this snapshot was compiled.
+    pub loaded_at: SystemTime,
+}
+
+impl Runtime {
+    /// Compiles a validated configuration. Fails only on what cannot be known
+    /// without touching the outside world, such as a backend host name that
+    /// does not resolve.
+    pub fn compile(config: &Config) -> Result<Self, Vec<ConfigError>> {
+        let mut errors = Vec::new();
+        let mut pools = Vec::with_capacity(config.upstreams.len());
+        for (name, upstream) in &config.upstreams {
+            let path = KeyPath::root().key("upstreams").key(name.as_str());
+            match Pool::build(name, upstream, &path) {
+                Ok(pool) => pools.push(Arc::new(pool)),
+                Err(e) => errors.push(e),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+
+        let root = PathPrefix("/".to_string());
+        let mut router = Router::new();
+        let mut routes = Vec::with_capacity(config.routes.len());
+        for (id, r) in config.routes.iter().enumerate() {
+            let pool = config.upstreams.get_index_of(&r.upstream).ok_or_else(|| {
+                vec![ConfigError::value(
+                    KeyPath::root().key("routes").index(id).key("upstream"),
+                    format!("upstream `{}` is not defined", r.upstream),
+                )]
+            })?;
+            let hosts: Vec<HostPattern> = if r.matcher.host.is_empty() {
+                vec![HostPattern::Any]
+            } else {
+                r.matcher.host.iter().cloned().collect()
+            };
+            let prefixes: Vec<&PathPrefix> = if r.matcher.path_prefix.is_empty() {
+                vec![&root]
+            } else {
+                r.matcher.path_prefix.iter().collect()
+            };
+            for host in &hosts {
+                for prefix in &prefixes {
+                    router.insert(host, &prefix.0, id);
+                }
+            }
+            routes.push(Route {
+                name: config.route_name(id).into(),
+                pool,
+                host_rewrite: r.host_rewrite.as_ref().map(|h| h.0.clone()),
+                request_headers: HeaderEdits::new(&r.request_headers),
+                response_headers: HeaderEdits::new(&r.response_headers),
+                max_request_body: r.max_request_body.map(|s| s.bytes()),
+            });
+        }
+        Ok(Self {
+            routes: routes.into_boxed_slice(),
+            router,
+            pools: pools.into_boxed_slice(),
+            trusted_proxies: IpSet::new(config.server.trusted_proxies.iter().copied()),
+            loaded_at: SystemTime::now(),
+        })
+    }
+}
+
+/// The current runtime snapshot, swappable at any time.
+#[derive(Debug)]
+pub struct RuntimeHandle {
+    current: ArcSwap<Runtime>,
+}
+
+impl RuntimeHandle {
+    /// A handle publishing `runtime`.
+    pub fn new(runtime: Runtime) -> Self {
+        Self {
+            current: ArcSwap::from_pointee(runtime),
+        }
+    }
+
+    /// The current snapshot. Call once per request and keep the `Arc`.
+    pub fn load(&self) -> Arc<Runtime> {
+        self.current.load_full()
+    }
+
+    /// Publishes a new snapshot; requests already running keep the old one.
+    pub fn store(&self, runtime: Runtime) {
+        self.current.store(Arc::new(runtime));
+    }
+}

@@ -1,0 +1,253 @@
+//! The routing table: request host and path → route.
+//!
+//! Hosts are tried from the most specific to the least: the exact host, then
+//! wildcard suffixes from the longest (`*.a.example.com`) to the shortest
+//! (`*.com`), then routes without a host. Within a host, the longest path
+//! prefix wins; prefixes match whole path segments (`/api` matches `/api` and
+//! `/api/users`, not `/apiary`). When a host has no matching path prefix the
+//! next, less specific host is tried, so a catch-all route always catches.
+//!
+//! A lookup costs one hash probe per candidate host and per path segment
+//! boundary at which some prefix of that length exists — independent of the
+//! number of routes.
+
+use std::borrow::Cow;
+
+use ahash::AHashMap;
+
+use crate::config::HostPattern;
+
+/// Index of a route in [`super::Runtime::routes`].
+pub type RouteId = usize;
+
+/// Prefix lengths present in a [`PathTable`], to skip hash probes for
+/// lengths no prefix has.
+#[derive(Debug, Default, Clone)]
+struct LengthSet {
+    short: [u64; 4],
+    has_long: bool,
+}
+
+impl LengthSet {
+    fn insert(&mut self, len: usize) {
+        if len < 256 {
+            self.short[len / 64] |= 1 << (len % 64);
+        } else {
+            self.has_long = true;
+        }
+    }
+
+    fn contains(&self, len: usize) -> bool {
+        if len < 256 {
+            self.short[len / 64] & (1 << (len % 64)) != 0
+        } else {
+            self.has_long
+        }
+    }
+}
+
+/// Path prefixes of one host.
+#[derive(Debug, Default, Clone)]
+struct PathTable {
+    prefixes: AHashMap<Box<str>, RouteId>,
+    lengths: LengthSet,
+}
+
+impl PathTable {
+    fn insert(&mut self, prefix: &str, route: RouteId) {
+        if !self.prefixes.contains_key(prefix) {
+            self.prefixes.insert(prefix.into(), route);
+            self.lengths.insert(prefix.len());
+        }
+    }
+
+    fn probe(&self, candidate: &str) -> Option<RouteId> {
+        if self.lengths.contains(candidate.len()) {
+            self.prefixes.get(candidate).copied()
+        } else {
+            None
+        }
+    }
+
+    /// The route of the longest prefix of `path` on a segment boundary.
+    fn lookup(&self, path: &str) -> Option<RouteId> {
+        if self.prefixes.is_empty() {
+            return None;
+        }
+        let trimmed = path.trim_end_matches('/');
+        let mut end = trimmed.len();
+        while end > 0 {
+            if let Some(route) = self.probe(&trimmed[..end]) {
+                return Some(route);
+            }
+            end = trimmed[..end].rfind('/').unwrap_or(0);
+        }
+        self.probe("/")
+    }
+}
+
+/// Maps (host, path) to a route. Immutable once built.
+#[derive(Debug, Default, Clone)]
+pub struct Router {
+    exact: AHashMap<Box<str>, PathTable>,
+    wildcard: AHashMap<Box<str>, PathTable>,
+    any: PathTable,
+}
+
+impl Router {
+    /// An empty router.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a (host, prefix) → route rule. The first rule for a given
+    /// (host, prefix) wins.
+    pub fn insert(&mut self, host: &HostPattern, prefix: &str, route: RouteId) {
+        let table = match host {
+            HostPattern::Any => &mut self.any,
+            HostPattern::Exact(h) => self.exact.entry(h.as_str().into()).or_default(),
+            HostPattern::Wildcard(s) => self.wildcard.entry(s.as_str().into()).or_default(),
+        };
+        table.insert(prefix, route);
+    }
+
+    /// The route for a request. `host` must be normalised with
+    /// [`normalize_host`]; `path` is the request path without query.
+    pub fn lookup(&self, host: &str, path: &str) -> Option<RouteId> {
+        if let Some(route) = self.exact.get(host).and_then(|t| t.lookup(path)) {
+            return Some(route);
+        }
+        if !self.wildcard.is_empty() && !host.starts_with('[') {
+            let mut rest = host;
+            while let Some(dot) = rest.find('.') {
+                rest = &rest[dot + 1..];
+                if let Some(route) = self.wildcard.get(rest).and_then(|t| t.lookup(path)) {
+                    return Some(route);
+                }
+            }
+        }
+        self.any.lookup(path)
+    }
+}
+
+/// Why a request's host cannot be used for routing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InvalidHost;
+
+/// Normalises a `Host` header or URI authority for routing: lowercase,
+/// without port, userinfo or trailing dot. IPv6 literals keep their brackets.
+pub fn normalize_host(raw: &str) -> Result<Cow<'_, str>, InvalidHost> {
+    if raw.contains('@') {
+        return Err(InvalidHost);
+    }
+    let host = if raw.starts_with('[') {
+        let end = raw.find(']').ok_or(InvalidHost)?;
+        let rest = &raw[end + 1..];
+        if !(rest.is_empty() || valid_port(rest.strip_prefix(':').ok_or(InvalidHost)?)) {
+            return Err(InvalidHost);
+        }
+        &raw[..=end]
+    } else {
+        match raw.rsplit_once(':') {
+            Some((host, port)) if valid_port(port) => host,
+            Some(_) => return Err(InvalidHost),
+            None => raw,
+        }
+    };
+    let host = host.strip_suffix('.').unwrap_or(host);
+    if !host
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'[' | b']' | b':'))
+    {
+        return Err(InvalidHost);
+    }
+    if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        Ok(Cow::Owned(host.to_ascii_lowercase()))
+    } else {
+        Ok(Cow::Borrowed(host))
+    }
+}
+
+fn valid_port(port: &str) -> bool {
+    port.is_empty() || (port.len() <= 5 && port.bytes().all(|b| b.is_ascii_digit()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host(s: &str) -> HostPattern {
+        s.parse().unwrap()
+    }
+
+    fn router() -> Router {
+        let mut r = Router::new();
+        r.insert(&HostPattern::Any, "/", 0);
+        r.insert(&HostPattern::Any, "/api", 1);
+        r.insert(&host("example.com"), "/", 2);
+        r.insert(&host("example.com"), "/api/v2", 3);
+        r.insert(&host("*.example.com"), "/", 4);
+        r.insert(&host("*.eu.example.com"), "/", 5);
+        r.insert(&host("only-api.test"), "/api", 6);
+        r
+    }
+
+    #[test]
+    fn longest_prefix_on_segment_boundaries() {
+        let r = router();
+        assert_eq!(r.lookup("other.test", "/"), Some(0));
+        assert_eq!(r.lookup("other.test", "/api"), Some(1));
+        assert_eq!(r.lookup("other.test", "/api/"), Some(1));
+        assert_eq!(r.lookup("other.test", "/api/users"), Some(1));
+        assert_eq!(r.lookup("other.test", "/apiary"), Some(0));
+        assert_eq!(r.lookup("other.test", ""), Some(0));
+    }
+
+    #[test]
+    fn exact_host_beats_wildcard_beats_any() {
+        let r = router();
+        assert_eq!(r.lookup("example.com", "/api"), Some(2));
+        assert_eq!(r.lookup("example.com", "/api/v2/x"), Some(3));
+        assert_eq!(r.lookup("www.example.com", "/api"), Some(4));
+        assert_eq!(r.lookup("a.b.example.com", "/"), Some(4));
+        assert_eq!(r.lookup("x.eu.example.com", "/"), Some(5));
+        assert_eq!(r.lookup("eu.example.com", "/"), Some(4));
+    }
+
+    #[test]
+    fn falls_through_to_less_specific_hosts_when_no_prefix_matches() {
+        let r = router();
+        assert_eq!(r.lookup("only-api.test", "/api/x"), Some(6));
+        assert_eq!(r.lookup("only-api.test", "/other"), Some(0));
+    }
+
+    #[test]
+    fn no_route_without_catch_all() {
+        let mut r = Router::new();
+        r.insert(&host("example.com"), "/app", 0);
+        assert_eq!(r.lookup("example.com", "/"), None);
+        assert_eq!(r.lookup("example.org", "/app"), None);
+    }
+
+    #[test]
+    fn long_prefixes_are_found() {
+        let mut r = Router::new();
+        let long = format!("/{}", "a".repeat(300));
+        r.insert(&HostPattern::Any, &long, 7);
+        assert_eq!(r.lookup("h", &format!("{long}/x")), Some(7));
+        assert_eq!(r.lookup("h", "/a"), None);
+    }
+
+    #[test]
+    fn normalizes_hosts() {
+        assert_eq!(normalize_host("Example.COM:8080").unwrap(), "example.com");
+        assert_eq!(normalize_host("example.com.").unwrap(), "example.com");
+        assert_eq!(normalize_host("[::1]:443").unwrap(), "[::1]");
+        assert_eq!(normalize_host("10.0.0.1").unwrap(), "10.0.0.1");
+        assert_eq!(normalize_host("").unwrap(), "");
+        assert!(normalize_host("user@host").is_err());
+        assert!(normalize_host("host:port").is_err());
+        assert!(normalize_host("ho st").is_err());
+        assert!(normalize_host("[::1").is_err());
+    }
+}

@@ -1,0 +1,69 @@
+//! Builds the Pingora server from a configuration: Pingora's own settings
+//! from the `server:` section, and one proxy service per listener.
+
+use std::sync::Arc;
+
+use pingora::apps::HttpServerOptions;
+use pingora::proxy::ProxyServiceBuilder;
+use pingora::server::configuration::ServerConf;
+use pingora::server::Server;
+
+use crate::config::Config;
+use crate::proxy::Palisade;
+use crate::runtime::RuntimeHandle;
+
+/// Pingora's server settings for `config`.
+pub fn server_conf(config: &Config) -> ServerConf {
+    let s = &config.server;
+    ServerConf {
+        threads: s.threads,
+        daemon: s.daemon,
+        pid_file: s.pid_file.display().to_string(),
+        upgrade_sock: s.upgrade_socket.display().to_string(),
+        user: s.user.clone(),
+        group: s.group.clone(),
+        error_log: s.error_log.as_ref().map(|p| p.display().to_string()),
+        grace_period_seconds: Some(s.grace_period.ceil_secs()),
+        graceful_shutdown_timeout_seconds: Some(s.shutdown_timeout.ceil_secs()),
+        // Retries are decided per request by the proxy; this is only
+        // Pingora's safety net against a retry loop.
+        max_retries: 4,
+        ..ServerConf::default()
+    }
+}
+
+/// Checks that every listener address can be bound, so that a port in use
+/// or a privileged port is reported at once with the listener's name instead
+/// of Pingora retrying the bind for 30 seconds. The test sockets are closed
+/// again before Pingora binds for real.
+pub fn check_listeners(config: &Config) -> Result<(), String> {
+    for (i, listener) in config.listeners.iter().enumerate() {
+        if let Err(e) = std::net::TcpListener::bind(listener.address) {
+            return Err(format!(
+                "cannot listen on {} (listeners[{i}], `{}`): {e}",
+                listener.address, listener.name
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A Pingora server with one proxy service per listener, all reading their
+/// routing from `runtime`.
+pub fn build(config: &Config, runtime: Arc<RuntimeHandle>) -> Server {
+    let mut server = Server::new_with_opt_and_conf(None, server_conf(config));
+    server.bootstrap();
+    for listener in &config.listeners {
+        let proxy = Palisade::new(runtime.clone(), &listener.name);
+        let mut options = HttpServerOptions::default();
+        options.h2c = listener.h2c;
+        let mut service = ProxyServiceBuilder::new(&server.configuration, proxy)
+            .name(format!("listener {}", listener.name))
+            .server_options(options)
+            .build();
+        service.add_tcp(&listener.address.to_string());
+        service.threads = listener.threads;
+        server.add_service(service);
+    }
+    server
+}

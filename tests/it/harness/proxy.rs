@@ -1,0 +1,178 @@
+//! A real Palisade process (the built binary) started from a YAML string on
+//! an ephemeral loopback port.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+/// The `palisade` binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_palisade");
+
+/// How long a proxy may take to start listening.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Runs `palisade` with `args` to completion.
+pub fn run_cli(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run palisade")
+}
+
+/// A free loopback port (bound then released; the kernel does not hand it
+/// out again right away).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// Builds the configuration of a test proxy.
+#[derive(Default)]
+pub struct ProxyBuilder {
+    body: String,
+    server_extra: String,
+    h2c: bool,
+}
+
+impl ProxyBuilder {
+    /// Extra lines for the `server:` section, e.g. `trusted_proxies: [...]`.
+    pub fn server(mut self, yaml: &str) -> Self {
+        self.server_extra = yaml.to_string();
+        self
+    }
+
+    /// Accept HTTP/2 cleartext on the listener.
+    pub fn h2c(mut self) -> Self {
+        self.h2c = true;
+        self
+    }
+
+    fn yaml(&self, dir: &Path, port: u16) -> String {
+        let server_extra: String = self
+            .server_extra
+            .lines()
+            .map(|l| format!("  {l}\n"))
+            .collect();
+        format!(
+            "server:\n  threads: 1\n  grace_period: 0s\n  shutdown_timeout: 1s\n  pid_file: {dir}/palisade.pid\n  upgrade_socket: {dir}/upgrade.sock\n{server_extra}\
+             listeners:\n  - name: main\n    address: 127.0.0.1:{port}\n    h2c: {h2c}\n{body}\n",
+            dir = dir.display(),
+            h2c = self.h2c,
+            body = self.body,
+        )
+    }
+
+    /// Starts the proxy and waits until it accepts connections.
+    pub async fn start(self) -> Proxy {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut last_log = String::new();
+        for _attempt in 0..3 {
+            let port = free_port();
+            let config = dir.path().join("palisade.yaml");
+            std::fs::write(&config, self.yaml(dir.path(), port)).expect("write config");
+            match Proxy::spawn(&config, dir.path(), port).await {
+                Ok(child) => {
+                    return Proxy {
+                        child,
+                        addr: SocketAddr::from(([127, 0, 0, 1], port)),
+                        log: dir.path().join("palisade.log"),
+                        _dir: dir,
+                    }
+                }
+                Err(log) if log.contains("Address already in use") => last_log = log,
+                Err(log) => panic!("palisade did not start:\n{log}"),
+            }
+        }
+        panic!("palisade could not find a free port:\n{last_log}");
+    }
+}
+
+/// A running proxy; killed when dropped.
+pub struct Proxy {
+    child: Child,
+    /// Where the proxy listens.
+    pub addr: SocketAddr,
+    log: PathBuf,
+    _dir: TempDir,
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Proxy {
+    /// A proxy whose configuration is the harness's `server:` and
+    /// `listeners:` sections followed by `body` (upstreams and routes).
+    pub fn builder(body: impl Into<String>) -> ProxyBuilder {
+        ProxyBuilder {
+            body: body.into(),
+            ..ProxyBuilder::default()
+        }
+    }
+
+    /// Starts a proxy with `body` as upstreams and routes.
+    pub async fn start(body: impl Into<String>) -> Proxy {
+        Self::builder(body).start().await
+    }
+
+    async fn spawn(config: &Path, dir: &Path, port: u16) -> Result<Child, String> {
+        let log_path = dir.join("palisade.log");
+        let log = std::fs::File::create(&log_path).expect("log file");
+        let mut child = Command::new(BIN)
+            .args(["run", "-c"])
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .stdout(log.try_clone().expect("log file"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn palisade");
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                return Err(format!("exited with {status}:\n{log}"));
+            }
+            if tokio::net::TcpStream::connect(addr).await.is_ok() {
+                return Ok(child);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                return Err(format!("not listening after {STARTUP_TIMEOUT:?}:\n{log}"));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// `http://127.0.0.1:port{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Everything the proxy logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the log contains `needle`; returns the log either way.
+    pub async fn wait_for_log(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = self.log();
+            if log.contains(needle) || Instant::now() > deadline {
+                return log;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}

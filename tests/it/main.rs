@@ -1,0 +1,13 @@
+//! Integration tests: real origin servers and the real `palisade` binary on
+//! loopback ephemeral ports, talking real HTTP.
+//!
+//! One test crate (one binary linking Pingora) with a module per feature.
+
+mod harness;
+
+mod bodies;
+mod cli;
+mod errors;
+mod forwarding;
+mod protocols;
+mod routing;
