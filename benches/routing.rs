@@ -40,14 +40,22 @@ fn bench_lookup(c: &mut Criterion) {
     for n in [10usize, 1_000] {
         let router = table(n);
         let cases = [
-            ("exact_host_deep_path", "site1.example.com", "/api/v2/users/42/orders"),
+            (
+                "exact_host_deep_path",
+                "site1.example.com",
+                "/api/v2/users/42/orders",
+            ),
             ("wildcard_host", "shop.tenant0.example.com", "/api/cart"),
             ("fallback_to_catch_all", "unknown.test", "/static/app.js"),
         ];
         for (name, host, path) in cases {
-            group.bench_with_input(BenchmarkId::new(name, n), &(host, path), |b, (host, path)| {
-                b.iter(|| black_box(router.lookup(black_box(host), black_box(path))))
-            });
+            group.bench_with_input(
+                BenchmarkId::new(name, n),
+                &(host, path),
+                |b, (host, path)| {
+                    b.iter(|| black_box(router.lookup(black_box(host), black_box(path))))
+                },
+            );
         }
     }
     group.finish();
@@ -59,7 +67,9 @@ fn bench_normalize(c: &mut Criterion) {
         ("lowercase_no_port", "site1.example.com"),
         ("mixed_case_with_port", "Site1.Example.com:8443"),
     ] {
-        group.bench_function(name, |b| b.iter(|| black_box(normalize_host(black_box(raw)))));
+        group.bench_function(name, |b| {
+            b.iter(|| black_box(normalize_host(black_box(raw))))
+        });
     }
     group.finish();
 }

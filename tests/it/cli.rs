@@ -189,12 +189,17 @@ fn run_reports_a_listen_address_in_use() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
     let dir = tempfile::tempdir().unwrap();
-    let path = write(dir.path(), &VALID.replace("127.0.0.1:8080", &format!("127.0.0.1:{port}")));
+    let path = write(
+        dir.path(),
+        &VALID.replace("127.0.0.1:8080", &format!("127.0.0.1:{port}")),
+    );
     let out = run_cli(&["run", "-c", path.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains(&format!("cannot listen on 127.0.0.1:{port} (listeners[0], `http`): Address already in use")),
+        stderr.contains(&format!(
+            "cannot listen on 127.0.0.1:{port} (listeners[0], `http`): Address already in use"
+        )),
         "{stderr}"
     );
 }
