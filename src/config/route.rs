@@ -49,6 +49,27 @@ pub struct RouteMatch {
     pub path_prefix: OneOrMany<PathPrefix>,
 }
 
+impl RouteMatch {
+    /// Every (host, path prefix) pair this match claims; an omitted host is
+    /// `*` and an omitted prefix is `/`.
+    pub fn pairs(&self) -> Vec<(HostPattern, PathPrefix)> {
+        let hosts = if self.host.is_empty() {
+            vec![HostPattern::Any]
+        } else {
+            self.host.0.clone()
+        };
+        let prefixes = if self.path_prefix.is_empty() {
+            vec![PathPrefix("/".to_string())]
+        } else {
+            self.path_prefix.0.clone()
+        };
+        hosts
+            .iter()
+            .flat_map(|h| prefixes.iter().map(move |p| (h.clone(), p.clone())))
+            .collect()
+    }
+}
+
 /// A host pattern of a route.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum HostPattern {

@@ -215,7 +215,6 @@ fn routes(config: &Config, origins: &Origins, f: &mut Findings) {
     }
     let mut names: HashMap<String, usize> = HashMap::new();
     let mut claimed: HashMap<(HostPattern, PathPrefix), usize> = HashMap::new();
-    let root = PathPrefix("/".to_string());
     for (i, r) in config.routes.iter().enumerate() {
         let path = origins.route(i);
         if let Some(name) = &r.name {
@@ -256,37 +255,26 @@ fn routes(config: &Config, origins: &Origins, f: &mut Findings) {
             f.errors.push(e);
         }
 
-        let hosts: Vec<HostPattern> = if r.matcher.host.is_empty() {
-            vec![HostPattern::Any]
-        } else {
-            r.matcher.host.iter().cloned().collect()
-        };
-        let prefixes: Vec<&PathPrefix> = if r.matcher.path_prefix.is_empty() {
-            vec![&root]
-        } else {
-            r.matcher.path_prefix.iter().collect()
-        };
-        for host in &hosts {
-            for prefix in &prefixes {
-                let key = (host.clone(), (*prefix).clone());
-                match claimed.get(&key) {
-                    Some(&first) if first == i => f.errors.push(ConfigError::key(
+        for (host, prefix) in r.matcher.pairs() {
+            match claimed.get(&(host.clone(), prefix.clone())) {
+                Some(&first) if first == i => f.errors.push(ConfigError::key(
+                    path.key("match"),
+                    format!("host `{host}` with path prefix `{prefix}` is listed twice"),
+                )),
+                Some(&first) => f.errors.push(
+                    ConfigError::key(
                         path.key("match"),
-                        format!("host `{host}` with path prefix `{prefix}` is listed twice"),
-                    )),
-                    Some(&first) => f.errors.push(
-                        ConfigError::key(
-                            path.key("match"),
-                            format!(
-                                "duplicate route: {} already matches host `{host}` with path prefix `{prefix}`",
-                                origins.route(first)
-                            ),
-                        )
-                        .with_hint("this route could never be selected; merge the two or change one match"),
+                        format!(
+                            "duplicate route: {} already matches host `{host}` with path prefix `{prefix}`",
+                            origins.route(first)
+                        ),
+                    )
+                    .with_hint(
+                        "this route could never be selected; merge the two or change one match",
                     ),
-                    None => {
-                        claimed.insert(key, i);
-                    }
+                ),
+                None => {
+                    claimed.insert((host, prefix), i);
                 }
             }
         }

@@ -15,7 +15,7 @@ use http::HeaderValue;
 pub use headers::{HeaderEdits, HeaderTarget};
 pub use router::{normalize_host, InvalidHost, RouteId, Router};
 
-use crate::config::{Config, ConfigError, HostPattern, KeyPath, PathPrefix};
+use crate::config::{Config, ConfigError, KeyPath};
 use crate::net::IpSet;
 use crate::upstream::Pool;
 
@@ -69,7 +69,6 @@ impl Runtime {
             return Err(errors);
         }
 
-        let root = PathPrefix("/".to_string());
         let mut router = Router::new();
         let mut routes = Vec::with_capacity(config.routes.len());
         for (id, r) in config.routes.iter().enumerate() {
@@ -79,20 +78,8 @@ impl Runtime {
                     format!("upstream `{}` is not defined", r.upstream),
                 )]
             })?;
-            let hosts: Vec<HostPattern> = if r.matcher.host.is_empty() {
-                vec![HostPattern::Any]
-            } else {
-                r.matcher.host.iter().cloned().collect()
-            };
-            let prefixes: Vec<&PathPrefix> = if r.matcher.path_prefix.is_empty() {
-                vec![&root]
-            } else {
-                r.matcher.path_prefix.iter().collect()
-            };
-            for host in &hosts {
-                for prefix in &prefixes {
-                    router.insert(host, &prefix.0, id);
-                }
+            for (host, prefix) in r.matcher.pairs() {
+                router.insert(&host, &prefix.0, id);
             }
             routes.push(Route {
                 name: config.route_name(id).into(),
