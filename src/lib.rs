@@ -6,6 +6,8 @@
 //! Pingora `ProxyHttp` implementation; [`server`] assembles the Pingora
 //! server from it all.
 
+pub mod admin;
+pub mod cache;
 pub mod config;
 pub mod logging;
 pub mod net;

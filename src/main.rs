@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
+use palisade::cache::CacheStore;
 use palisade::config::{LoadError, Report};
 use palisade::runtime::RuntimeHandle;
 use tracing::{info, warn};
@@ -127,6 +128,7 @@ fn run(path: &Path) -> ExitCode {
         "palisade starting"
     );
     let runtime = Arc::new(RuntimeHandle::new(runtime));
-    let server = palisade::server::build(config, runtime);
+    let cache = CacheStore::leak(&config.cache);
+    let server = palisade::server::build(config, runtime, cache);
     server.run_forever()
 }

@@ -7,7 +7,11 @@ use pingora::apps::HttpServerOptions;
 use pingora::proxy::ProxyServiceBuilder;
 use pingora::server::configuration::ServerConf;
 use pingora::server::Server;
+use pingora::services::listening::Service;
 
+use crate::admin::AdminApp;
+
+use crate::cache::CacheStore;
 use crate::config::Config;
 use crate::proxy::Palisade;
 use crate::runtime::RuntimeHandle;
@@ -45,16 +49,21 @@ pub fn check_listeners(config: &Config) -> Result<(), String> {
             ));
         }
     }
+    if let Some(admin) = &config.admin {
+        if let Err(e) = std::net::TcpListener::bind(admin.address) {
+            return Err(format!("cannot listen on {} (admin): {e}", admin.address));
+        }
+    }
     Ok(())
 }
 
 /// A Pingora server with one proxy service per listener, all reading their
 /// routing from `runtime`.
-pub fn build(config: &Config, runtime: Arc<RuntimeHandle>) -> Server {
+pub fn build(config: &Config, runtime: Arc<RuntimeHandle>, cache: &'static CacheStore) -> Server {
     let mut server = Server::new_with_opt_and_conf(None, server_conf(config));
     server.bootstrap();
     for listener in &config.listeners {
-        let proxy = Palisade::new(runtime.clone(), &listener.name);
+        let proxy = Palisade::new(runtime.clone(), cache, &listener.name);
         let mut options = HttpServerOptions::default();
         options.h2c = listener.h2c;
         let mut service = ProxyServiceBuilder::new(&server.configuration, proxy)
@@ -64,6 +73,18 @@ pub fn build(config: &Config, runtime: Arc<RuntimeHandle>) -> Server {
         service.add_tcp(&listener.address.to_string());
         service.threads = listener.threads;
         server.add_service(service);
+    }
+    if let Some(admin) = &config.admin {
+        // The token was checked when the configuration was loaded.
+        if let Ok(token) = admin.resolve_token() {
+            let mut service = Service::new(
+                "admin".to_string(),
+                AdminApp::new(token, cache, runtime.clone()),
+            );
+            service.add_tcp(&admin.address.to_string());
+            service.threads = Some(1);
+            server.add_service(service);
+        }
     }
     server
 }

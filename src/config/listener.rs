@@ -21,7 +21,9 @@ pub struct ListenerConfig {
     pub threads: Option<usize>,
 }
 
-fn deserialize_socket_addr<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+pub(super) fn deserialize_socket_addr<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<SocketAddr, D::Error> {
     let text = String::deserialize(d)?;
     text.parse().map_err(|_| {
         serde::de::Error::custom(format!(

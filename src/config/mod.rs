@@ -10,6 +10,8 @@
 //!
 //! Problems are reported as `file:line:column: error: key.path: message`.
 
+mod admin;
+mod cache;
 mod diagnostic;
 mod header;
 mod listener;
@@ -29,6 +31,10 @@ use indexmap::IndexMap;
 use serde::de::DeserializeOwned;
 use serde_yaml::Value;
 
+pub use admin::{AdminConfig, MIN_TOKEN_LEN};
+pub use cache::{
+    CacheBypassConfig, CacheConfig, CacheKeyConfig, CachePolicyConfig, EvictionPolicy, RouteCache,
+};
 pub use diagnostic::{did_you_mean, ConfigError, Diagnostic, LoadError, Report, Severity};
 pub use header::{HeaderName, HeaderRules, HeaderValue};
 pub use listener::ListenerConfig;
@@ -53,6 +59,10 @@ pub struct Config {
     pub upstreams: IndexMap<String, UpstreamConfig>,
     /// Routes, in file order.
     pub routes: Vec<RouteConfig>,
+    /// Cache storage limits and named cache policies.
+    pub cache: CacheConfig,
+    /// The admin listener, if any.
+    pub admin: Option<AdminConfig>,
 }
 
 impl Config {
@@ -66,7 +76,15 @@ impl Config {
 }
 
 /// The top-level sections, in the order the documentation lists them.
-pub const SECTIONS: &[&str] = &["server", "logging", "listeners", "upstreams", "routes"];
+pub const SECTIONS: &[&str] = &[
+    "server",
+    "logging",
+    "listeners",
+    "upstreams",
+    "routes",
+    "cache",
+    "admin",
+];
 
 /// A configuration that passed every check, with what is needed to report
 /// later problems (found while compiling it) at the right place.
@@ -153,6 +171,7 @@ struct Origins {
     route_index: Vec<usize>,
     routes_written: usize,
     broken_upstreams: HashSet<String>,
+    cache_broken: bool,
 }
 
 impl Origins {
@@ -204,6 +223,15 @@ fn structure(value: Value, errors: &mut Vec<ConfigError>) -> (Config, Origins) {
             "logging" => {
                 if let Some(s) = section(value, &path, errors) {
                     config.logging = s;
+                }
+            }
+            "cache" => match section(value, &path, errors) {
+                Some(s) => config.cache = s,
+                None => origins.cache_broken = true,
+            },
+            "admin" => {
+                if !value.is_null() {
+                    config.admin = item(value, &path, errors);
                 }
             }
             "listeners" => {

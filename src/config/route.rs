@@ -6,6 +6,7 @@ use std::fmt;
 use serde::de::{self, Deserializer};
 use serde::Deserialize;
 
+use super::cache::RouteCache;
 use super::header::HeaderRules;
 use super::one_or_many::OneOrMany;
 use super::units::ByteSize;
@@ -35,6 +36,10 @@ pub struct RouteConfig {
     /// Largest accepted request body; larger requests get `413`.
     #[serde(default)]
     pub max_request_body: Option<ByteSize>,
+    /// How responses of this route are cached: a policy name or an inline
+    /// policy. Omitted: not cached.
+    #[serde(default)]
+    pub cache: Option<RouteCache>,
 }
 
 /// What a route matches (`routes[i].match`).

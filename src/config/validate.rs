@@ -5,7 +5,10 @@ use std::collections::HashMap;
 
 use super::path::KeyPath;
 use super::route::{HostPattern, PathPrefix};
-use super::{did_you_mean, Config, ConfigError, HeaderRules, Origins, MAX_WEIGHT};
+use super::{
+    did_you_mean, CachePolicyConfig, Config, ConfigError, HeaderRules, Origins, RouteCache,
+    MAX_WEIGHT,
+};
 
 /// What [`validate`] found.
 #[derive(Debug, Default)]
@@ -67,7 +70,129 @@ pub(super) fn validate(config: &Config, origins: &Origins) -> Findings {
     listeners(config, origins, &mut f);
     upstreams(config, origins, &mut f);
     routes(config, origins, &mut f);
+    cache(config, origins, &mut f);
+    admin(config, &mut f);
     f
+}
+
+fn cache(config: &Config, origins: &Origins, f: &mut Findings) {
+    let path = KeyPath::root().key("cache");
+    let c = &config.cache;
+    if c.max_size.bytes() == 0 {
+        f.errors.push(ConfigError::value(
+            path.key("max_size"),
+            "must be greater than 0",
+        ));
+    }
+    if c.max_object_size.bytes() == 0 {
+        f.errors.push(ConfigError::value(
+            path.key("max_object_size"),
+            "must be greater than 0",
+        ));
+    } else if c.max_object_size.bytes() > c.max_size.bytes() / 4 {
+        f.errors.push(
+            ConfigError::value(
+                path.key("max_object_size"),
+                format!(
+                    "{} is more than a quarter of cache.max_size ({})",
+                    c.max_object_size, c.max_size
+                ),
+            )
+            .with_hint("raise max_size or lower max_object_size"),
+        );
+    }
+    if c.lock_timeout.get().is_zero() {
+        f.errors.push(ConfigError::value(
+            path.key("lock_timeout"),
+            "must be greater than 0s",
+        ));
+    }
+    for (name, policy) in &c.policies {
+        let ppath = path.key("policies").key(name.as_str());
+        check_name(name, ppath.clone(), &mut f.errors);
+        cache_policy(policy, ppath.clone(), &mut f.errors);
+        let used = config
+            .routes
+            .iter()
+            .any(|r| matches!(&r.cache, Some(RouteCache::Named(n)) if n == name));
+        if !used && origins.route_index.len() == origins.routes_written {
+            f.warnings.push(ConfigError::key(
+                ppath,
+                format!("cache policy `{name}` is not used by any route"),
+            ));
+        }
+    }
+}
+
+fn cache_policy(p: &CachePolicyConfig, path: KeyPath, errors: &mut Vec<ConfigError>) {
+    if !(0.0..=1.0).contains(&p.heuristic_fraction) || p.heuristic_fraction.is_nan() {
+        errors.push(ConfigError::value(
+            path.key("heuristic_fraction"),
+            format!(
+                "must be between 0 (off) and 1, found {}",
+                p.heuristic_fraction
+            ),
+        ));
+    }
+    for (key, value) in [("default_ttl", p.default_ttl), ("max_ttl", p.max_ttl)] {
+        if value.is_some_and(|d| d.get().is_zero()) {
+            errors.push(
+                ConfigError::value(path.key(key), "must be greater than 0s")
+                    .with_hint("omit the key instead"),
+            );
+        }
+    }
+    if let Some(statuses) = &p.statuses {
+        for (i, status) in statuses.iter().enumerate() {
+            if !(200..=599).contains(status) || *status == 206 || *status == 304 {
+                errors.push(ConfigError::value(
+                    path.key("statuses").index(i),
+                    format!("{status} cannot be cached: use final statuses from 200 to 599, except 206 and 304"),
+                ));
+            }
+        }
+    }
+    let cookie_lists = [
+        ("key", "cookies", &p.key.cookies),
+        ("bypass", "cookies", &p.bypass.cookies),
+    ];
+    for (section, key, cookies) in cookie_lists {
+        for (i, name) in cookies.iter().enumerate() {
+            let valid = !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b));
+            if !valid {
+                errors.push(ConfigError::value(
+                    path.key(section).key(key).index(i),
+                    format!("invalid cookie name {name:?}"),
+                ));
+            }
+        }
+    }
+}
+
+fn admin(config: &Config, f: &mut Findings) {
+    let Some(admin) = &config.admin else {
+        return;
+    };
+    let path = KeyPath::root().key("admin");
+    if let Err(e) = admin.resolve_token() {
+        f.errors.push(ConfigError::key(path.clone(), e));
+    }
+    if let Some(i) = config
+        .listeners
+        .iter()
+        .position(|l| l.address == admin.address)
+    {
+        f.errors.push(ConfigError::value(
+            path.key("address"),
+            format!(
+                "address {} is already used by listeners[{i}]",
+                admin.address
+            ),
+        ));
+    }
 }
 
 fn server(config: &Config, f: &mut Findings) {
@@ -277,6 +402,29 @@ fn routes(config: &Config, origins: &Origins, f: &mut Findings) {
                     claimed.insert((host, prefix), i);
                 }
             }
+        }
+
+        match &r.cache {
+            Some(RouteCache::Named(name))
+                if !origins.cache_broken && !config.cache.policies.contains_key(name) =>
+            {
+                let mut e = ConfigError::value(
+                    path.key("cache"),
+                    format!("cache policy `{name}` is not defined"),
+                );
+                let known = config.cache.policies.keys().map(String::as_str);
+                e = match did_you_mean(name, known) {
+                    Some(s) => e.with_hint(format!("did you mean `{s}`?")),
+                    None => {
+                        e.with_hint("define it under `cache.policies`, or write the policy inline")
+                    }
+                };
+                f.errors.push(e);
+            }
+            Some(RouteCache::Inline(policy)) => {
+                cache_policy(policy, path.key("cache"), &mut f.errors);
+            }
+            _ => {}
         }
 
         header_rules(

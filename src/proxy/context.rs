@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use http::HeaderValue;
 
+use super::caching::CacheCtx;
 use crate::runtime::{Route, RouteId, Runtime};
 use crate::upstream::Pool;
 
@@ -30,6 +31,8 @@ pub struct RequestCtx {
     pub request_body_bytes: u64,
     /// When the request started.
     pub started: Instant,
+    /// Cache state, when the route caches.
+    pub cache: Option<CacheCtx>,
 }
 
 impl RequestCtx {
@@ -45,6 +48,7 @@ impl RequestCtx {
             backend: None,
             request_body_bytes: 0,
             started: Instant::now(),
+            cache: None,
         }
     }
 

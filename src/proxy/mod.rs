@@ -2,6 +2,7 @@
 //! phases appear. Each phase loads nothing itself; it reads the snapshot the
 //! request started with and calls the policy modules.
 
+pub mod caching;
 mod context;
 pub mod forwarded;
 pub mod hop_by_hop;
@@ -13,28 +14,38 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 use http::header;
+use pingora::cache::key::HashBinary;
+use pingora::cache::{
+    CacheKey, CacheMeta, ForcedFreshness, HitHandler, NoCacheReason, RespCacheable,
+};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::FailToProxy;
 use pingora::ErrorType;
+use std::time::{Duration, SystemTime};
 use tracing::{debug, warn};
 
 pub use context::RequestCtx;
 
+use crate::cache::key::for_url;
+use crate::cache::{surrogate, vary, CacheStore};
 use crate::runtime::{normalize_host, RuntimeHandle};
 use request_id::X_REQUEST_ID;
 
 /// The proxy of one listener.
 pub struct Palisade {
     runtime: Arc<RuntimeHandle>,
+    cache: &'static CacheStore,
     listener: Arc<str>,
 }
 
 impl Palisade {
-    /// A proxy serving listener `listener` from the snapshots of `runtime`.
-    pub fn new(runtime: Arc<RuntimeHandle>, listener: &str) -> Self {
+    /// A proxy serving listener `listener` from the snapshots of `runtime`,
+    /// caching in `cache`.
+    pub fn new(runtime: Arc<RuntimeHandle>, cache: &'static CacheStore, listener: &str) -> Self {
         Self {
             runtime,
+            cache,
             listener: listener.into(),
         }
     }
@@ -133,6 +144,128 @@ impl ProxyHttp for Palisade {
         Ok(())
     }
 
+    fn request_cache_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
+        let Some(policy) = ctx.route().and_then(|r| r.cache.clone()) else {
+            return Ok(());
+        };
+        let (cache_ctx, enable) = caching::begin(session.req_header(), is_tls(session), policy);
+        ctx.cache = Some(cache_ctx);
+        if enable {
+            self.cache.enable(&mut session.cache);
+        }
+        Ok(())
+    }
+
+    fn cache_key_callback(&self, _session: &Session, ctx: &mut RequestCtx) -> Result<CacheKey> {
+        match &ctx.cache {
+            Some(cc) => Ok(for_url(&cc.url)),
+            None => Error::e_explain(
+                ErrorType::InternalError,
+                "cache enabled without a cache context",
+            ),
+        }
+    }
+
+    async fn cache_hit_filter(
+        &self,
+        _session: &mut Session,
+        meta: &CacheMeta,
+        _hit_handler: &mut HitHandler,
+        _is_fresh: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<ForcedFreshness>> {
+        Ok(ctx
+            .cache
+            .as_mut()
+            .and_then(|cc| caching::hit_decision(cc, meta)))
+    }
+
+    async fn proxy_upstream_filter(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<bool> {
+        if ctx
+            .cache
+            .as_ref()
+            .is_some_and(|cc| cc.directives.only_if_cached)
+        {
+            // RFC 9111 §5.2.1.7: nothing usable is stored, and the client
+            // forbade contacting the origin.
+            respond::send(session, 504, ctx.request_id.as_ref()).await?;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn response_cache_filter(
+        &self,
+        session: &Session,
+        resp: &ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<RespCacheable> {
+        let Some(cc) = ctx.cache.as_mut() else {
+            return Ok(RespCacheable::Uncacheable(NoCacheReason::Custom(
+                "no-policy",
+            )));
+        };
+        let max_object_size = self.cache.storage.settings().max_object_size;
+        Ok(caching::decide_storage(
+            cc,
+            resp,
+            session.cache.maybe_cache_meta(),
+            max_object_size,
+        ))
+    }
+
+    fn cache_vary_filter(
+        &self,
+        meta: &CacheMeta,
+        ctx: &mut RequestCtx,
+        req: &RequestHeader,
+    ) -> Option<HashBinary> {
+        let cc = ctx.cache.as_ref()?;
+        vary::variance(
+            &vary::Vary::parse(meta.response_header()),
+            &cc.policy.extras,
+            req,
+        )
+    }
+
+    fn should_serve_stale(
+        &self,
+        _session: &mut Session,
+        _ctx: &mut RequestCtx,
+        error: Option<&Error>,
+    ) -> bool {
+        // Pingora has already checked the stored response's windows; this
+        // only decides which failures count. `None` is stale-while-revalidate.
+        error.is_none_or(|e| matches!(e.esource(), pingora::ErrorSource::Upstream))
+    }
+
+    fn upstream_response_body_filter(
+        &self,
+        session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<Duration>> {
+        if let (Some(cc), Some(chunk)) = (ctx.cache.as_mut(), body.as_ref()) {
+            if cc.stored && !cc.oversize_reported {
+                cc.body_bytes += chunk.len() as u64;
+                if cc.body_bytes > self.cache.storage.settings().max_object_size {
+                    // The store drops the fill; remember the URL so that
+                    // later requests stream straight through.
+                    cc.oversize_reported = true;
+                    session
+                        .cache
+                        .response_became_uncacheable(NoCacheReason::ResponseTooLarge);
+                }
+            }
+        }
+        Ok(None)
+    }
+
     async fn upstream_peer(
         &self,
         _session: &mut Session,
@@ -172,6 +305,12 @@ impl ProxyHttp for Palisade {
         if let Some(id) = &ctx.request_id {
             upstream.insert_header(X_REQUEST_ID, id.clone())?;
         }
+        if let Some(cc) = ctx.cache.as_mut() {
+            cc.request_time = Some(SystemTime::now());
+            if session.cache.enabled() {
+                upstream.insert_header("surrogate-capability", surrogate::CAPABILITY)?;
+            }
+        }
         if let Some(route) = ctx.route() {
             if let Some(host) = &route.host_rewrite {
                 upstream.insert_header(header::HOST, host.clone())?;
@@ -183,17 +322,24 @@ impl ProxyHttp for Palisade {
 
     async fn upstream_response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream_response: &mut ResponseHeader,
-        _ctx: &mut RequestCtx,
+        ctx: &mut RequestCtx,
     ) -> Result<()> {
         hop_by_hop::strip_response(upstream_response);
+        if upstream_response.status == http::StatusCode::NOT_MODIFIED
+            && session.cache.maybe_cache_meta().is_some()
+        {
+            if let Some(cc) = ctx.cache.as_mut() {
+                cc.not_modified = Some(Box::new(upstream_response.clone()));
+            }
+        }
         Ok(())
     }
 
     async fn response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
@@ -206,6 +352,28 @@ impl ProxyHttp for Palisade {
         }
         if let Some(id) = &ctx.request_id {
             response.insert_header(X_REQUEST_ID, id.clone())?;
+        }
+        if let Some(cc) = ctx.cache.as_ref() {
+            for name in caching::SURROGATE_HEADERS {
+                response.remove_header(name);
+            }
+            if cc.invalidates && (response.status.is_success() || response.status.is_redirection())
+            {
+                for url in
+                    caching::invalidation_urls(cc, session.req_header(), response, is_tls(session))
+                {
+                    self.cache.storage.invalidate_url(&url);
+                }
+            }
+            if cc.policy.cache_status {
+                let status = caching::status(
+                    cc,
+                    session.cache.phase(),
+                    session.cache.maybe_cache_meta(),
+                    response.status.as_u16(),
+                );
+                response.insert_header("cache-status", status.to_header_value())?;
+            }
         }
         if let Some(route) = ctx.route() {
             route.response_headers.apply(response)?;

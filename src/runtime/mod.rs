@@ -6,6 +6,7 @@
 mod headers;
 mod router;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -15,7 +16,8 @@ use http::HeaderValue;
 pub use headers::{HeaderEdits, HeaderTarget};
 pub use router::{normalize_host, InvalidHost, RouteId, Router};
 
-use crate::config::{Config, ConfigError, KeyPath};
+use crate::cache::CachePolicy;
+use crate::config::{Config, ConfigError, KeyPath, RouteCache};
 use crate::net::IpSet;
 use crate::upstream::Pool;
 
@@ -34,6 +36,8 @@ pub struct Route {
     pub response_headers: HeaderEdits,
     /// Largest accepted request body, in bytes.
     pub max_request_body: Option<u64>,
+    /// How responses are cached; `None`: not cached.
+    pub cache: Option<Arc<CachePolicy>>,
 }
 
 /// Everything the request path needs, compiled from one configuration.
@@ -69,6 +73,12 @@ impl Runtime {
             return Err(errors);
         }
 
+        let policies: HashMap<&str, Arc<CachePolicy>> = config
+            .cache
+            .policies
+            .iter()
+            .map(|(name, p)| (name.as_str(), Arc::new(CachePolicy::compile(name, p))))
+            .collect();
         let mut router = Router::new();
         let mut routes = Vec::with_capacity(config.routes.len());
         for (id, r) in config.routes.iter().enumerate() {
@@ -81,6 +91,14 @@ impl Runtime {
             for (host, prefix) in r.matcher.pairs() {
                 router.insert(&host, &prefix.0, id);
             }
+            let cache = match &r.cache {
+                None => None,
+                Some(RouteCache::Named(name)) => policies.get(name.as_str()).cloned(),
+                Some(RouteCache::Inline(p)) => {
+                    Some(Arc::new(CachePolicy::compile(&config.route_name(id), p)))
+                }
+            }
+            .filter(|p| p.enabled);
             routes.push(Route {
                 name: config.route_name(id).into(),
                 pool,
@@ -88,6 +106,7 @@ impl Runtime {
                 request_headers: HeaderEdits::new(&r.request_headers),
                 response_headers: HeaderEdits::new(&r.response_headers),
                 max_request_body: r.max_request_body.map(|s| s.bytes()),
+                cache,
             });
         }
         Ok(Self {

@@ -6,6 +6,7 @@
 mod harness;
 
 mod bodies;
+mod cache;
 mod cli;
 mod errors;
 mod forwarding;

@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 pub use origin::{pattern, Origin, Reply};
-pub use proxy::{free_port, run_cli, Proxy};
+pub use proxy::{free_port, run_cli, Proxy, ADMIN_TOKEN};
 
 /// An HTTP/1.1 client with keep-alive and no system proxy.
 pub fn client() -> reqwest::Client {

@@ -20,7 +20,7 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::WebSocketStream;
 
-type Body = BoxBody<Bytes, Infallible>;
+type Body = BoxBody<Bytes, std::io::Error>;
 
 /// What the origin received.
 #[derive(Debug, Clone)]
@@ -61,7 +61,17 @@ impl SeenRequest {
 enum ReplyBody {
     Fixed(Bytes),
     Echo,
-    Generated { len: usize, chunked: bool },
+    Generated {
+        len: usize,
+        chunked: bool,
+    },
+    /// Chunks sent with a pause before each; optionally the connection is
+    /// cut instead of finishing the body.
+    Paced {
+        chunks: Vec<Bytes>,
+        pause: Duration,
+        cut: bool,
+    },
     WebSocketEcho,
 }
 
@@ -72,6 +82,7 @@ pub struct Reply {
     headers: Vec<(String, String)>,
     body: ReplyBody,
     delay: Duration,
+    etag: Option<String>,
 }
 
 impl Reply {
@@ -82,7 +93,40 @@ impl Reply {
             headers: Vec::new(),
             body: ReplyBody::Fixed(body.into()),
             delay: Duration::ZERO,
+            etag: None,
         }
+    }
+
+    /// `200` sending `chunks` with `pause` before each, chunked.
+    pub fn paced(chunks: Vec<Bytes>, pause: Duration) -> Self {
+        Self {
+            body: ReplyBody::Paced {
+                chunks,
+                pause,
+                cut: false,
+            },
+            ..Self::text("")
+        }
+    }
+
+    /// Like [`Reply::paced`], but the connection is cut after the chunks
+    /// instead of finishing the body.
+    pub fn paced_then_cut(chunks: Vec<Bytes>, pause: Duration) -> Self {
+        Self {
+            body: ReplyBody::Paced {
+                chunks,
+                pause,
+                cut: true,
+            },
+            ..Self::text("")
+        }
+    }
+
+    /// Sends `ETag: tag` and answers `304` (with the other headers) to a
+    /// request whose `If-None-Match` contains it.
+    pub fn etag(mut self, tag: &str) -> Self {
+        self.etag = Some(tag.to_string());
+        self
     }
 
     /// `200` echoing the request body back.
@@ -138,6 +182,8 @@ pub fn pattern(len: usize) -> Vec<u8> {
 struct State {
     name: String,
     hits: AtomicUsize,
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
     seen: Mutex<Vec<SeenRequest>>,
     rules: Mutex<Vec<(String, Reply)>>,
 }
@@ -177,6 +223,8 @@ impl Origin {
         let state = Arc::new(State {
             name: name.to_string(),
             hits: AtomicUsize::new(0),
+            in_flight: AtomicUsize::new(0),
+            max_in_flight: AtomicUsize::new(0),
             seen: Mutex::new(Vec::new()),
             rules: Mutex::new(Vec::new()),
         });
@@ -219,6 +267,11 @@ impl Origin {
         self.state.hits.load(Ordering::SeqCst)
     }
 
+    /// The most requests it was handling at the same time.
+    pub fn max_concurrent(&self) -> usize {
+        self.state.max_in_flight.load(Ordering::SeqCst)
+    }
+
     /// Every request it received, in order.
     pub fn requests(&self) -> Vec<SeenRequest> {
         self.state.seen.lock().unwrap().clone()
@@ -233,7 +286,9 @@ impl Origin {
 }
 
 fn full(body: impl Into<Bytes>) -> Body {
-    Full::new(body.into()).boxed()
+    Full::new(body.into())
+        .map_err(|never: Infallible| match never {})
+        .boxed()
 }
 
 async fn handle(
@@ -263,13 +318,36 @@ async fn handle(
         peer,
     });
     state.hits.fetch_add(1, Ordering::SeqCst);
+    let now = state.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    state.max_in_flight.fetch_max(now, Ordering::SeqCst);
     if !reply.delay.is_zero() {
         tokio::time::sleep(reply.delay).await;
+    }
+    state.in_flight.fetch_sub(1, Ordering::SeqCst);
+    if let Some(tag) = &reply.etag {
+        let matches = parts
+            .headers
+            .get_all("if-none-match")
+            .iter()
+            .any(|v| v.to_str().unwrap_or("").split(',').any(|t| t.trim() == tag));
+        if matches {
+            let mut builder = Response::builder()
+                .status(304)
+                .header("x-origin", state.name.as_str())
+                .header("etag", tag.as_str());
+            for (name, value) in &reply.headers {
+                builder = builder.header(name.as_str(), value.as_str());
+            }
+            return Ok(builder.body(full("")).expect("valid test response"));
+        }
     }
 
     let mut builder = Response::builder()
         .status(reply.status)
         .header("x-origin", state.name.as_str());
+    if let Some(tag) = &reply.etag {
+        builder = builder.header("etag", tag.as_str());
+    }
     for (name, value) in &reply.headers {
         builder = builder.header(name.as_str(), value.as_str());
     }
@@ -281,13 +359,25 @@ async fn handle(
                 builder = builder.header("content-length", len.to_string());
             }
             let data = Bytes::from(pattern(len));
-            let chunks: Vec<Result<Frame<Bytes>, Infallible>> = (0..len)
+            let chunks: Vec<Result<Frame<Bytes>, std::io::Error>> = (0..len)
                 .step_by(64 * 1024)
                 .map(|start| Ok(Frame::data(data.slice(start..(start + 64 * 1024).min(len)))))
                 .collect();
             builder.body(BodyExt::boxed(StreamBody::new(futures_util::stream::iter(
                 chunks,
             ))))
+        }
+        ReplyBody::Paced { chunks, pause, cut } => {
+            let frames =
+                futures_util::stream::iter(chunks.into_iter().map(Some).chain(cut.then_some(None)))
+                    .then(move |chunk| async move {
+                        tokio::time::sleep(pause).await;
+                        match chunk {
+                            Some(data) => Ok::<_, std::io::Error>(Frame::data(data)),
+                            None => Err(std::io::Error::other("cut on purpose")),
+                        }
+                    });
+            builder.body(BodyExt::boxed(StreamBody::new(frames)))
         }
         ReplyBody::WebSocketEcho => {
             let key = parts

@@ -32,12 +32,27 @@ pub fn free_port() -> u16 {
         .expect("free port")
 }
 
+/// The admin token of test proxies.
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
+async fn wait_for_port(port: u16) {
+    let deadline = Instant::now() + STARTUP_TIMEOUT;
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "port {port} never opened");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Builds the configuration of a test proxy.
 #[derive(Default)]
 pub struct ProxyBuilder {
     body: String,
     server_extra: String,
     h2c: bool,
+    admin: bool,
 }
 
 impl ProxyBuilder {
@@ -53,7 +68,16 @@ impl ProxyBuilder {
         self
     }
 
-    fn yaml(&self, dir: &Path, port: u16) -> String {
+    /// Start the admin listener too (token [`ADMIN_TOKEN`]).
+    pub fn admin(mut self) -> Self {
+        self.admin = true;
+        self
+    }
+
+    fn yaml(&self, dir: &Path, port: u16, admin_port: Option<u16>) -> String {
+        let admin = admin_port.map_or_else(String::new, |p| {
+            format!("admin:\n  address: 127.0.0.1:{p}\n  token: {ADMIN_TOKEN}\n")
+        });
         let server_extra: String = self
             .server_extra
             .lines()
@@ -61,7 +85,7 @@ impl ProxyBuilder {
             .collect();
         format!(
             "server:\n  threads: 1\n  grace_period: 0s\n  shutdown_timeout: 1s\n  pid_file: {dir}/palisade.pid\n  upgrade_socket: {dir}/upgrade.sock\n{server_extra}\
-             listeners:\n  - name: main\n    address: 127.0.0.1:{port}\n    h2c: {h2c}\n{body}\n",
+             listeners:\n  - name: main\n    address: 127.0.0.1:{port}\n    h2c: {h2c}\n{admin}{body}\n",
             dir = dir.display(),
             h2c = self.h2c,
             body = self.body,
@@ -74,16 +98,21 @@ impl ProxyBuilder {
         let mut last_log = String::new();
         for _attempt in 0..3 {
             let port = free_port();
+            let admin_port = self.admin.then(free_port);
             let config = dir.path().join("palisade.yaml");
-            std::fs::write(&config, self.yaml(dir.path(), port)).expect("write config");
+            std::fs::write(&config, self.yaml(dir.path(), port, admin_port)).expect("write config");
             match Proxy::spawn(&config, dir.path(), port).await {
                 Ok(child) => {
+                    if let Some(p) = admin_port {
+                        wait_for_port(p).await;
+                    }
                     return Proxy {
                         child,
                         addr: SocketAddr::from(([127, 0, 0, 1], port)),
+                        admin_addr: admin_port.map(|p| SocketAddr::from(([127, 0, 0, 1], p))),
                         log: dir.path().join("palisade.log"),
                         _dir: dir,
-                    }
+                    };
                 }
                 Err(log) if log.contains("Address already in use") => last_log = log,
                 Err(log) => panic!("palisade did not start:\n{log}"),
@@ -98,6 +127,8 @@ pub struct Proxy {
     child: Child,
     /// Where the proxy listens.
     pub addr: SocketAddr,
+    /// Where the admin API listens, if started.
+    pub admin_addr: Option<SocketAddr>,
     log: PathBuf,
     _dir: TempDir,
 }
@@ -157,6 +188,31 @@ impl Proxy {
     /// `http://127.0.0.1:port{path}`.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// `http://admin-address{path}`.
+    pub fn admin_url(&self, path: &str) -> String {
+        format!(
+            "http://{}{path}",
+            self.admin_addr.expect("proxy started without admin")
+        )
+    }
+
+    /// The proxy's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The proxy's resident memory in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
     }
 
     /// Everything the proxy logged so far.

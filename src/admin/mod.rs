@@ -1,0 +1,157 @@
+//! The admin listener: a small authenticated HTTP API for operators.
+//!
+//! - `GET /healthz` — liveness, no token needed;
+//! - `GET /cache/stats` — cache occupancy (JSON);
+//! - `POST /cache/purge` — purge by URL, prefix or tag (JSON body).
+//!
+//! Every endpoint but `/healthz` needs `Authorization: Bearer <token>`.
+
+mod auth;
+mod purge;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use http::{header, Method, Response, StatusCode};
+use pingora::apps::http_app::ServeHttp;
+use pingora::protocols::http::ServerSession;
+use serde_json::json;
+use tracing::{info, warn};
+
+use crate::cache::CacheStore;
+use crate::runtime::RuntimeHandle;
+pub use purge::PurgeRequest;
+
+/// Largest accepted request body.
+const MAX_BODY: usize = 64 * 1024;
+
+/// The admin application.
+pub struct AdminApp {
+    token: String,
+    cache: &'static CacheStore,
+    runtime: Arc<RuntimeHandle>,
+}
+
+impl AdminApp {
+    /// An admin API guarded by `token`.
+    pub fn new(token: String, cache: &'static CacheStore, runtime: Arc<RuntimeHandle>) -> Self {
+        Self {
+            token,
+            cache,
+            runtime,
+        }
+    }
+}
+
+fn json_response(status: StatusCode, body: serde_json::Value) -> Response<Vec<u8>> {
+    let body = body.to_string().into_bytes();
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CONTENT_LENGTH, body.len())
+        .header(header::CACHE_CONTROL, "no-store")
+        .body(body)
+        .unwrap_or_default()
+}
+
+fn error(status: StatusCode, message: &str) -> Response<Vec<u8>> {
+    json_response(status, json!({ "error": message }))
+}
+
+async fn read_body(session: &mut ServerSession) -> Result<Vec<u8>, Response<Vec<u8>>> {
+    let mut body = Vec::new();
+    loop {
+        match session.read_request_body().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > MAX_BODY {
+                    return Err(error(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "request body too large",
+                    ));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(body),
+            Err(_) => {
+                return Err(error(
+                    StatusCode::BAD_REQUEST,
+                    "could not read the request body",
+                ))
+            }
+        }
+    }
+}
+
+impl AdminApp {
+    fn stats(&self) -> Response<Vec<u8>> {
+        let s = self.cache.storage.stats();
+        json_response(
+            StatusCode::OK,
+            json!({
+                "objects": s.objects,
+                "bytes": s.bytes,
+                "inflight_fills": s.inflight_fills,
+                "inflight_bytes": s.inflight_bytes,
+                "evictions": s.evictions,
+                "max_size": s.max_size,
+            }),
+        )
+    }
+
+    async fn purge(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let body = match read_body(session).await {
+            Ok(b) => b,
+            Err(resp) => return resp,
+        };
+        let request: PurgeRequest = match serde_json::from_slice(&body) {
+            Ok(r) => r,
+            Err(e) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    &format!("invalid purge request: {e}"),
+                )
+            }
+        };
+        let runtime = self.runtime.load();
+        let selector = match request.selector(&runtime) {
+            Ok(s) => s,
+            Err(e) => return error(StatusCode::BAD_REQUEST, &e),
+        };
+        let purged = self.cache.storage.purge(&selector);
+        info!(selector = ?selector, purged, "cache purge");
+        json_response(StatusCode::OK, json!({ "purged": purged }))
+    }
+}
+
+#[async_trait]
+impl ServeHttp for AdminApp {
+    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let method = session.req_header().method.clone();
+        let path = session.req_header().uri.path().to_string();
+        if path == "/healthz" {
+            return json_response(StatusCode::OK, json!({ "status": "ok" }));
+        }
+        let authorization = session
+            .req_header()
+            .headers
+            .get(header::AUTHORIZATION)
+            .map(|v| v.as_bytes());
+        if !auth::authorized(authorization, &self.token) {
+            warn!(path = %path, "admin request without a valid token");
+            let mut resp = error(StatusCode::UNAUTHORIZED, "a valid bearer token is required");
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                http::HeaderValue::from_static("Bearer realm=\"palisade-admin\""),
+            );
+            return resp;
+        }
+        match (method, path.as_str()) {
+            (Method::GET, "/cache/stats") => self.stats(),
+            (Method::POST, "/cache/purge") => self.purge(session).await,
+            (_, "/cache/stats" | "/cache/purge") => {
+                error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+            }
+            _ => error(StatusCode::NOT_FOUND, "no such admin endpoint"),
+        }
+    }
+}

@@ -1,0 +1,360 @@
+//! Whether a response may be stored, and for how long it is fresh
+//! (RFC 9111 §3, §4.2), for a shared cache.
+
+use std::time::{Duration, SystemTime};
+
+use http::{header, StatusCode};
+use pingora::cache::cache_control::{CacheControl, DirectiveKey, InterpretCacheControl};
+use pingora::http::ResponseHeader;
+
+use super::surrogate::SurrogateControl;
+
+/// Status codes cacheable by heuristic freshness (RFC 9110 §15.1).
+const HEURISTICALLY_CACHEABLE: &[u16] =
+    &[200, 203, 204, 206, 300, 301, 308, 404, 405, 410, 414, 501];
+
+/// The freshness rules of a cache policy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FreshnessRules {
+    /// Lifetime of responses without any freshness information (opt-in).
+    pub default_ttl: Option<Duration>,
+    /// Cap of any lifetime.
+    pub max_ttl: Option<Duration>,
+    /// Fraction of the time since `Last-Modified` used as heuristic lifetime.
+    pub heuristic_fraction: f64,
+    /// Cap of the heuristic lifetime.
+    pub heuristic_max_ttl: Duration,
+    /// Status codes that may be stored; `None`: every final status but 206/304.
+    pub statuses: Option<Box<[u16]>>,
+    /// `stale-while-revalidate` when the origin sends none.
+    pub stale_while_revalidate: Duration,
+    /// `stale-if-error` when the origin sends none.
+    pub stale_if_error: Duration,
+    /// Whether responses with `Set-Cookie` may be stored.
+    pub store_set_cookie: bool,
+}
+
+impl Default for FreshnessRules {
+    fn default() -> Self {
+        Self {
+            default_ttl: None,
+            max_ttl: None,
+            heuristic_fraction: 0.1,
+            heuristic_max_ttl: Duration::from_secs(86_400),
+            statuses: None,
+            stale_while_revalidate: Duration::ZERO,
+            stale_if_error: Duration::ZERO,
+            store_set_cookie: false,
+        }
+    }
+}
+
+/// What the request contributes to the storage decision.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RequestFacts {
+    /// The request carried `Authorization`.
+    pub authorization: bool,
+    /// The request said `Cache-Control: no-store`.
+    pub no_store: bool,
+    /// When the request was sent upstream.
+    pub request_time: Option<SystemTime>,
+}
+
+/// Why a response is not stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotStorable {
+    /// A status the policy does not store (or 206/304/1xx).
+    Status,
+    /// `Cache-Control: no-store` (or `Surrogate-Control: no-store`).
+    NoStore,
+    /// `Cache-Control: private`.
+    Private,
+    /// `Vary: *`.
+    VaryStar,
+    /// The request had `Authorization` and the response does not allow
+    /// sharing it (`public`, `s-maxage` or `must-revalidate`).
+    Authorization,
+    /// The response sets cookies and the policy does not store those.
+    SetCookie,
+    /// The request said `no-store`.
+    RequestNoStore,
+    /// No freshness information and no heuristic or default applies.
+    NoFreshness,
+}
+
+impl NotStorable {
+    /// A short name, for `Cache-Status` details and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotStorable::Status => "status",
+            NotStorable::NoStore => "no-store",
+            NotStorable::Private => "private",
+            NotStorable::VaryStar => "vary-star",
+            NotStorable::Authorization => "authorization",
+            NotStorable::SetCookie => "set-cookie",
+            NotStorable::RequestNoStore => "request-no-store",
+            NotStorable::NoFreshness => "no-freshness",
+        }
+    }
+
+    /// Whether the reason comes from this one request rather than from the
+    /// response, so it says nothing about the next request for the URL.
+    pub fn is_request_specific(self) -> bool {
+        matches!(
+            self,
+            NotStorable::Authorization | NotStorable::RequestNoStore
+        )
+    }
+}
+
+/// The freshness of a storable response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Freshness {
+    /// Freshness lifetime (§4.2.1).
+    pub lifetime: Duration,
+    /// Corrected initial age (§4.2.3): how old the response already was
+    /// when it arrived.
+    pub initial_age: Duration,
+    /// When the response arrived.
+    pub response_time: SystemTime,
+    /// `stale-while-revalidate` window, in seconds (0: none).
+    pub stale_while_revalidate: u32,
+    /// `stale-if-error` window, in seconds (0: none).
+    pub stale_if_error: u32,
+}
+
+impl Freshness {
+    /// The moment the response was generated, as far as its age tells:
+    /// `Age` on a hit is measured from here.
+    pub fn epoch(&self) -> SystemTime {
+        self.response_time
+            .checked_sub(self.initial_age)
+            .unwrap_or(SystemTime::UNIX_EPOCH)
+    }
+
+    /// The end of the freshness lifetime.
+    pub fn fresh_until(&self) -> SystemTime {
+        self.epoch()
+            .checked_add(self.lifetime)
+            .unwrap_or(SystemTime::UNIX_EPOCH + Duration::from_secs(i32::MAX as u64))
+    }
+}
+
+fn http_date(resp: &ResponseHeader, name: header::HeaderName) -> Option<SystemTime> {
+    let mut values = resp.headers.get_all(name).iter();
+    let value = values.next()?;
+    if values.next().is_some() {
+        return None;
+    }
+    httpdate::parse_http_date(value.to_str().ok()?).ok()
+}
+
+/// The `Age` header: `Ok(None)` when absent, `Err` when present but not a
+/// single non-negative integer (such a response is treated as stale).
+fn age_header(resp: &ResponseHeader) -> Result<Option<Duration>, ()> {
+    let mut values = resp.headers.get_all(header::AGE).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(());
+    }
+    let text = value.to_str().map_err(|_| ())?.trim();
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(());
+    }
+    // Overflow means "very old" (RFC 9111 §1.2.2).
+    Ok(Some(Duration::from_secs(
+        text.parse().unwrap_or(i32::MAX as u64),
+    )))
+}
+
+fn directive_seconds(cc: &CacheControl, key: DirectiveKey) -> Option<Result<u32, ()>> {
+    let value = cc.directives.get(&key)?;
+    Some(match value {
+        Some(v) => v.parse_as_delta_seconds().map_err(|_| ()),
+        None => Err(()),
+    })
+}
+
+fn status_allowed(status: StatusCode, rules: &FreshnessRules) -> bool {
+    let code = status.as_u16();
+    if !(200..=599).contains(&code) || code == 206 || code == 304 {
+        return false;
+    }
+    rules
+        .statuses
+        .as_ref()
+        .is_none_or(|allowed| allowed.contains(&code))
+}
+
+/// The explicit freshness lifetime, if the response has one.
+fn explicit_lifetime(
+    resp: &ResponseHeader,
+    cc: Option<&CacheControl>,
+    surrogate: Option<&SurrogateControl>,
+    date: SystemTime,
+) -> Option<Duration> {
+    if let Some(max_age) = surrogate.and_then(|s| s.max_age) {
+        return Some(max_age);
+    }
+    if let Some(cc) = cc {
+        if cc.no_cache() {
+            return Some(Duration::ZERO);
+        }
+        for key in [DirectiveKey::SMaxAge, DirectiveKey::MaxAge] {
+            match directive_seconds(cc, key) {
+                Some(Ok(secs)) => return Some(Duration::from_secs(secs.into())),
+                // A malformed value must not make the response reusable.
+                Some(Err(())) => return Some(Duration::ZERO),
+                None => {}
+            }
+        }
+    }
+    if resp.headers.contains_key(header::EXPIRES) {
+        return Some(match http_date(resp, header::EXPIRES) {
+            Some(expires) => expires.duration_since(date).unwrap_or(Duration::ZERO),
+            // Invalid or repeated Expires means "already expired" (§5.3).
+            None => Duration::ZERO,
+        });
+    }
+    None
+}
+
+/// Decides whether `resp` may be stored and computes its freshness.
+///
+/// `response_time` is when the response header arrived.
+pub fn evaluate(
+    resp: &ResponseHeader,
+    request: RequestFacts,
+    rules: &FreshnessRules,
+    response_time: SystemTime,
+) -> Result<Freshness, NotStorable> {
+    if !status_allowed(resp.status, rules) {
+        return Err(NotStorable::Status);
+    }
+    if request.no_store {
+        return Err(NotStorable::RequestNoStore);
+    }
+    let surrogate = SurrogateControl::parse(resp);
+    if surrogate.as_ref().is_some_and(|s| s.no_store) {
+        return Err(NotStorable::NoStore);
+    }
+    let cc = CacheControl::from_resp_headers(resp);
+    // An explicit Surrogate-Control max-age overrides Cache-Control storage
+    // restrictions: the origin addressed this cache directly.
+    let surrogate_max_age = surrogate.as_ref().is_some_and(|s| s.max_age.is_some());
+    if let Some(cc) = &cc {
+        if cc.no_store() && !surrogate_max_age {
+            return Err(NotStorable::NoStore);
+        }
+        if cc.private() && !surrogate_max_age {
+            return Err(NotStorable::Private);
+        }
+    }
+    if super::vary::Vary::parse(resp).is_star() {
+        return Err(NotStorable::VaryStar);
+    }
+    if request.authorization
+        && !cc
+            .as_ref()
+            .is_some_and(|cc| cc.allow_caching_authorized_req())
+    {
+        return Err(NotStorable::Authorization);
+    }
+    if !rules.store_set_cookie && resp.headers.contains_key(header::SET_COOKIE) {
+        return Err(NotStorable::SetCookie);
+    }
+
+    let date = http_date(resp, header::DATE).unwrap_or(response_time);
+    let public = cc.as_ref().is_some_and(|cc| cc.public());
+    let lifetime = explicit_lifetime(resp, cc.as_ref(), surrogate.as_ref(), date)
+        .or_else(|| {
+            let heuristic_status =
+                HEURISTICALLY_CACHEABLE.contains(&resp.status.as_u16()) || public;
+            if !heuristic_status || rules.heuristic_fraction <= 0.0 {
+                return None;
+            }
+            let modified = http_date(resp, header::LAST_MODIFIED)?;
+            let since = date.duration_since(modified).ok()?;
+            Some(
+                since
+                    .mul_f64(rules.heuristic_fraction)
+                    .min(rules.heuristic_max_ttl),
+            )
+        })
+        .or(rules.default_ttl)
+        .ok_or(NotStorable::NoFreshness)?;
+    let lifetime = match rules.max_ttl {
+        Some(max) => lifetime.min(max),
+        None => lifetime,
+    };
+
+    // RFC 9111 §4.2.3: the age the response already had on arrival.
+    let apparent_age = response_time.duration_since(date).unwrap_or(Duration::ZERO);
+    let response_delay = request
+        .request_time
+        .and_then(|t| response_time.duration_since(t).ok())
+        .unwrap_or(Duration::ZERO);
+    let initial_age = match age_header(resp) {
+        Ok(age) => apparent_age.max(age.unwrap_or(Duration::ZERO) + response_delay),
+        // An unusable Age header: treat the response as already stale.
+        Err(()) => lifetime + Duration::from_secs(1),
+    };
+
+    let forbids_stale = cc.as_ref().is_some_and(|cc| {
+        cc.must_revalidate()
+            || cc.proxy_revalidate()
+            || cc.no_cache()
+            || cc.has_directive(&DirectiveKey::SMaxAge)
+    });
+    let (swr, sie) = if forbids_stale {
+        (0, 0)
+    } else {
+        let window = |from_origin: Option<u32>, default: Duration| {
+            from_origin.unwrap_or_else(|| u32::try_from(default.as_secs()).unwrap_or(u32::MAX))
+        };
+        (
+            window(
+                cc.as_ref()
+                    .and_then(|cc| cc.stale_while_revalidate().ok().flatten()),
+                rules.stale_while_revalidate,
+            ),
+            window(
+                cc.as_ref()
+                    .and_then(|cc| cc.stale_if_error().ok().flatten()),
+                rules.stale_if_error,
+            ),
+        )
+    };
+    Ok(Freshness {
+        lifetime,
+        initial_age,
+        response_time,
+        stale_while_revalidate: swr,
+        stale_if_error: sie,
+    })
+}
+
+/// Whether a stored response must be revalidated once stale, even when the
+/// client would accept it stale (`must-revalidate`, `proxy-revalidate`,
+/// `s-maxage`, `no-cache`).
+pub fn must_revalidate(resp: &ResponseHeader) -> bool {
+    CacheControl::from_resp_headers(resp).is_some_and(|cc| {
+        cc.must_revalidate()
+            || cc.proxy_revalidate()
+            || cc.no_cache()
+            || cc.has_directive(&DirectiveKey::SMaxAge)
+    })
+}
+
+/// Removes the fields a shared cache must not store (`private="..."`,
+/// `no-cache="..."`) from a response about to be stored.
+pub fn strip_private_fields(resp: &mut ResponseHeader) {
+    if let Some(cc) = CacheControl::from_resp_headers(resp) {
+        cc.strip_private_headers(resp);
+    }
+}
+
+#[cfg(test)]
+mod tests;

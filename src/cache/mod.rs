@@ -1,0 +1,106 @@
+//! The HTTP response cache: RFC 9111 semantics over an in-memory,
+//! byte-bounded store.
+//!
+//! The policy modules (`key`, `request`, `freshness`, `vary`, `surrogate`,
+//! `revalidate`, `status`) are pure: they read request and response headers
+//! and return decisions. `storage` is the `pingora_cache::Storage`
+//! implementation. [`CacheStore`] bundles what Pingora needs to enable
+//! caching on a request; the proxy glues it all to Pingora's cache phases.
+
+pub mod freshness;
+mod header_dict;
+pub mod key;
+pub mod policy;
+pub mod request;
+pub mod revalidate;
+pub mod status;
+pub mod storage;
+pub mod surrogate;
+pub mod vary;
+
+use std::time::Duration;
+
+use pingora::cache::lock::{CacheKeyLockImpl, CacheLock};
+use pingora::cache::predictor::Predictor;
+use pingora::cache::{CacheOptionOverrides, HttpCache, NoCacheReason};
+
+pub use policy::CachePolicy;
+use storage::{MemoryStorage, StorageSettings};
+
+use crate::config::CacheConfig;
+
+/// `NoCacheReason`s that come from one request, not from the response, and
+/// must not teach the predictor that the URL is uncacheable.
+pub const REQUEST_SPECIFIC_REASONS: [&str; 2] = ["authorization", "request-no-store"];
+
+fn is_request_specific(reason: &'static str) -> bool {
+    REQUEST_SPECIFIC_REASONS.contains(&reason)
+}
+
+/// Shards of the uncacheable-key memory; 32 × 8192 keys.
+const PREDICTOR_SHARDS: usize = 32;
+
+/// The process-wide cache: storage, the lock that coalesces concurrent
+/// misses, and the memory of uncacheable URLs.
+pub struct CacheStore {
+    /// The store.
+    pub storage: &'static MemoryStorage,
+    lock: &'static CacheKeyLockImpl,
+    predictor: &'static Predictor<PREDICTOR_SHARDS>,
+    lock_timeout: Duration,
+}
+
+impl CacheStore {
+    /// Builds the cache once for the life of the process (Pingora requires
+    /// `'static` storage).
+    pub fn leak(config: &CacheConfig) -> &'static Self {
+        header_dict::install();
+        let storage = Box::leak(Box::new(MemoryStorage::new(StorageSettings {
+            max_size: config.max_size.bytes(),
+            max_object_size: config.max_object_size.bytes(),
+            eviction: config.eviction,
+            stale_retention: config.stale_retention.get(),
+        })));
+        let lock: &'static CacheKeyLockImpl =
+            Box::leak(CacheLock::new_boxed(config.lock_timeout.get()));
+        let predictor = Box::leak(Box::new(Predictor::<PREDICTOR_SHARDS>::new(
+            8192,
+            Some(is_request_specific),
+        )));
+        Box::leak(Box::new(Self {
+            storage,
+            lock,
+            predictor,
+            lock_timeout: config.lock_timeout.get(),
+        }))
+    }
+
+    /// Turns caching on for one request.
+    pub fn enable(&'static self, cache: &mut HttpCache) {
+        let mut overrides = CacheOptionOverrides::default();
+        overrides.wait_timeout = Some(self.lock_timeout);
+        cache.enable(
+            self.storage,
+            None,
+            Some(self.predictor),
+            Some(self.lock),
+            Some(overrides),
+        );
+    }
+
+    /// The lock timeout.
+    pub fn lock_timeout(&self) -> Duration {
+        self.lock_timeout
+    }
+}
+
+/// The `NoCacheReason` reported to Pingora for a response that is not
+/// stored.
+pub fn no_cache_reason(reason: freshness::NotStorable) -> NoCacheReason {
+    use freshness::NotStorable::*;
+    match reason {
+        Authorization => NoCacheReason::Custom(REQUEST_SPECIFIC_REASONS[0]),
+        RequestNoStore => NoCacheReason::Custom(REQUEST_SPECIFIC_REASONS[1]),
+        _ => NoCacheReason::OriginNotCache,
+    }
+}

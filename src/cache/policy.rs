@@ -1,0 +1,94 @@
+//! A route's cache policy, compiled from the configuration.
+
+use std::sync::Arc;
+
+use http::HeaderName;
+use pingora::http::RequestHeader;
+
+use super::freshness::FreshnessRules;
+use super::key::QueryOptions;
+use super::vary::{cookie_value, KeyExtras};
+use crate::config::CachePolicyConfig;
+
+/// How one route caches.
+#[derive(Debug, Clone)]
+pub struct CachePolicy {
+    /// The policy's name (or `routes[i]` for an inline policy), for logs.
+    pub name: Arc<str>,
+    /// Whether anything is cached.
+    pub enabled: bool,
+    /// How the query string takes part in the key.
+    pub query: QueryOptions,
+    /// Request headers and cookies added to the key.
+    pub extras: KeyExtras,
+    /// Freshness and storability rules.
+    pub freshness: FreshnessRules,
+    /// Requests with one of these cookies skip the cache.
+    pub bypass_cookies: Box<[String]>,
+    /// Requests with one of these headers skip the cache.
+    pub bypass_headers: Box<[HeaderName]>,
+    /// Whether to send `Cache-Status`.
+    pub cache_status: bool,
+}
+
+impl CachePolicy {
+    /// Compiles a validated policy.
+    pub fn compile(name: &str, config: &CachePolicyConfig) -> Self {
+        Self {
+            name: name.into(),
+            enabled: config.enabled,
+            query: QueryOptions {
+                ignore: config.key.ignore_query,
+                sort: config.key.sort_query,
+            },
+            extras: KeyExtras {
+                headers: config.key.headers.iter().map(|h| h.0.clone()).collect(),
+                cookies: config.key.cookies.clone().into_boxed_slice(),
+            },
+            freshness: FreshnessRules {
+                default_ttl: config.default_ttl.map(|d| d.get()),
+                max_ttl: config.max_ttl.map(|d| d.get()),
+                heuristic_fraction: config.heuristic_fraction,
+                heuristic_max_ttl: config.heuristic_max_ttl.get(),
+                statuses: config.statuses.clone().map(Vec::into_boxed_slice),
+                stale_while_revalidate: config.stale_while_revalidate.get(),
+                stale_if_error: config.stale_if_error.get(),
+                store_set_cookie: config.store_set_cookie,
+            },
+            bypass_cookies: config.bypass.cookies.clone().into_boxed_slice(),
+            bypass_headers: config.bypass.headers.iter().map(|h| h.0.clone()).collect(),
+            cache_status: config.cache_status,
+        }
+    }
+
+    /// Whether `req` carries a bypass header or cookie.
+    pub fn bypassed_by(&self, req: &RequestHeader) -> bool {
+        self.bypass_headers
+            .iter()
+            .any(|h| req.headers.contains_key(h))
+            || self
+                .bypass_cookies
+                .iter()
+                .any(|c| cookie_value(req, c).is_some())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bypass_rules_match_headers_and_cookies() {
+        let config: CachePolicyConfig =
+            serde_yaml::from_str("bypass: {cookies: [session], headers: [x-no-cache]}").unwrap();
+        let policy = CachePolicy::compile("p", &config);
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        assert!(!policy.bypassed_by(&req));
+        req.insert_header("cookie", "theme=dark; session=abc")
+            .unwrap();
+        assert!(policy.bypassed_by(&req));
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        req.insert_header("x-no-cache", "1").unwrap();
+        assert!(policy.bypassed_by(&req));
+    }
+}

@@ -1,0 +1,466 @@
+//! The in-memory cache store: a `pingora_cache::Storage` on `moka`, bounded
+//! in bytes.
+//!
+//! Complete responses live in a moka cache weighed by their size (body,
+//! serialized meta, URL, tags and a fixed per-entry overhead) and expire
+//! when their stale windows (and, for responses with a validator, the
+//! `stale_retention`) are over. Responses being fetched live in [`fill`]s
+//! outside moka, readable while they arrive; their bytes count against a
+//! reserved part of `max_size`, so stored plus in-flight bytes never exceed
+//! it.
+
+mod budget;
+mod entry;
+mod fill;
+
+use std::any::Any;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use moka::notification::RemovalCause;
+use moka::policy::EvictionPolicy;
+use moka::sync::Cache;
+use moka::Expiry;
+use pingora::cache::key::{CacheHashKey, HashBinary};
+use pingora::cache::storage::{
+    HandleMiss, MissFinishType, PurgeOutcome, PurgeTarget, PurgeType, Storage,
+};
+use pingora::cache::trace::SpanHandle;
+use pingora::cache::{CacheKey, CacheMeta, HitHandler, MissHandler};
+use pingora::prelude::*;
+use pingora::ErrorType;
+
+pub use budget::Budget;
+pub use entry::{CompleteHit, Entry, ENTRY_OVERHEAD};
+pub use fill::{Fill, FillIndex, FillLimits, FillReader, FillSpec};
+
+use super::key;
+use crate::config::EvictionPolicy as EvictionChoice;
+
+/// Storage limits.
+#[derive(Debug, Clone, Copy)]
+pub struct StorageSettings {
+    /// Bound of stored plus in-flight bytes.
+    pub max_size: u64,
+    /// Largest storable body.
+    pub max_object_size: u64,
+    /// Which entries go first.
+    pub eviction: EvictionChoice,
+    /// How long past its stale windows a response with a validator is kept.
+    pub stale_retention: Duration,
+}
+
+impl StorageSettings {
+    /// The part of `max_size` reserved for responses being fetched: 1/8,
+    /// at least two objects, at most half.
+    pub fn inflight_reserve(&self) -> u64 {
+        (self.max_size / 8)
+            .max(self.max_object_size.saturating_mul(2))
+            .min(self.max_size / 2)
+    }
+}
+
+/// A snapshot of the store's occupancy.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StorageStats {
+    /// Stored responses.
+    pub objects: u64,
+    /// Bytes they weigh.
+    pub bytes: u64,
+    /// Responses being fetched.
+    pub inflight_fills: u64,
+    /// Bytes of those counted against the budget.
+    pub inflight_bytes: u64,
+    /// Entries dropped to make room.
+    pub evictions: u64,
+    /// The configured bound.
+    pub max_size: u64,
+}
+
+/// What a purge selects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PurgeSelector {
+    /// Every stored response for exactly this normalised URL.
+    Url(String),
+    /// Every stored response whose normalised URL starts with this.
+    Prefix(String),
+    /// Every stored response carrying this surrogate key / cache tag.
+    Tag(String),
+}
+
+impl PurgeSelector {
+    fn matches(&self, url: &str, tags: &[Box<str>]) -> bool {
+        match self {
+            PurgeSelector::Url(u) => url == u,
+            PurgeSelector::Prefix(p) => url.starts_with(p.as_str()),
+            PurgeSelector::Tag(t) => tags.iter().any(|x| **x == **t),
+        }
+    }
+}
+
+struct EntryExpiry;
+
+impl Expiry<HashBinary, Arc<Entry>> for EntryExpiry {
+    fn expire_after_create(
+        &self,
+        _key: &HashBinary,
+        value: &Arc<Entry>,
+        _now: Instant,
+    ) -> Option<Duration> {
+        Some(
+            value
+                .retain_until
+                .duration_since(SystemTime::now())
+                .unwrap_or(Duration::ZERO),
+        )
+    }
+
+    fn expire_after_update(
+        &self,
+        key: &HashBinary,
+        value: &Arc<Entry>,
+        now: Instant,
+        _current: Option<Duration>,
+    ) -> Option<Duration> {
+        self.expire_after_create(key, value, now)
+    }
+}
+
+/// The cache store.
+pub struct MemoryStorage {
+    entries: Cache<HashBinary, Arc<Entry>>,
+    fills: FillIndex,
+    budget: Budget,
+    limits: FillLimits,
+    settings: StorageSettings,
+    next_fill_id: AtomicU64,
+    evictions: Arc<AtomicU64>,
+}
+
+/// Headers carrying purge tags: `Surrogate-Key` (space separated) and
+/// `Cache-Tag` (comma separated).
+pub const TAG_HEADERS: [(&str, char); 2] = [("surrogate-key", ' '), ("cache-tag", ',')];
+
+const MAX_TAGS: usize = 64;
+const MAX_TAG_LEN: usize = 256;
+
+fn tags_of(meta: &CacheMeta) -> Box<[Box<str>]> {
+    let mut tags: Vec<Box<str>> = Vec::new();
+    for (header, separator) in TAG_HEADERS {
+        for value in meta.headers().get_all(header) {
+            let Ok(text) = value.to_str() else { continue };
+            for tag in text.split(separator).map(str::trim) {
+                if !tag.is_empty() && tag.len() <= MAX_TAG_LEN && tags.len() < MAX_TAGS {
+                    tags.push(tag.into());
+                }
+            }
+        }
+    }
+    tags.sort_unstable();
+    tags.dedup();
+    tags.into_boxed_slice()
+}
+
+impl MemoryStorage {
+    /// A store bounded by `settings`.
+    pub fn new(settings: StorageSettings) -> Self {
+        let reserve = settings.inflight_reserve();
+        let evictions = Arc::new(AtomicU64::new(0));
+        let counter = evictions.clone();
+        let policy = match settings.eviction {
+            EvictionChoice::Lru => EvictionPolicy::lru(),
+            EvictionChoice::Tinylfu => EvictionPolicy::tiny_lfu(),
+        };
+        let entries = Cache::builder()
+            .max_capacity(settings.max_size.saturating_sub(reserve))
+            .weigher(|_key: &HashBinary, entry: &Arc<Entry>| entry.weight())
+            .expire_after(EntryExpiry)
+            .eviction_policy(policy)
+            .eviction_listener(move |_key, _value, cause| {
+                if cause == RemovalCause::Size {
+                    counter.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+            .build();
+        Self {
+            entries,
+            fills: FillIndex::default(),
+            budget: Budget::new(reserve),
+            limits: FillLimits {
+                max_object_size: usize::try_from(settings.max_object_size).unwrap_or(usize::MAX),
+            },
+            settings,
+            next_fill_id: AtomicU64::new(1),
+            evictions,
+        }
+    }
+
+    /// The settings the store was built with.
+    pub fn settings(&self) -> StorageSettings {
+        self.settings
+    }
+
+    /// Occupancy now (pending moka maintenance is run first, so the numbers
+    /// are exact).
+    pub fn stats(&self) -> StorageStats {
+        self.entries.run_pending_tasks();
+        StorageStats {
+            objects: self.entries.entry_count(),
+            bytes: self.entries.weighted_size(),
+            inflight_fills: self.fills.len() as u64,
+            inflight_bytes: self.budget.used(),
+            evictions: self.evictions.load(Ordering::Relaxed),
+            max_size: self.settings.max_size,
+        }
+    }
+
+    /// Drops the stored response for `url`'s primary slot and dooms its
+    /// fills (invalidation after an unsafe method). Variants of the URL
+    /// become unreachable through the primary slot and age out.
+    pub fn invalidate_url(&self, url: &str) -> bool {
+        let primary = key::primary_hash(url);
+        let removed = self.entries.remove(&primary).is_some();
+        for fill in self.fills.matching(|f| &*f.url == url) {
+            fill.doom(&self.budget);
+        }
+        removed
+    }
+
+    /// Removes every stored response the selector matches and dooms matching
+    /// fills; returns how many stored responses were removed.
+    pub fn purge(&self, selector: &PurgeSelector) -> usize {
+        let doomed: Vec<Arc<Fill>> = self.fills.matching(|f| selector.matches(&f.url, &f.tags));
+        for fill in &doomed {
+            fill.doom(&self.budget);
+        }
+        let keys: Vec<HashBinary> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| selector.matches(&e.url, &e.tags))
+            .map(|(k, _)| *k)
+            .collect();
+        let mut removed = 0;
+        for k in keys {
+            if self.entries.remove(&k).is_some() {
+                removed += 1;
+            }
+        }
+        if let PurgeSelector::Url(url) = selector {
+            removed += usize::from(self.entries.remove(&key::primary_hash(url)).is_some());
+        }
+        removed
+    }
+
+    fn commit(&self, fill: &Fill) -> usize {
+        let mut size = 0;
+        if let Some(entry) = fill.to_entry() {
+            size = entry.body.len();
+            // Stored before the fill is forgotten, so that no lookup in
+            // between finds neither.
+            self.entries.insert(fill.key, Arc::new(entry));
+        }
+        self.fills.remove(fill);
+        fill.release(&self.budget);
+        // Enforce the bound now rather than at the next maintenance cycle.
+        self.entries.run_pending_tasks();
+        size
+    }
+
+    fn abandon(&self, fill: &Fill) {
+        fill.fail();
+        fill.release(&self.budget);
+        self.fills.remove(fill);
+    }
+
+    fn complete_hit(entry: &Entry) -> Result<(CacheMeta, HitHandler)> {
+        Ok((
+            entry.meta()?,
+            Box::new(CompleteHit::new(entry.body.clone())),
+        ))
+    }
+
+    fn retain_until(&self, meta: &CacheMeta) -> SystemTime {
+        let windows = meta
+            .stale_while_revalidate_sec()
+            .max(meta.stale_if_error_sec());
+        let headers = meta.headers();
+        let validator = headers.contains_key(http::header::ETAG)
+            || headers.contains_key(http::header::LAST_MODIFIED);
+        let retention = if validator {
+            self.settings.stale_retention
+        } else {
+            Duration::ZERO
+        };
+        meta.fresh_until()
+            .checked_add(Duration::from_secs(windows.into()) + retention)
+            .unwrap_or(meta.fresh_until())
+    }
+}
+
+/// Writes one response into a fill, then commits it.
+pub struct FillWriter {
+    storage: &'static MemoryStorage,
+    fill: Arc<Fill>,
+    tag: [u8; 8],
+    finished: bool,
+}
+
+impl Drop for FillWriter {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.storage.abandon(&self.fill);
+        }
+    }
+}
+
+#[async_trait]
+impl HandleMiss for FillWriter {
+    async fn write_body(&mut self, data: Bytes, eof: bool) -> Result<()> {
+        self.fill
+            .append(data, eof, &self.storage.budget, self.storage.limits);
+        Ok(())
+    }
+
+    async fn finish(mut self: Box<Self>) -> Result<MissFinishType> {
+        self.finished = true;
+        self.fill.append(
+            Bytes::new(),
+            true,
+            &self.storage.budget,
+            self.storage.limits,
+        );
+        let size = self.storage.commit(&self.fill);
+        Ok(MissFinishType::Created(size))
+    }
+
+    fn streaming_write_tag(&self) -> Option<&[u8]> {
+        Some(&self.tag)
+    }
+}
+
+#[async_trait]
+impl Storage for MemoryStorage {
+    async fn lookup(
+        &'static self,
+        key: &CacheKey,
+        _trace: &SpanHandle,
+    ) -> Result<Option<(CacheMeta, HitHandler)>> {
+        let k = key.combined_bin();
+        let entry = self.entries.get(&k);
+        let fresh = entry
+            .as_ref()
+            .is_some_and(|e| e.fresh_until >= SystemTime::now());
+        // A stale entry being refreshed: readers get the new response as it
+        // arrives rather than the old one.
+        if !fresh {
+            if let Some(fill) = self.fills.joinable(&k) {
+                let meta = fill.meta()?;
+                return Ok(Some((meta, Box::new(fill.reader()))));
+            }
+        }
+        entry.map(|e| Self::complete_hit(&e)).transpose()
+    }
+
+    async fn lookup_streaming_write(
+        &'static self,
+        key: &CacheKey,
+        streaming_write_tag: Option<&[u8]>,
+        trace: &SpanHandle,
+    ) -> Result<Option<(CacheMeta, HitHandler)>> {
+        let Some(tag) = streaming_write_tag else {
+            return self.lookup(key, trace).await;
+        };
+        let id = <[u8; 8]>::try_from(tag)
+            .map(u64::from_be_bytes)
+            .map_err(|_| {
+                Error::explain(ErrorType::InternalError, "malformed streaming write tag")
+            })?;
+        let fill = self
+            .fills
+            .by_id(&key.combined_bin(), id)
+            .ok_or_else(|| Error::explain(ErrorType::InternalError, "streaming write not found"))?;
+        let meta = fill.meta()?;
+        Ok(Some((meta, Box::new(fill.reader()))))
+    }
+
+    async fn get_miss_handler(
+        &'static self,
+        key: &CacheKey,
+        meta: &CacheMeta,
+        _trace: &SpanHandle,
+    ) -> Result<MissHandler> {
+        let (internal, header) = meta.serialize()?;
+        let id = self.next_fill_id.fetch_add(1, Ordering::Relaxed);
+        let fill = Fill::new(FillSpec {
+            id,
+            key: key.combined_bin(),
+            url: key::url_of(key).unwrap_or_default().into(),
+            tags: tags_of(meta),
+            internal: internal.into_boxed_slice(),
+            header: header.into_boxed_slice(),
+            fresh_until: meta.fresh_until(),
+            retain_until: self.retain_until(meta),
+        });
+        self.fills.insert(fill.clone());
+        Ok(Box::new(FillWriter {
+            storage: self,
+            fill,
+            tag: id.to_be_bytes(),
+            finished: false,
+        }))
+    }
+
+    async fn purge(
+        &'static self,
+        target: PurgeTarget<'_>,
+        _purge_type: PurgeType,
+        _trace: &SpanHandle,
+    ) -> Result<PurgeOutcome> {
+        let k = target.key().combined_bin();
+        for fill in self.fills.matching(|f| f.key == k) {
+            fill.doom(&self.budget);
+        }
+        Ok(match self.entries.remove(&k) {
+            Some(_) => PurgeOutcome::Purged(None),
+            None => PurgeOutcome::NotFound,
+        })
+    }
+
+    async fn update_meta(
+        &'static self,
+        key: &CacheKey,
+        meta: &CacheMeta,
+        _trace: &SpanHandle,
+    ) -> Result<bool> {
+        let k = key.combined_bin();
+        let Some(old) = self.entries.get(&k) else {
+            return Ok(false);
+        };
+        let (internal, header) = meta.serialize()?;
+        let entry = Entry {
+            internal: internal.into_boxed_slice(),
+            header: header.into_boxed_slice(),
+            body: old.body.clone(),
+            url: old.url.clone(),
+            tags: tags_of(meta),
+            fresh_until: meta.fresh_until(),
+            retain_until: self.retain_until(meta),
+        };
+        self.entries.insert(k, Arc::new(entry));
+        Ok(true)
+    }
+
+    fn support_streaming_partial_write(&self) -> bool {
+        true
+    }
+
+    fn as_any(&self) -> &(dyn Any + Send + Sync + 'static) {
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,402 @@
+//! The glue between Pingora's cache phases and the cache policy modules:
+//! what each phase decides, with the per-request cache state it needs.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use http::{header, Method};
+use pingora::cache::{CacheMeta, CachePhase, ForcedFreshness, NoCacheReason, RespCacheable};
+use pingora::http::{RequestHeader, ResponseHeader};
+
+use crate::cache::freshness::{self, NotStorable, RequestFacts};
+use crate::cache::request::{RequestDirectives, StoredUse};
+use crate::cache::revalidate::merge_not_modified;
+use crate::cache::status::{CacheStatus, Forward};
+use crate::cache::{key, no_cache_reason, surrogate, CachePolicy};
+
+/// Per-request cache state (present when the route has a cache policy).
+#[derive(Debug)]
+pub struct CacheCtx {
+    /// The route's policy.
+    pub policy: Arc<CachePolicy>,
+    /// The normalised URL the key is built from.
+    pub url: String,
+    /// Set when caching was not even tried (method, bypass rule).
+    pub skipped: Option<Forward>,
+    /// The request is unsafe: a successful response invalidates the URL.
+    pub invalidates: bool,
+    /// The client's cache directives.
+    pub directives: RequestDirectives,
+    /// The client sent `Authorization`.
+    pub authorization: bool,
+    /// The client's directives forced a revalidation.
+    pub forced_by_request: bool,
+    /// When the request went upstream (for age correction).
+    pub request_time: Option<SystemTime>,
+    /// The origin's `304` during a revalidation, merged into the stored
+    /// response when its cacheability is decided.
+    pub not_modified: Option<Box<ResponseHeader>>,
+    /// The response was admitted to the cache.
+    pub stored: bool,
+    /// Why the response was not stored.
+    pub not_storable: Option<NotStorable>,
+    /// Body bytes received from upstream on a fill.
+    pub body_bytes: u64,
+    /// The predictor has been told the body is too large.
+    pub oversize_reported: bool,
+}
+
+impl CacheCtx {
+    fn new(policy: Arc<CachePolicy>, url: String) -> Self {
+        Self {
+            policy,
+            url,
+            skipped: None,
+            invalidates: false,
+            directives: RequestDirectives::default(),
+            authorization: false,
+            forced_by_request: false,
+            request_time: None,
+            not_modified: None,
+            stored: false,
+            not_storable: None,
+            body_bytes: 0,
+            oversize_reported: false,
+        }
+    }
+}
+
+/// The URL of `req` for keying: scheme, lowercase host with non-default
+/// port, path and query as the policy wants them.
+pub fn request_url(req: &RequestHeader, tls: bool, policy: &CachePolicy) -> String {
+    let scheme = if tls { "https" } else { "http" };
+    let raw_host = req
+        .uri
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| req.headers.get(header::HOST).and_then(|h| h.to_str().ok()))
+        .unwrap_or("");
+    let host = raw_host.to_ascii_lowercase();
+    let (name, port) = split_host_port(&host);
+    let name = name.trim_end_matches('.');
+    let host = match port {
+        Some(port) => format!("{name}:{port}"),
+        None => name.to_string(),
+    };
+    key::url(scheme, &host, req.uri.path(), req.uri.query(), policy.query)
+}
+
+fn split_host_port(host: &str) -> (&str, Option<&str>) {
+    if host.starts_with('[') {
+        return match host.find(']') {
+            Some(end) => (&host[..=end], host[end + 1..].strip_prefix(':')),
+            None => (host, None),
+        };
+    }
+    match host.rsplit_once(':') {
+        Some((name, port)) => (name, Some(port)),
+        None => (host, None),
+    }
+}
+
+/// Decides whether this request uses the cache. Returns the per-request
+/// state, and whether Pingora's cache should be enabled.
+pub fn begin(req: &RequestHeader, tls: bool, policy: Arc<CachePolicy>) -> (CacheCtx, bool) {
+    let url = request_url(req, tls, &policy);
+    let mut cc = CacheCtx::new(policy, url);
+    if req.method != Method::GET && req.method != Method::HEAD {
+        cc.skipped = Some(Forward::Method);
+        cc.invalidates = !req.method.is_safe();
+        return (cc, false);
+    }
+    if cc.policy.bypassed_by(req) {
+        cc.skipped = Some(Forward::Bypass);
+        return (cc, false);
+    }
+    cc.directives = RequestDirectives::parse(req);
+    cc.authorization = req.headers.contains_key(header::AUTHORIZATION);
+    (cc, true)
+}
+
+fn lifetime(meta: &CacheMeta) -> Duration {
+    meta.fresh_until()
+        .duration_since(meta.epoch())
+        .unwrap_or(Duration::ZERO)
+}
+
+/// `cache_hit_filter`: applies the client's directives to a stored response.
+pub fn hit_decision(cc: &mut CacheCtx, meta: &CacheMeta) -> Option<ForcedFreshness> {
+    let must_revalidate = freshness::must_revalidate(meta.response_header());
+    match cc
+        .directives
+        .stored_use(meta.age(), lifetime(meta), must_revalidate)
+    {
+        StoredUse::AsUsual => None,
+        StoredUse::Revalidate => {
+            cc.forced_by_request = true;
+            Some(ForcedFreshness::ForceExpired)
+        }
+        StoredUse::ServeStale => Some(ForcedFreshness::ForceFresh),
+    }
+}
+
+/// `response_cache_filter`: decides whether the response is stored, and
+/// for how long it is fresh. `stored` is the stale response being
+/// revalidated, if any; `max_object_size` the storage's object limit.
+pub fn decide_storage(
+    cc: &mut CacheCtx,
+    resp: &ResponseHeader,
+    stored: Option<&CacheMeta>,
+    max_object_size: u64,
+) -> RespCacheable {
+    let declared_len = resp
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared_len.is_some_and(|len| len > max_object_size) {
+        cc.not_storable = None;
+        return RespCacheable::Uncacheable(NoCacheReason::ResponseTooLarge);
+    }
+    let header = match (cc.not_modified.take(), stored) {
+        (Some(not_modified), Some(stored)) => {
+            merge_not_modified(stored.response_header(), &not_modified)
+        }
+        _ => resp.clone(),
+    };
+    let facts = RequestFacts {
+        authorization: cc.authorization,
+        no_store: cc.directives.no_store,
+        request_time: cc.request_time,
+    };
+    match freshness::evaluate(&header, facts, &cc.policy.freshness, SystemTime::now()) {
+        Ok(f) => {
+            let mut header = header;
+            freshness::strip_private_fields(&mut header);
+            // The age is accounted for in the epoch; a stored Age header
+            // would be counted again after a revalidation.
+            header.remove_header(&header::AGE);
+            let mut meta = CacheMeta::new(
+                f.fresh_until(),
+                f.response_time,
+                f.stale_while_revalidate,
+                f.stale_if_error,
+                header,
+            );
+            meta.set_epoch_override(f.epoch());
+            cc.stored = true;
+            RespCacheable::Cacheable(meta)
+        }
+        Err(reason) => {
+            cc.not_storable = Some(reason);
+            RespCacheable::Uncacheable(no_cache_reason(reason))
+        }
+    }
+}
+
+fn seconds_left(meta: &CacheMeta, now: SystemTime) -> i64 {
+    let until = meta.fresh_until();
+    match until.duration_since(now) {
+        Ok(left) => i64::try_from(left.as_secs()).unwrap_or(i64::MAX),
+        Err(e) => -i64::try_from(e.duration().as_secs()).unwrap_or(i64::MAX),
+    }
+}
+
+fn disabled_detail(reason: NoCacheReason) -> &'static str {
+    match reason {
+        NoCacheReason::ResponseTooLarge | NoCacheReason::PredictedResponseTooLarge => "too-large",
+        NoCacheReason::UpstreamError => "upstream-error",
+        NoCacheReason::CacheLockTimeout => "lock-timeout",
+        NoCacheReason::StorageError | NoCacheReason::InternalError => "internal-error",
+        _ => "not-stored",
+    }
+}
+
+/// The `Cache-Status` of a response about to be sent.
+pub fn status(
+    cc: &CacheCtx,
+    phase: CachePhase,
+    meta: Option<&CacheMeta>,
+    upstream_status: u16,
+) -> CacheStatus {
+    let now = SystemTime::now();
+    let ttl = meta.map(|m| seconds_left(m, now));
+    let forwarded = if cc.forced_by_request {
+        Forward::Request
+    } else {
+        Forward::Stale
+    };
+    let detail = cc.not_storable.map(NotStorable::as_str);
+    if let Some(skipped) = cc.skipped {
+        return CacheStatus {
+            forward: Some(skipped),
+            ..CacheStatus::default()
+        };
+    }
+    match phase {
+        CachePhase::Hit => CacheStatus {
+            hit: true,
+            ttl,
+            ..CacheStatus::default()
+        },
+        CachePhase::StaleUpdating => CacheStatus {
+            hit: true,
+            ttl,
+            detail: Some("stale-while-revalidate"),
+            ..CacheStatus::default()
+        },
+        CachePhase::Stale => CacheStatus {
+            hit: true,
+            forward: Some(Forward::Stale),
+            ttl,
+            detail: Some("stale-if-error"),
+            ..CacheStatus::default()
+        },
+        CachePhase::Miss => CacheStatus {
+            forward: Some(Forward::Miss),
+            stored: cc.stored,
+            detail,
+            ..CacheStatus::default()
+        },
+        CachePhase::Expired => CacheStatus {
+            forward: Some(forwarded),
+            forward_status: Some(upstream_status),
+            stored: cc.stored,
+            detail,
+            ..CacheStatus::default()
+        },
+        CachePhase::Revalidated => CacheStatus {
+            forward: Some(forwarded),
+            forward_status: Some(304),
+            ttl,
+            ..CacheStatus::default()
+        },
+        CachePhase::RevalidatedNoCache(_) => CacheStatus {
+            forward: Some(forwarded),
+            forward_status: Some(304),
+            detail,
+            ..CacheStatus::default()
+        },
+        CachePhase::Bypass => CacheStatus {
+            forward: Some(Forward::Bypass),
+            stored: cc.stored,
+            detail: if cc.stored { None } else { Some("uncacheable") },
+            ..CacheStatus::default()
+        },
+        CachePhase::Disabled(reason) => CacheStatus {
+            forward: Some(Forward::Miss),
+            detail: detail.or(Some(disabled_detail(reason))),
+            ..CacheStatus::default()
+        },
+        CachePhase::Uninit | CachePhase::CacheKey => CacheStatus {
+            forward: Some(Forward::Miss),
+            ..CacheStatus::default()
+        },
+    }
+}
+
+/// The URLs a successful unsafe request invalidates: its own and the
+/// same-host `Location` / `Content-Location` (RFC 9111 §4.4).
+pub fn invalidation_urls(
+    cc: &CacheCtx,
+    req: &RequestHeader,
+    resp: &ResponseHeader,
+    tls: bool,
+) -> Vec<String> {
+    let mut urls = vec![cc.url.clone()];
+    let own = request_url(req, tls, &cc.policy);
+    let Some(authority_end) = own
+        .find("://")
+        .and_then(|s| own[s + 3..].find('/').map(|p| s + 3 + p))
+    else {
+        return urls;
+    };
+    let origin = &own[..authority_end];
+    for name in [header::LOCATION, header::CONTENT_LOCATION] {
+        let Some(value) = resp.headers.get(&name).and_then(|v| v.to_str().ok()) else {
+            continue;
+        };
+        let target = if value.starts_with('/') && !value.starts_with("//") {
+            format!("{origin}{value}")
+        } else if value
+            .to_ascii_lowercase()
+            .starts_with(&origin.to_ascii_lowercase())
+        {
+            format!("{origin}{}", &value[origin.len()..])
+        } else {
+            continue;
+        };
+        let (path, query) = match target[authority_end..].split_once('?') {
+            Some((p, q)) => (p.to_string(), Some(q.to_string())),
+            None => (target[authority_end..].to_string(), None),
+        };
+        let (scheme, host) = origin.split_once("://").unwrap_or(("http", origin));
+        urls.push(key::url(
+            scheme,
+            host,
+            &path,
+            query.as_deref(),
+            cc.policy.query,
+        ));
+    }
+    urls
+}
+
+/// Headers meant for this cache only, removed before the client sees them.
+pub const SURROGATE_HEADERS: [&str; 3] = [surrogate::HEADER, "surrogate-key", "cache-tag"];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::CachePolicyConfig;
+
+    fn policy() -> Arc<CachePolicy> {
+        Arc::new(CachePolicy::compile("p", &CachePolicyConfig::default()))
+    }
+
+    fn req(method: &str, path: &str, host: &str) -> RequestHeader {
+        let mut r = RequestHeader::build(method, path.as_bytes(), None).unwrap();
+        r.insert_header("host", host).unwrap();
+        r
+    }
+
+    #[test]
+    fn keys_on_scheme_host_port_path_and_query() {
+        let p = policy();
+        assert_eq!(
+            request_url(&req("GET", "/a?b=1", "Example.COM"), false, &p),
+            "http://example.com/a?b=1"
+        );
+        assert_eq!(
+            request_url(&req("GET", "/", "example.com:8080"), true, &p),
+            "https://example.com:8080/"
+        );
+        assert_eq!(
+            request_url(&req("GET", "/", "example.com:443"), true, &p),
+            "https://example.com/"
+        );
+    }
+
+    #[test]
+    fn only_get_and_head_use_the_cache() {
+        let (cc, enabled) = begin(&req("POST", "/", "h"), false, policy());
+        assert!(!enabled && cc.invalidates);
+        let (cc, enabled) = begin(&req("OPTIONS", "/", "h"), false, policy());
+        assert!(!enabled && !cc.invalidates);
+        assert!(begin(&req("HEAD", "/", "h"), false, policy()).1);
+    }
+
+    #[test]
+    fn unsafe_requests_invalidate_same_host_locations() {
+        let r = req("POST", "/items", "h.test");
+        let (cc, _) = begin(&r, false, policy());
+        let mut resp = ResponseHeader::build(201, None).unwrap();
+        resp.insert_header("location", "/items/7").unwrap();
+        resp.insert_header("content-location", "http://other.test/x")
+            .unwrap();
+        assert_eq!(
+            invalidation_urls(&cc, &r, &resp, false),
+            ["http://h.test/items", "http://h.test/items/7"]
+        );
+    }
+}
