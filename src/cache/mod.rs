@@ -7,6 +7,7 @@
 //! implementation. [`CacheStore`] bundles what Pingora needs to enable
 //! caching on a request; the proxy glues it all to Pingora's cache phases.
 
+pub mod conditional;
 pub mod freshness;
 mod header_dict;
 pub mod key;

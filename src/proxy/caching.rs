@@ -160,7 +160,11 @@ pub fn decide_storage(
     }
     let header = match (cc.not_modified.take(), stored) {
         (Some(not_modified), Some(stored)) => {
-            merge_not_modified(stored.response_header(), &not_modified)
+            // The stored Age was accounted for when it was stored; only the
+            // 304's own Age (if any) says how old the freshened response is.
+            let mut base = stored.response_header().clone();
+            base.remove_header(&header::AGE);
+            merge_not_modified(&base, &not_modified)
         }
         _ => resp.clone(),
     };
@@ -173,9 +177,6 @@ pub fn decide_storage(
         Ok(f) => {
             let mut header = header;
             freshness::strip_private_fields(&mut header);
-            // The age is accounted for in the epoch; a stored Age header
-            // would be counted again after a revalidation.
-            header.remove_header(&header::AGE);
             let mut meta = CacheMeta::new(
                 f.fresh_until(),
                 f.response_time,

@@ -180,6 +180,18 @@ impl ProxyHttp for Palisade {
             .and_then(|cc| caching::hit_decision(cc, meta)))
     }
 
+    fn cache_not_modified_filter(
+        &self,
+        session: &Session,
+        resp: &ResponseHeader,
+        _ctx: &mut RequestCtx,
+    ) -> Result<bool> {
+        Ok(crate::cache::conditional::not_modified(
+            session.req_header(),
+            resp,
+        ))
+    }
+
     async fn proxy_upstream_filter(
         &self,
         session: &mut Session,
