@@ -59,16 +59,37 @@ mod tests {
 
     #[test]
     fn etags_and_last_modified_as_pingora_does() {
-        assert!(not_modified(&req(&[("if-none-match", "\"a\"")]), &resp(&[("etag", "\"a\"")])));
-        assert!(!not_modified(&req(&[("if-none-match", "\"b\"")]), &resp(&[("etag", "\"a\"")])));
-        assert!(not_modified(&req(&[("if-modified-since", LATE)]), &resp(&[("last-modified", EARLY)])));
-        assert!(!not_modified(&req(&[("if-modified-since", EARLY)]), &resp(&[("last-modified", LATE)])));
+        assert!(not_modified(
+            &req(&[("if-none-match", "\"a\"")]),
+            &resp(&[("etag", "\"a\"")])
+        ));
+        assert!(!not_modified(
+            &req(&[("if-none-match", "\"b\"")]),
+            &resp(&[("etag", "\"a\"")])
+        ));
+        assert!(not_modified(
+            &req(&[("if-modified-since", LATE)]),
+            &resp(&[("last-modified", EARLY)])
+        ));
+        assert!(!not_modified(
+            &req(&[("if-modified-since", EARLY)]),
+            &resp(&[("last-modified", LATE)])
+        ));
     }
 
     #[test]
     fn falls_back_to_date_without_last_modified() {
-        assert!(not_modified(&req(&[("if-modified-since", LATE)]), &resp(&[("date", EARLY)])));
-        assert!(!not_modified(&req(&[("if-modified-since", EARLY)]), &resp(&[("date", LATE)])));
-        assert!(!not_modified(&req(&[("if-modified-since", LATE)]), &resp(&[])));
+        assert!(not_modified(
+            &req(&[("if-modified-since", LATE)]),
+            &resp(&[("date", EARLY)])
+        ));
+        assert!(!not_modified(
+            &req(&[("if-modified-since", EARLY)]),
+            &resp(&[("date", LATE)])
+        ));
+        assert!(!not_modified(
+            &req(&[("if-modified-since", LATE)]),
+            &resp(&[])
+        ));
     }
 }

@@ -12,9 +12,9 @@ use super::surrogate::SurrogateControl;
 /// Status codes whose caching rules this cache implements, for
 /// `must-understand` (RFC 9111 §5.2.2.3): those defined by RFC 9110.
 const UNDERSTOOD: &[u16] = &[
-    200, 201, 202, 203, 204, 205, 206, 300, 301, 302, 303, 304, 305, 307, 308, 400, 401, 402,
-    403, 404, 405, 406, 407, 408, 409, 410, 411, 412, 413, 414, 415, 416, 417, 421, 422, 426,
-    500, 501, 502, 503, 504, 505,
+    200, 201, 202, 203, 204, 205, 206, 300, 301, 302, 303, 304, 305, 307, 308, 400, 401, 402, 403,
+    404, 405, 406, 407, 408, 409, 410, 411, 412, 413, 414, 415, 416, 417, 421, 422, 426, 500, 501,
+    502, 503, 504, 505,
 ];
 
 /// Status codes cacheable by heuristic freshness (RFC 9110 §15.1).
@@ -254,9 +254,7 @@ pub fn evaluate(
     let surrogate_max_age = surrogate.as_ref().is_some_and(|s| s.max_age.is_some());
     // must-understand: store only statuses whose rules we implement, and
     // then ignore no-store (RFC 9111 §5.2.2.3).
-    let must_understand = cc
-        .as_ref()
-        .is_some_and(|cc| cc.has_key("must-understand"));
+    let must_understand = cc.as_ref().is_some_and(|cc| cc.has_key("must-understand"));
     if must_understand && !UNDERSTOOD.contains(&resp.status.as_u16()) {
         return Err(NotStorable::Status);
     }

@@ -73,12 +73,16 @@ fn sorted_query(query: &str) -> Cow<'_, str> {
     Cow::Owned(params.join("&"))
 }
 
-/// The pingora cache key of a GET/HEAD request for `url`.
+/// The pingora cache key of a GET/HEAD request for `url`. The primary hash
+/// is computed once here (Pingora asks for it several times per request).
 pub fn for_url(url: &str) -> CacheKey {
     let mut primary = String::with_capacity(4 + url.len());
     primary.push_str("GET ");
     primary.push_str(url);
-    CacheKey::new(primary, "")
+    let mut key = CacheKey::new(primary, "");
+    let hash = key.primary_bin();
+    key.set_primary_bin_override(hash);
+    key
 }
 
 /// The primary hash of `url` (what storage uses for its primary slot).

@@ -66,6 +66,25 @@ pub struct Config {
 }
 
 impl Config {
+    /// Makes every relative file path in the configuration relative to
+    /// `base` (the directory of the configuration file), so that a
+    /// configuration means the same whatever the working directory.
+    pub fn resolve_relative_paths(&mut self, base: &Path) {
+        let resolve = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        resolve(&mut self.server.pid_file);
+        resolve(&mut self.server.upgrade_socket);
+        if let Some(p) = self.server.error_log.as_mut() {
+            resolve(p);
+        }
+        if let Some(p) = self.admin.as_mut().and_then(|a| a.token_file.as_mut()) {
+            resolve(p);
+        }
+    }
+
     /// The name of route `index`: its `name`, or `routes[index]`.
     pub fn route_name(&self, index: usize) -> String {
         self.routes
@@ -144,7 +163,8 @@ pub fn parse(file: &Path, text: &str) -> Result<LoadedConfig, LoadError> {
     }
 
     let mut errors = Vec::new();
-    let (config, origins) = structure(value, &mut errors);
+    let (mut config, origins) = structure(value, &mut errors);
+    config.resolve_relative_paths(file.parent().unwrap_or(Path::new(".")));
     let findings = validate::validate(&config, &origins);
     errors.extend(findings.errors);
     if errors.is_empty() {

@@ -126,6 +126,9 @@ fn lifetime(meta: &CacheMeta) -> Duration {
 
 /// `cache_hit_filter`: applies the client's directives to a stored response.
 pub fn hit_decision(cc: &mut CacheCtx, meta: &CacheMeta) -> Option<ForcedFreshness> {
+    if cc.directives.is_empty() {
+        return None;
+    }
     let must_revalidate = freshness::must_revalidate(meta.response_header());
     match cc
         .directives

@@ -304,9 +304,20 @@ fn surrogate_control_overrides_cache_control() {
 #[test]
 fn must_understand_limits_storage_to_known_statuses() {
     let cc = [("cache-control", "max-age=60, must-understand, no-store")];
-    assert!(evaluate(&resp(200, &cc), RequestFacts::default(), &FreshnessRules::default(), at(0)).is_ok());
+    assert!(evaluate(
+        &resp(200, &cc),
+        RequestFacts::default(),
+        &FreshnessRules::default(),
+        at(0)
+    )
+    .is_ok());
     assert_eq!(
-        evaluate(&resp(599, &cc), RequestFacts::default(), &FreshnessRules::default(), at(0)),
+        evaluate(
+            &resp(599, &cc),
+            RequestFacts::default(),
+            &FreshnessRules::default(),
+            at(0)
+        ),
         Err(NotStorable::Status)
     );
 }

@@ -32,7 +32,7 @@ use pingora::ErrorType;
 use tokio::sync::watch;
 
 use super::budget::Budget;
-use super::entry::Entry;
+use super::entry::{Entry, EntryParts};
 
 /// A free reader slot.
 const FREE: usize = usize::MAX;
@@ -236,8 +236,8 @@ impl Fill {
     }
 
     /// The committed form of a complete, not doomed fill: the body copied
-    /// into one exactly sized buffer (received chunks may be slices of much
-    /// larger read buffers).
+    /// into the entry's exactly sized buffer (received chunks may be slices
+    /// of much larger read buffers).
     pub fn to_entry(&self) -> Option<Entry> {
         let state = self.state.lock();
         if self.is_doomed() || state.first_chunk != 0 {
@@ -247,15 +247,15 @@ impl Fill {
         for chunk in &state.chunks {
             body.extend_from_slice(chunk);
         }
-        let entry = Entry {
-            internal: self.internal.clone(),
-            header: self.header.clone(),
-            body: body.freeze(),
-            url: self.url.clone(),
-            tags: self.tags.clone(),
+        let entry = Entry::new(EntryParts {
+            body: &body,
+            internal: &self.internal,
+            header: &self.header,
+            url: &self.url,
+            tags: &self.tags,
             fresh_until: self.fresh_until,
             retain_until: self.retain_until,
-        };
+        });
         Some(entry)
     }
 

@@ -16,14 +16,13 @@ mod fill;
 use std::any::Any;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use moka::notification::RemovalCause;
 use moka::policy::EvictionPolicy;
 use moka::sync::Cache;
-use moka::Expiry;
 use pingora::cache::key::{CacheHashKey, HashBinary};
 use pingora::cache::storage::{
     HandleMiss, MissFinishType, PurgeOutcome, PurgeTarget, PurgeType, Storage,
@@ -34,7 +33,7 @@ use pingora::prelude::*;
 use pingora::ErrorType;
 
 pub use budget::Budget;
-pub use entry::{CompleteHit, Entry, ENTRY_OVERHEAD};
+pub use entry::{epoch_secs, CompleteHit, Entry, EntryParts, ENTRY_OVERHEAD};
 pub use fill::{Fill, FillIndex, FillLimits, FillReader, FillSpec};
 
 use super::key;
@@ -92,46 +91,26 @@ pub enum PurgeSelector {
 }
 
 impl PurgeSelector {
-    fn matches(&self, url: &str, tags: &[Box<str>]) -> bool {
+    fn matches_fill(&self, fill: &Fill) -> bool {
         match self {
-            PurgeSelector::Url(u) => url == u,
-            PurgeSelector::Prefix(p) => url.starts_with(p.as_str()),
-            PurgeSelector::Tag(t) => tags.iter().any(|x| **x == **t),
+            PurgeSelector::Url(u) => &*fill.url == u,
+            PurgeSelector::Prefix(p) => fill.url.starts_with(p.as_str()),
+            PurgeSelector::Tag(t) => fill.tags.iter().any(|x| **x == **t),
         }
     }
-}
 
-struct EntryExpiry;
-
-impl Expiry<HashBinary, Arc<Entry>> for EntryExpiry {
-    fn expire_after_create(
-        &self,
-        _key: &HashBinary,
-        value: &Arc<Entry>,
-        _now: Instant,
-    ) -> Option<Duration> {
-        Some(
-            value
-                .retain_until
-                .duration_since(SystemTime::now())
-                .unwrap_or(Duration::ZERO),
-        )
-    }
-
-    fn expire_after_update(
-        &self,
-        key: &HashBinary,
-        value: &Arc<Entry>,
-        now: Instant,
-        _current: Option<Duration>,
-    ) -> Option<Duration> {
-        self.expire_after_create(key, value, now)
+    fn matches_entry(&self, entry: &Entry) -> bool {
+        match self {
+            PurgeSelector::Url(u) => entry.url() == u,
+            PurgeSelector::Prefix(p) => entry.url().starts_with(p.as_str()),
+            PurgeSelector::Tag(t) => entry.has_tag(t),
+        }
     }
 }
 
 /// The cache store.
 pub struct MemoryStorage {
-    entries: Cache<HashBinary, Arc<Entry>>,
+    entries: Cache<HashBinary, Entry>,
     fills: FillIndex,
     budget: Budget,
     limits: FillLimits,
@@ -176,8 +155,7 @@ impl MemoryStorage {
         };
         let entries = Cache::builder()
             .max_capacity(settings.max_size.saturating_sub(reserve))
-            .weigher(|_key: &HashBinary, entry: &Arc<Entry>| entry.weight())
-            .expire_after(EntryExpiry)
+            .weigher(|_key: &HashBinary, entry: &Entry| entry.weight())
             .eviction_policy(policy)
             .eviction_listener(move |_key, _value, cause| {
                 if cause == RemovalCause::Size {
@@ -232,14 +210,14 @@ impl MemoryStorage {
     /// Removes every stored response the selector matches and dooms matching
     /// fills; returns how many stored responses were removed.
     pub fn purge(&self, selector: &PurgeSelector) -> usize {
-        let doomed: Vec<Arc<Fill>> = self.fills.matching(|f| selector.matches(&f.url, &f.tags));
+        let doomed: Vec<Arc<Fill>> = self.fills.matching(|f| selector.matches_fill(f));
         for fill in &doomed {
             fill.doom(&self.budget);
         }
         let keys: Vec<HashBinary> = self
             .entries
             .iter()
-            .filter(|(_, e)| selector.matches(&e.url, &e.tags))
+            .filter(|(_, e)| selector.matches_entry(e))
             .map(|(k, _)| *k)
             .collect();
         let mut removed = 0;
@@ -257,10 +235,10 @@ impl MemoryStorage {
     fn commit(&self, fill: &Fill) -> usize {
         let mut size = 0;
         if let Some(entry) = fill.to_entry() {
-            size = entry.body.len();
+            size = entry.body().len();
             // Stored before the fill is forgotten, so that no lookup in
             // between finds neither.
-            self.entries.insert(fill.key, Arc::new(entry));
+            self.entries.insert(fill.key, entry);
         }
         self.fills.remove(fill);
         fill.release(&self.budget);
@@ -276,10 +254,7 @@ impl MemoryStorage {
     }
 
     fn complete_hit(entry: &Entry) -> Result<(CacheMeta, HitHandler)> {
-        Ok((
-            entry.meta()?,
-            Box::new(CompleteHit::new(entry.body.clone())),
-        ))
+        Ok((entry.meta()?, Box::new(CompleteHit::new(entry.body()))))
     }
 
     fn retain_until(&self, meta: &CacheMeta) -> SystemTime {
@@ -349,10 +324,15 @@ impl Storage for MemoryStorage {
         _trace: &SpanHandle,
     ) -> Result<Option<(CacheMeta, HitHandler)>> {
         let k = key.combined_bin();
-        let entry = self.entries.get(&k);
-        let fresh = entry
-            .as_ref()
-            .is_some_and(|e| e.fresh_until >= SystemTime::now());
+        let now = epoch_secs(SystemTime::now());
+        let mut entry = self.entries.get(&k);
+        // Entries are not timed out by the store; one past its stale windows
+        // and retention is dropped when it is next looked up (or evicted).
+        if entry.as_ref().is_some_and(|e| e.is_expired(now)) {
+            self.entries.invalidate(&k);
+            entry = None;
+        }
+        let fresh = entry.as_ref().is_some_and(|e| e.is_fresh(now));
         // A stale entry being refreshed: readers get the new response as it
         // arrives rather than the old one.
         if !fresh {
@@ -440,16 +420,14 @@ impl Storage for MemoryStorage {
             return Ok(false);
         };
         let (internal, header) = meta.serialize()?;
-        let entry = Entry {
-            internal: internal.into_boxed_slice(),
-            header: header.into_boxed_slice(),
-            body: old.body.clone(),
-            url: old.url.clone(),
-            tags: tags_of(meta),
-            fresh_until: meta.fresh_until(),
-            retain_until: self.retain_until(meta),
-        };
-        self.entries.insert(k, Arc::new(entry));
+        let entry = old.with_meta(
+            &internal,
+            &header,
+            &tags_of(meta),
+            meta.fresh_until(),
+            self.retain_until(meta),
+        );
+        self.entries.insert(k, entry);
         Ok(true)
     }
 

@@ -35,13 +35,41 @@ pub fn free_port() -> u16 {
 /// The admin token of test proxies.
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 
-async fn wait_for_port(port: u16) {
+/// Whether process `pid` has a socket listening on 127.0.0.1:`port`
+/// (from /proc: the listening socket's inode among the process's fds).
+fn listening(pid: u32, port: u16) -> bool {
+    let Ok(table) = std::fs::read_to_string("/proc/net/tcp") else {
+        return false;
+    };
+    let local = format!("0100007F:{port:04X}");
+    let inodes: Vec<String> = table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // local_address, state 0A = LISTEN, inode.
+            (fields.get(1) == Some(&local.as_str()) && fields.get(3) == Some(&"0A"))
+                .then(|| fields.get(9).map(|i| format!("socket:[{i}]")))
+                .flatten()
+        })
+        .collect();
+    if inodes.is_empty() {
+        return false;
+    }
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .any(|target| inodes.iter().any(|i| target.as_os_str() == i.as_str()))
+}
+
+async fn wait_for_listener(pid: u32, port: u16) {
     let deadline = Instant::now() + STARTUP_TIMEOUT;
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        assert!(Instant::now() < deadline, "port {port} never opened");
+    while !listening(pid, port) {
+        assert!(
+            Instant::now() < deadline,
+            "process {pid} never listened on port {port}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -104,7 +132,7 @@ impl ProxyBuilder {
             match Proxy::spawn(&config, dir.path(), port).await {
                 Ok(child) => {
                     if let Some(p) = admin_port {
-                        wait_for_port(p).await;
+                        wait_for_listener(child.id(), p).await;
                     }
                     return Proxy {
                         child,
@@ -167,13 +195,14 @@ impl Proxy {
             .spawn()
             .expect("spawn palisade");
         let deadline = Instant::now() + STARTUP_TIMEOUT;
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
         loop {
             if let Ok(Some(status)) = child.try_wait() {
                 let log = std::fs::read_to_string(&log_path).unwrap_or_default();
                 return Err(format!("exited with {status}:\n{log}"));
             }
-            if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            // The port was only reserved; make sure it is our child that
+            // listens on it now, not another test's server that took it.
+            if listening(child.id(), port) {
                 return Ok(child);
             }
             if Instant::now() > deadline {

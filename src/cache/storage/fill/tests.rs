@@ -46,7 +46,7 @@ async fn readers_stream_chunks_as_they_arrive() {
     assert_eq!(read_all(&mut late).await.unwrap(), b"abcde");
     assert_eq!(budget.used(), 5);
     let entry = f.to_entry().unwrap();
-    assert_eq!(entry.body, "abcde");
+    assert_eq!(entry.body(), "abcde");
     f.release(&budget);
     assert_eq!(budget.used(), 0);
 }
