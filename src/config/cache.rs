@@ -38,9 +38,9 @@ pub struct CacheConfig {
     /// How long a request waits for another request already fetching the same
     /// object before going to the origin itself.
     pub lock_timeout: Duration,
-    /// How long a stale response that has a validator (`ETag`,
-    /// `Last-Modified`) is kept past its stale windows so that it can be
-    /// revalidated with a cheap `304`.
+    /// How long a stale response is kept past its stale windows: so that it
+    /// can be revalidated with a cheap `304` (when it has a validator), and
+    /// for clients that accept stale responses (`max-stale`).
     pub stale_retention: Duration,
     /// Named policies that routes refer to.
     pub policies: IndexMap<String, CachePolicyConfig>,

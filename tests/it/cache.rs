@@ -808,3 +808,36 @@ async fn routes_without_a_cache_policy_do_not_cache() {
     get(&proxy, "/", &[]).await.bytes().await.unwrap();
     assert_eq!(origin.hits(), 2);
 }
+
+#[tokio::test]
+async fn max_stale_and_min_fresh_are_honoured() {
+    let origin = Origin::start("origin").await;
+    // Stale by 10 s on arrival.
+    origin.on(
+        "/stale",
+        Reply::text("old")
+            .header("cache-control", "max-age=10")
+            .header("age", "20"),
+    );
+    origin.on(
+        "/fresh",
+        Reply::text("x").header("cache-control", "max-age=100"),
+    );
+    let proxy = Proxy::start(cached(&origin, "{}")).await;
+    cache_status(&proxy, "/stale", &[]).await;
+    let status = cache_status(&proxy, "/stale", &[("cache-control", "max-stale=60")]).await;
+    assert!(status.contains("hit"), "{status}");
+    let status = cache_status(&proxy, "/stale", &[("cache-control", "max-stale=5")]).await;
+    assert!(!status.contains("hit"), "{status}");
+
+    cache_status(&proxy, "/fresh", &[]).await;
+    assert!(
+        cache_status(&proxy, "/fresh", &[("cache-control", "min-fresh=50")])
+            .await
+            .contains("hit")
+    );
+    let before = origin.hits();
+    let status = cache_status(&proxy, "/fresh", &[("cache-control", "min-fresh=200")]).await;
+    assert!(status.contains("fwd=request"), "{status}");
+    assert_eq!(origin.hits(), before + 1);
+}

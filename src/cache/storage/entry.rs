@@ -40,7 +40,7 @@ pub struct EntryParts<'a> {
     pub tags: &'a [Box<str>],
     /// End of freshness.
     pub fresh_until: SystemTime,
-    /// When the entry may be dropped.
+    /// When the entry may be dropped: past its stale windows and retention.
     pub retain_until: SystemTime,
 }
 

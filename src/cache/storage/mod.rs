@@ -3,8 +3,7 @@
 //!
 //! Complete responses live in a moka cache weighed by their size (body,
 //! serialized meta, URL, tags and a fixed per-entry overhead) and expire
-//! when their stale windows (and, for responses with a validator, the
-//! `stale_retention`) are over. Responses being fetched live in [`fill`]s
+//! when their stale windows and the `stale_retention` are over. Responses being fetched live in [`fill`]s
 //! outside moka, readable while they arrive; their bytes count against a
 //! reserved part of `max_size`, so stored plus in-flight bytes never exceed
 //! it.
@@ -48,7 +47,8 @@ pub struct StorageSettings {
     pub max_object_size: u64,
     /// Which entries go first.
     pub eviction: EvictionChoice,
-    /// How long past its stale windows a response with a validator is kept.
+    /// How long past its stale windows a stale response is kept (for
+    /// revalidation, and for clients that accept stale responses).
     pub stale_retention: Duration,
 }
 
@@ -261,16 +261,8 @@ impl MemoryStorage {
         let windows = meta
             .stale_while_revalidate_sec()
             .max(meta.stale_if_error_sec());
-        let headers = meta.headers();
-        let validator = headers.contains_key(http::header::ETAG)
-            || headers.contains_key(http::header::LAST_MODIFIED);
-        let retention = if validator {
-            self.settings.stale_retention
-        } else {
-            Duration::ZERO
-        };
         meta.fresh_until()
-            .checked_add(Duration::from_secs(windows.into()) + retention)
+            .checked_add(Duration::from_secs(windows.into()) + self.settings.stale_retention)
             .unwrap_or(meta.fresh_until())
     }
 }
