@@ -35,6 +35,19 @@ fn status_of(resp: &reqwest::Response) -> String {
         .unwrap_or_default()
 }
 
+/// The admin API's cache statistics.
+async fn cache_stats(proxy: &Proxy) -> serde_json::Value {
+    client()
+        .get(proxy.admin_url("/cache/stats"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 /// Cache-Status of a GET, after reading the body.
 async fn cache_status(proxy: &Proxy, path: &str, headers: &[(&str, &str)]) -> String {
     let resp = get(proxy, path, headers).await;
@@ -634,15 +647,7 @@ async fn memory_stays_within_max_size() {
             .unwrap();
         assert_eq!(body.len(), 64 << 10);
     }
-    let stats: serde_json::Value = client()
-        .get(proxy.admin_url("/cache/stats"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stats = cache_stats(&proxy).await;
     let bytes = stats["bytes"].as_u64().unwrap() + stats["inflight_bytes"].as_u64().unwrap();
     assert!(bytes <= 4 << 20, "{stats}");
     assert!(stats["objects"].as_u64().unwrap() >= 32, "{stats}");
@@ -695,15 +700,7 @@ async fn large_responses_stream_through_uncached_without_buffering() {
     // Neither was stored.
     assert!(!cache_status(&proxy, "/sized", &[]).await.contains("hit"));
     assert!(!cache_status(&proxy, "/chunked", &[]).await.contains("hit"));
-    let stats: serde_json::Value = client()
-        .get(proxy.admin_url("/cache/stats"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stats = cache_stats(&proxy).await;
     assert_eq!(stats["objects"], 0, "{stats}");
 }
 
