@@ -14,18 +14,21 @@ pub mod net;
 pub mod proxy;
 pub mod runtime;
 pub mod server;
+pub mod tls;
 pub mod upstream;
 
 use std::path::Path;
 
 use config::{LoadError, LoadedConfig};
 use runtime::Runtime;
+use upstream::state::HealthRegistry;
 
 /// Loads, validates and compiles the configuration file at `path`: exactly
-/// what `palisade check` verifies and `palisade run` needs.
-pub fn load(path: &Path) -> Result<(LoadedConfig, Runtime), LoadError> {
+/// what `palisade check` verifies and `palisade run` needs. Backend states
+/// come from `registry`.
+pub fn load(path: &Path, registry: &HealthRegistry) -> Result<(LoadedConfig, Runtime), LoadError> {
     let loaded = config::load(path)?;
-    match Runtime::compile(&loaded.config) {
+    match Runtime::compile(&loaded.config, registry) {
         Ok(runtime) => Ok((loaded, runtime)),
         Err(errors) => Err(LoadError::Invalid {
             report: loaded.report(errors),

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use palisade::cache::CacheStore;
 use palisade::config::{LoadError, Report};
 use palisade::runtime::RuntimeHandle;
+use palisade::upstream::state::HealthRegistry;
 use tracing::{info, warn};
 
 const DEFAULT_CONFIG: &str = "conf/palisade.yaml";
@@ -68,7 +69,7 @@ fn count(n: usize, what: &str) -> String {
 }
 
 fn check(path: &Path) -> ExitCode {
-    match palisade::load(path) {
+    match palisade::load(path, &HealthRegistry::default()) {
         Ok((loaded, runtime)) => {
             let report: Report = loaded.report(Vec::new());
             if !report.warnings.is_empty() {
@@ -96,7 +97,8 @@ fn check(path: &Path) -> ExitCode {
 }
 
 fn run(path: &Path) -> ExitCode {
-    let (loaded, runtime) = match palisade::load(path) {
+    let registry = Arc::new(HealthRegistry::default());
+    let (loaded, runtime) = match palisade::load(path, &registry) {
         Ok(ok) => ok,
         Err(e) => {
             print_load_error(path, &e);
@@ -129,6 +131,6 @@ fn run(path: &Path) -> ExitCode {
     );
     let runtime = Arc::new(RuntimeHandle::new(runtime));
     let cache = CacheStore::leak(&config.cache);
-    let server = palisade::server::build(config, runtime, cache);
+    let server = palisade::server::build(config, runtime, cache, registry);
     server.run_forever()
 }

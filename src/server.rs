@@ -9,7 +9,11 @@ use pingora::server::configuration::ServerConf;
 use pingora::server::Server;
 use pingora::services::listening::Service;
 
+use pingora::services::background::background_service;
+
 use crate::admin::AdminApp;
+use crate::upstream::health::HealthService;
+use crate::upstream::state::HealthRegistry;
 
 use crate::cache::CacheStore;
 use crate::config::Config;
@@ -29,9 +33,11 @@ pub fn server_conf(config: &Config) -> ServerConf {
         error_log: s.error_log.as_ref().map(|p| p.display().to_string()),
         grace_period_seconds: Some(s.grace_period.ceil_secs()),
         graceful_shutdown_timeout_seconds: Some(s.shutdown_timeout.ceil_secs()),
-        // Retries are decided per request by the proxy; this is only
-        // Pingora's safety net against a retry loop.
-        max_retries: 4,
+        upstream_keepalive_pool_size: s.upstream_keepalive_pool_size,
+        // Retries are decided per request by the proxy (at most an upstream's
+        // `max_retries`); Pingora's limit counts attempts, first included,
+        // and must not cut them short.
+        max_retries: crate::config::MAX_RETRIES as usize + 1,
         ..ServerConf::default()
     }
 }
@@ -59,7 +65,12 @@ pub fn check_listeners(config: &Config) -> Result<(), String> {
 
 /// A Pingora server with one proxy service per listener, all reading their
 /// routing from `runtime`.
-pub fn build(config: &Config, runtime: Arc<RuntimeHandle>, cache: &'static CacheStore) -> Server {
+pub fn build(
+    config: &Config,
+    runtime: Arc<RuntimeHandle>,
+    cache: &'static CacheStore,
+    registry: Arc<HealthRegistry>,
+) -> Server {
     let mut server = Server::new_with_opt_and_conf(None, server_conf(config));
     server.bootstrap();
     for listener in &config.listeners {
@@ -74,6 +85,10 @@ pub fn build(config: &Config, runtime: Arc<RuntimeHandle>, cache: &'static Cache
         service.threads = listener.threads;
         server.add_service(service);
     }
+    server.add_service(background_service(
+        "health checks",
+        HealthService::new(runtime.clone(), registry),
+    ));
     if let Some(admin) = &config.admin {
         // The token was checked when the configuration was loaded.
         if let Ok(token) = admin.resolve_token() {

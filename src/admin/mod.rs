@@ -2,6 +2,8 @@
 //!
 //! - `GET /healthz` — liveness, no token needed;
 //! - `GET /cache/stats` — cache occupancy (JSON);
+//! - `GET /upstreams` — pools and the health, load and counters of every
+//!   backend (JSON);
 //! - `POST /cache/purge` — purge by URL, prefix or tag (JSON body).
 //!
 //! Every endpoint but `/healthz` needs `Authorization: Bearer <token>`.
@@ -20,6 +22,7 @@ use tracing::{info, warn};
 
 use crate::cache::CacheStore;
 use crate::runtime::RuntimeHandle;
+use crate::upstream::state::now_ms;
 pub use purge::PurgeRequest;
 
 /// Largest accepted request body.
@@ -98,6 +101,43 @@ impl AdminApp {
         )
     }
 
+    fn upstreams(&self) -> Response<Vec<u8>> {
+        let runtime = self.runtime.load();
+        let now = now_ms();
+        let pools: Vec<serde_json::Value> = runtime
+            .pools
+            .iter()
+            .map(|pool| {
+                let backends: Vec<serde_json::Value> = pool
+                    .backends()
+                    .iter()
+                    .map(|b| {
+                        let s = b.state.stats(now);
+                        json!({
+                            "address": b.addr.to_string(),
+                            "backend": &*b.label,
+                            "weight": b.weight,
+                            "healthy": s.healthy,
+                            "ejected": s.ejected_for_ms > 0,
+                            "ejected_for_ms": s.ejected_for_ms,
+                            "available": s.healthy && s.ejected_for_ms == 0,
+                            "in_flight": s.in_flight,
+                            "requests": s.requests,
+                            "failures": s.failures,
+                        })
+                    })
+                    .collect();
+                json!({
+                    "name": &*pool.name,
+                    "algorithm": pool.algorithm.as_str(),
+                    "health_check": pool.health_check.is_some(),
+                    "backends": backends,
+                })
+            })
+            .collect();
+        json_response(StatusCode::OK, json!({ "upstreams": pools }))
+    }
+
     async fn purge(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let body = match read_body(session).await {
             Ok(b) => b,
@@ -147,8 +187,9 @@ impl ServeHttp for AdminApp {
         }
         match (method, path.as_str()) {
             (Method::GET, "/cache/stats") => self.stats(),
+            (Method::GET, "/upstreams") => self.upstreams(),
             (Method::POST, "/cache/purge") => self.purge(session).await,
-            (_, "/cache/stats" | "/cache/purge") => {
+            (_, "/cache/stats" | "/cache/purge" | "/upstreams") => {
                 error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
             }
             _ => error(StatusCode::NOT_FOUND, "no such admin endpoint"),

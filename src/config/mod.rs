@@ -44,7 +44,12 @@ pub use route::{HostPattern, HostRewrite, PathPrefix, RouteConfig, RouteMatch};
 pub use server::{LogLevel, LoggingConfig, ServerConfig};
 pub use source::{Anchor, Position, SourceMap};
 pub use units::{ByteSize, Duration};
-pub use upstream::{BackendAddress, BackendConfig, UpstreamConfig, MAX_WEIGHT};
+pub use upstream::{
+    Algorithm, BackendAddress, BackendConfig, HashKey, HealthCheckConfig, HealthCheckKind,
+    PassiveHealthConfig, UpstreamConfig, UpstreamProtocol, UpstreamTls, UpstreamTlsSettings,
+    MAX_WEIGHT,
+};
+pub use validate::MAX_RETRIES;
 
 /// A complete, validated configuration.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -82,6 +87,16 @@ impl Config {
         }
         if let Some(p) = self.admin.as_mut().and_then(|a| a.token_file.as_mut()) {
             resolve(p);
+        }
+        for upstream in self.upstreams.values_mut() {
+            if let UpstreamTls::On(tls) = &mut upstream.tls {
+                for p in [&mut tls.ca_file, &mut tls.client_cert, &mut tls.client_key]
+                    .into_iter()
+                    .flatten()
+                {
+                    resolve(p);
+                }
+            }
         }
     }
 

@@ -35,6 +35,9 @@ pub struct ServerConfig {
     /// Peers whose `X-Forwarded-For`, `X-Forwarded-Proto` and
     /// `X-Forwarded-Host` headers are believed (CIDRs or single addresses).
     pub trusted_proxies: Vec<IpNet>,
+    /// Idle keep-alive connections to upstreams kept per worker thread of a
+    /// listener (Pingora's connection pool, shared by every upstream).
+    pub upstream_keepalive_pool_size: usize,
 }
 
 impl Default for ServerConfig {
@@ -52,6 +55,7 @@ impl Default for ServerConfig {
             group: None,
             error_log: None,
             trusted_proxies: Vec::new(),
+            upstream_keepalive_pool_size: 128,
         }
     }
 }

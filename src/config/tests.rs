@@ -368,3 +368,98 @@ fn unused_cache_policies_are_warnings() {
         .iter()
         .any(|w| w.message.contains("cache policy `static` is not used")));
 }
+
+const POOLS: &str = r#"
+listeners:
+  - name: http
+    address: 127.0.0.1:8080
+upstreams:
+  api:
+    backends: [127.0.0.1:8001, 127.0.0.1:8002]
+    algorithm: consistent_hash
+    hash_key: header:x-user
+    max_retries: 3
+    request_timeout: 10s
+    health_check:
+      type: http
+      interval: 2s
+      path: /healthz
+      expected_statuses: [200, 204]
+    passive_health: { consecutive_failures: 3, base_ejection: 5s, max_ejection: 1m }
+  secure:
+    backends: [api.internal:443]
+    protocol: h2
+    tls: { sni: api.internal }
+routes:
+  - upstream: api
+  - match: { path_prefix: /s }
+    upstream: secure
+"#;
+
+#[test]
+fn pool_settings_load() {
+    let loaded = parse(Path::new("test.yaml"), POOLS).unwrap();
+    let api = &loaded.config.upstreams["api"];
+    assert_eq!(api.algorithm, Algorithm::ConsistentHash);
+    assert!(matches!(&api.hash_key, Some(HashKey::Header(h)) if h == "x-user"));
+    assert_eq!(
+        api.health_check.as_ref().unwrap().interval,
+        Duration::from_secs(2)
+    );
+    assert_eq!(api.passive_health.max_ejection, Duration::from_secs(60));
+    let secure = &loaded.config.upstreams["secure"];
+    assert_eq!(secure.protocol, UpstreamProtocol::H2);
+    assert_eq!(
+        secure.tls.settings().unwrap().sni.as_deref(),
+        Some("api.internal")
+    );
+}
+
+#[test]
+fn impossible_pool_settings_are_reported() {
+    let e = one_error(&POOLS.replace("    hash_key: header:x-user\n", ""));
+    assert!(
+        e.contains("upstreams.api.algorithm: consistent_hash needs a `hash_key`"),
+        "{e}"
+    );
+    let e = one_error(&POOLS.replace("hash_key: header:x-user", "hash_key: ip"));
+    assert!(
+        e.contains("upstreams.api.hash_key: invalid hash_key `ip`"),
+        "{e}"
+    );
+    let e = one_error(&POOLS.replace("    tls: { sni: api.internal }\n", ""));
+    assert!(
+        e.contains("upstreams.secure.protocol: h2 needs `tls` (ALPN)"),
+        "{e}"
+    );
+    let e = one_error(&POOLS.replace("protocol: h2", "protocol: h2c"));
+    assert!(
+        e.contains("h2c is HTTP/2 without TLS, but `tls` is on"),
+        "{e}"
+    );
+    let e = one_error(&POOLS.replace("tls: { sni: api.internal }", "tls: { client_cert: c.pem }"));
+    assert!(
+        e.contains("upstreams.secure.tls: client_cert and client_key go together"),
+        "{e}"
+    );
+    let e = one_error(&POOLS.replace("max_retries: 3", "max_retries: 50"));
+    assert!(
+        e.contains("upstreams.api.max_retries: must be at most 10"),
+        "{e}"
+    );
+    let e = one_error(&POOLS.replace("path: /healthz", "path: healthz"));
+    assert!(
+        e.contains("upstreams.api.health_check.path: must start with `/`"),
+        "{e}"
+    );
+    let e = one_error(&POOLS.replace("max_ejection: 1m", "max_ejection: 1s"));
+    assert!(
+        e.contains("passive_health.max_ejection: must not be shorter than base_ejection"),
+        "{e}"
+    );
+    let e = one_error(&POOLS.replace("algorithm: consistent_hash", "algorithm: fastest"));
+    assert!(
+        e.contains("upstreams.api.algorithm: unknown variant `fastest`"),
+        "{e}"
+    );
+}

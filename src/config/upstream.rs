@@ -13,7 +13,16 @@ use super::units::Duration;
 pub struct UpstreamConfig {
     /// The servers of this pool.
     pub backends: Vec<BackendConfig>,
-    /// Time allowed to establish a TCP connection to a backend.
+    /// How a backend is chosen for a request.
+    #[serde(default)]
+    pub algorithm: Algorithm,
+    /// What `consistent_hash` hashes; required with it.
+    #[serde(default)]
+    pub hash_key: Option<HashKey>,
+    /// Re-resolve backend host names this often; unset: only at load.
+    #[serde(default)]
+    pub resolve_interval: Option<Duration>,
+    /// Time allowed to establish a connection (TCP and TLS) to a backend.
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout: Duration,
     /// Time allowed between two reads from a backend, including the wait for
@@ -23,6 +32,32 @@ pub struct UpstreamConfig {
     /// Time allowed for each write to a backend.
     #[serde(default = "default_io_timeout")]
     pub write_timeout: Duration,
+    /// How long an unused keep-alive connection to a backend is kept.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout: Duration,
+    /// Deadline of a whole request through this pool (all attempts, and the
+    /// response body); unset: none.
+    #[serde(default)]
+    pub request_timeout: Option<Duration>,
+    /// How many more backends a failed request may try.
+    #[serde(default = "default_max_retries")]
+    pub max_retries: u32,
+    /// HTTP version spoken to the backends.
+    #[serde(default)]
+    pub protocol: UpstreamProtocol,
+    /// TLS to the backends (`tls: true`, or settings).
+    #[serde(default)]
+    pub tls: UpstreamTls,
+    /// Active health checking.
+    #[serde(default)]
+    pub health_check: Option<HealthCheckConfig>,
+    /// Ejection of backends that keep failing real requests.
+    #[serde(default)]
+    pub passive_health: PassiveHealthConfig,
+    /// When every backend is down, send to all of them anyway (rather than
+    /// answer 502 at once).
+    #[serde(default = "default_true")]
+    pub fail_open: bool,
 }
 
 fn default_connect_timeout() -> Duration {
@@ -31,6 +66,250 @@ fn default_connect_timeout() -> Duration {
 
 fn default_io_timeout() -> Duration {
     Duration::from_secs(60)
+}
+
+fn default_idle_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+
+fn default_max_retries() -> u32 {
+    2
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// How a pool spreads requests.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Algorithm {
+    /// Smooth weighted round robin.
+    #[default]
+    RoundRobin,
+    /// Weighted random.
+    Random,
+    /// The backend with the fewest requests in flight (per weight).
+    LeastConnections,
+    /// Two random backends, the one with fewer requests in flight.
+    PowerOfTwo,
+    /// Ketama ring over `hash_key`: a key sticks to a backend, and removing
+    /// one backend moves only its keys.
+    ConsistentHash,
+}
+
+impl Algorithm {
+    /// The name used in the configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Algorithm::RoundRobin => "round_robin",
+            Algorithm::Random => "random",
+            Algorithm::LeastConnections => "least_connections",
+            Algorithm::PowerOfTwo => "power_of_two",
+            Algorithm::ConsistentHash => "consistent_hash",
+        }
+    }
+}
+
+/// What `consistent_hash` hashes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HashKey {
+    /// The client IP (after trusted proxies).
+    ClientIp,
+    /// A request header.
+    Header(http::HeaderName),
+    /// A cookie.
+    Cookie(String),
+    /// The request path.
+    Path,
+    /// The cache key (scheme, host, path and query).
+    CacheKey,
+}
+
+impl std::str::FromStr for HashKey {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.split_once(':') {
+            None if s == "client_ip" => Ok(HashKey::ClientIp),
+            None if s == "path" => Ok(HashKey::Path),
+            None if s == "cache_key" => Ok(HashKey::CacheKey),
+            Some(("header", name)) => http::HeaderName::from_bytes(name.trim().as_bytes())
+                .map(HashKey::Header)
+                .map_err(|_| format!("invalid header name `{name}` in hash_key")),
+            Some(("cookie", name)) if !name.trim().is_empty() => {
+                Ok(HashKey::Cookie(name.trim().to_string()))
+            }
+            _ => Err(format!(
+                "invalid hash_key `{s}`: use client_ip, path, cache_key, header:NAME or cookie:NAME"
+            )),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for HashKey {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(de::Error::custom)
+    }
+}
+
+/// The HTTP version spoken to a pool's backends.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1 (over TLS when `tls` is set).
+    #[default]
+    H1,
+    /// HTTP/2 over TLS (ALPN), falling back to HTTP/1.1 if the backend
+    /// does not offer it.
+    H2,
+    /// HTTP/2 over cleartext (prior knowledge).
+    H2c,
+}
+
+/// TLS settings towards a pool's backends.
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamTlsSettings {
+    /// Server name to send (SNI) and to verify; default: the backend's
+    /// configured host name.
+    pub sni: Option<String>,
+    /// Verify the backend's certificate chain and host name.
+    pub verify: Option<bool>,
+    /// CA bundle (PEM) to verify against instead of the system store.
+    pub ca_file: Option<std::path::PathBuf>,
+    /// Client certificate chain (PEM) for mutual TLS.
+    pub client_cert: Option<std::path::PathBuf>,
+    /// Private key (PEM) of `client_cert`.
+    pub client_key: Option<std::path::PathBuf>,
+}
+
+/// `tls: false` (default), `tls: true` or `tls: {settings}`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum UpstreamTls {
+    /// Plain TCP.
+    #[default]
+    Off,
+    /// TLS with these settings.
+    On(UpstreamTlsSettings),
+}
+
+impl UpstreamTls {
+    /// The settings, when TLS is on.
+    pub fn settings(&self) -> Option<&UpstreamTlsSettings> {
+        match self {
+            UpstreamTls::Off => None,
+            UpstreamTls::On(s) => Some(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for UpstreamTls {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct TlsVisitor;
+        impl<'de> Visitor<'de> for TlsVisitor {
+            type Value = UpstreamTls;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("`true`, `false` or a mapping of TLS settings")
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+                Ok(if v {
+                    UpstreamTls::On(UpstreamTlsSettings::default())
+                } else {
+                    UpstreamTls::Off
+                })
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                UpstreamTlsSettings::deserialize(MapAccessDeserializer::new(map))
+                    .map(UpstreamTls::On)
+            }
+        }
+        deserializer.deserialize_any(TlsVisitor)
+    }
+}
+
+/// How a backend is probed.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthCheckKind {
+    /// An HTTP request whose response is checked.
+    #[default]
+    Http,
+    /// A TCP connection (and TLS handshake, for TLS pools).
+    Tcp,
+}
+
+/// Active health checking of a pool (`health_check:`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthCheckConfig {
+    /// HTTP or TCP.
+    #[serde(rename = "type")]
+    pub kind: HealthCheckKind,
+    /// Time between two probes of a backend.
+    pub interval: Duration,
+    /// Time a probe may take.
+    pub timeout: Duration,
+    /// Consecutive successes that bring a backend back.
+    pub healthy_threshold: u32,
+    /// Consecutive failures that take a backend out.
+    pub unhealthy_threshold: u32,
+    /// Request path (HTTP).
+    pub path: String,
+    /// Request method (HTTP).
+    pub method: String,
+    /// Statuses that count as healthy (HTTP); default: 200–399.
+    pub expected_statuses: Option<Vec<u16>>,
+    /// A string the response body must contain (HTTP).
+    pub body_contains: Option<String>,
+    /// `Host` of the probe (HTTP); default: the backend's host name.
+    pub host: Option<String>,
+}
+
+impl Default for HealthCheckConfig {
+    fn default() -> Self {
+        Self {
+            kind: HealthCheckKind::Http,
+            interval: Duration::from_secs(5),
+            timeout: Duration::from_secs(2),
+            healthy_threshold: 2,
+            unhealthy_threshold: 3,
+            path: "/".to_string(),
+            method: "GET".to_string(),
+            expected_statuses: None,
+            body_contains: None,
+            host: None,
+        }
+    }
+}
+
+/// Ejection of failing backends from real traffic (`passive_health:`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PassiveHealthConfig {
+    /// Whether failing backends are ejected.
+    pub enabled: bool,
+    /// Consecutive failures (connection failures, timeouts, 5xx) that eject.
+    pub consecutive_failures: u32,
+    /// Whether a 5xx response counts as a failure.
+    pub count_5xx: bool,
+    /// First ejection length; doubles with each ejection in a row.
+    pub base_ejection: Duration,
+    /// Longest ejection.
+    pub max_ejection: Duration,
+}
+
+impl Default for PassiveHealthConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            consecutive_failures: 5,
+            count_5xx: true,
+            base_ejection: Duration::from_secs(10),
+            max_ejection: Duration::from_secs(300),
+        }
+    }
 }
 
 /// The largest accepted backend weight.

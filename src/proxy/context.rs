@@ -1,6 +1,6 @@
 //! Per-request state carried across the Pingora phases.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -8,7 +8,7 @@ use http::HeaderValue;
 
 use super::caching::CacheCtx;
 use crate::runtime::{Route, RouteId, Runtime};
-use crate::upstream::Pool;
+use crate::upstream::{Backend, Pool};
 
 /// State of one request.
 #[derive(Debug)]
@@ -25,8 +25,16 @@ pub struct RequestCtx {
     pub client_ip: Option<IpAddr>,
     /// Whether the peer is a trusted proxy.
     pub peer_trusted: bool,
-    /// The backend chosen for the last upstream attempt (`host:port`).
-    pub backend: Option<Arc<str>>,
+    /// The backend of the current upstream attempt.
+    pub backend: Option<Arc<Backend>>,
+    /// Backends this request has tried, in order.
+    pub tried: Vec<SocketAddr>,
+    /// Attempts made after the first.
+    pub retries: u32,
+    /// When the request must be over (the pool's `request_timeout`).
+    pub deadline: Option<Instant>,
+    /// The upstream response header arrived (no retry after this).
+    pub response_started: bool,
     /// Request body bytes received so far.
     pub request_body_bytes: u64,
     /// When the request started.
@@ -46,6 +54,10 @@ impl RequestCtx {
             client_ip: None,
             peer_trusted: false,
             backend: None,
+            tried: Vec::new(),
+            retries: 0,
+            deadline: None,
+            response_started: false,
             request_body_bytes: 0,
             started: Instant::now(),
             cache: None,
@@ -68,6 +80,16 @@ impl RequestCtx {
             .as_ref()
             .and_then(|v| v.to_str().ok())
             .unwrap_or("-")
+    }
+
+    /// The current backend for logs, `-` before one is chosen.
+    pub fn backend_label(&self) -> &str {
+        self.backend.as_ref().map_or("-", |b| &b.label)
+    }
+
+    /// Whether the request deadline has passed.
+    pub fn deadline_passed(&self) -> bool {
+        self.deadline.is_some_and(|d| Instant::now() >= d)
     }
 
     /// The route name for logs, `-` when no route matched.

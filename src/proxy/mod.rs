@@ -20,9 +20,9 @@ use pingora::cache::{
 };
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
-use pingora::proxy::FailToProxy;
+use pingora::proxy::{FailToProxy, ProxyWarnLogContext};
 use pingora::ErrorType;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 use tracing::{debug, warn};
 
 pub use context::RequestCtx;
@@ -30,6 +30,7 @@ pub use context::RequestCtx;
 use crate::cache::key::for_url;
 use crate::cache::{surrogate, vary, CacheStore};
 use crate::runtime::{normalize_host, RuntimeHandle};
+use crate::upstream::{self, Backend, Pool};
 use request_id::X_REQUEST_ID;
 
 /// The proxy of one listener.
@@ -48,6 +49,24 @@ impl Palisade {
             cache,
             listener: listener.into(),
         }
+    }
+}
+
+/// An error attributed to the upstream (so that it maps to 502/504).
+fn upstream_error(kind: ErrorType, context: impl Into<String>) -> Box<Error> {
+    let mut e = Error::explain(kind, context.into());
+    e.as_up();
+    e
+}
+
+/// Counts a failed request against a backend, ejecting it when it keeps
+/// failing.
+fn record_failure(pool: &Pool, backend: &Backend) {
+    if let Some(length) = backend
+        .state
+        .record_failure(pool.ejection_rules(), upstream::state::now_ms())
+    {
+        warn!(upstream = %pool.name, backend = %backend.label, address = %backend.addr, ejected_for = ?length, "backend ejected after repeated failures");
     }
 }
 
@@ -262,6 +281,12 @@ impl ProxyHttp for Palisade {
         _end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<Option<Duration>> {
+        if ctx.deadline_passed() {
+            return Err(upstream_error(
+                ErrorType::ReadTimedout,
+                "request_timeout expired while reading the response body",
+            ));
+        }
         if let (Some(cc), Some(chunk)) = (ctx.cache.as_mut(), body.as_ref()) {
             if cc.stored && !cc.oversize_reported {
                 cc.body_bytes += chunk.len() as u64;
@@ -280,18 +305,139 @@ impl ProxyHttp for Palisade {
 
     async fn upstream_peer(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
-        let Some(pool) = ctx.pool() else {
+        let Some(pool) = ctx.pool().cloned() else {
             return Error::e_explain(ErrorType::InternalError, "no route selected");
         };
-        let Some(backend) = pool.select() else {
-            return Error::e_explain(ErrorType::HTTPStatus(502), "upstream has no backend");
+        // A retry: the previous attempt is over.
+        if let Some(previous) = ctx.backend.take() {
+            previous.state.end();
+        }
+        let remaining = match pool.request_timeout {
+            Some(timeout) => {
+                let deadline = *ctx.deadline.get_or_insert(ctx.started + timeout);
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(upstream_error(
+                        ErrorType::ReadTimedout,
+                        format!("request_timeout of upstream {} expired", pool.name),
+                    ));
+                }
+                Some(left)
+            }
+            None => None,
         };
-        let peer = backend.peer();
-        ctx.backend = Some(backend.label.clone());
+        let key = pool.hash_key.as_ref().and_then(|kind| {
+            let facts = upstream::hash_key::RequestFacts {
+                client_ip: ctx.client_ip,
+                cache_url: ctx.cache.as_ref().map(|c| c.url.as_str()),
+                tls: is_tls(session),
+            };
+            upstream::hash_key::bytes(kind, session.req_header(), facts)
+        });
+        let Some(backend) = pool.select(key.as_deref(), &ctx.tried) else {
+            return Err(upstream_error(
+                ErrorType::ConnectNoRoute,
+                format!("no backend of upstream {} is available", pool.name),
+            ));
+        };
+        backend.state.begin();
+        ctx.tried.push(backend.addr);
+        let peer = backend.peer(remaining);
+        ctx.backend = Some(backend);
         Ok(peer)
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        let Some(pool) = ctx.pool().cloned() else {
+            return e;
+        };
+        if let Some(backend) = &ctx.backend {
+            record_failure(&pool, backend);
+        }
+        // Nothing reached the backend: any method may go to another one.
+        let retry = ctx.retries < pool.max_retries
+            && !ctx.deadline_passed()
+            && pool.has_untried(&ctx.tried);
+        if retry {
+            ctx.retries += 1;
+        }
+        e.set_retry(retry);
+        e
+    }
+
+    /// A failed attempt that is retried is not an operator's problem (the
+    /// client may still get its answer): debug level, with the backend.
+    fn suppress_proxy_warn_log(
+        &self,
+        _session: &Session,
+        ctx: &RequestCtx,
+        error: &Error,
+        context: ProxyWarnLogContext,
+    ) -> bool {
+        if matches!(context, ProxyWarnLogContext::UpstreamRetry) {
+            debug!(
+                upstream = %ctx.pool().map_or("-", |p| &p.name),
+                backend = %ctx.backend_label(),
+                tries = ctx.tried.len(),
+                request_id = %ctx.request_id_str(),
+                error = %error,
+                "upstream attempt failed; retrying"
+            );
+            return true;
+        }
+        false
+    }
+
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut RequestCtx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        let Some(pool) = ctx.pool().cloned() else {
+            e.set_retry(false);
+            return e;
+        };
+        // A keep-alive connection the backend had already closed is not the
+        // backend's fault, and may be retried on the same backend.
+        let stale_connection = client_reused && matches!(e.retry, pingora::RetryType::ReusedOnly);
+        let upstream_fault = matches!(e.esource(), pingora::ErrorSource::Upstream);
+        if upstream_fault && !stale_connection {
+            if let Some(backend) = &ctx.backend {
+                record_failure(&pool, backend);
+            }
+        }
+        // The request may have reached the backend: replay only idempotent
+        // requests whose body is still fully buffered, and only before a
+        // response started.
+        let replayable = session.req_header().method.is_idempotent()
+            && !session.as_ref().retry_buffer_truncated()
+            && !ctx.response_started
+            && ctx.retries < pool.max_retries
+            && !ctx.deadline_passed();
+        let retry = if replayable && stale_connection {
+            ctx.tried.pop();
+            true
+        } else {
+            replayable && upstream_fault && pool.has_untried(&ctx.tried)
+        };
+        if retry {
+            ctx.retries += 1;
+        }
+        e.set_retry(retry);
+        e
     }
 
     async fn upstream_request_filter(
@@ -339,6 +485,14 @@ impl ProxyHttp for Palisade {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         hop_by_hop::strip_response(upstream_response);
+        ctx.response_started = true;
+        if let (Some(pool), Some(backend)) = (ctx.pool(), &ctx.backend) {
+            if upstream_response.status.is_server_error() && pool.count_5xx {
+                record_failure(pool, backend);
+            } else {
+                backend.state.record_success();
+            }
+        }
         if upstream_response.status == http::StatusCode::NOT_MODIFIED
             && session.cache.maybe_cache_meta().is_some()
         {
@@ -406,7 +560,8 @@ impl ProxyHttp for Palisade {
                 listener = %self.listener,
                 route = %ctx.route_name(),
                 upstream = %ctx.pool().map_or("-", |p| &p.name),
-                backend = %ctx.backend.as_deref().unwrap_or("-"),
+                backend = %ctx.backend_label(),
+                tries = ctx.tried.len(),
                 status = status.unwrap_or(0),
                 request_id = %ctx.request_id_str(),
                 error = %e,
@@ -443,6 +598,12 @@ impl ProxyHttp for Palisade {
         FailToProxy {
             error_code: code,
             can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, _session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        if let Some(backend) = ctx.backend.take() {
+            backend.state.end();
         }
     }
 

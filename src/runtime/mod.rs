@@ -19,6 +19,7 @@ pub use router::{normalize_host, InvalidHost, RouteId, Router};
 use crate::cache::CachePolicy;
 use crate::config::{Config, ConfigError, KeyPath, RouteCache};
 use crate::net::IpSet;
+use crate::upstream::state::HealthRegistry;
 use crate::upstream::Pool;
 
 /// A compiled route.
@@ -59,12 +60,14 @@ impl Runtime {
     /// Compiles a validated configuration. Fails only on what cannot be known
     /// without touching the outside world, such as a backend host name that
     /// does not resolve.
-    pub fn compile(config: &Config) -> Result<Self, Vec<ConfigError>> {
+    /// Backend health lives in `registry`, so that it carries over between
+    /// snapshots.
+    pub fn compile(config: &Config, registry: &HealthRegistry) -> Result<Self, Vec<ConfigError>> {
         let mut errors = Vec::new();
         let mut pools = Vec::with_capacity(config.upstreams.len());
         for (name, upstream) in &config.upstreams {
             let path = KeyPath::root().key("upstreams").key(name.as_str());
-            match Pool::build(name, upstream, &path) {
+            match Pool::build(name, upstream, &path, registry) {
                 Ok(pool) => pools.push(Arc::new(pool)),
                 Err(e) => errors.push(e),
             }

@@ -1,117 +1,252 @@
 //! Upstream pools: the backends of a named upstream, how one is chosen for a
-//! request, and how Palisade connects to it.
+//! request (balancing, health, ejection), and how Palisade connects to it.
 
-mod balancer;
+pub mod backend;
+pub mod balancer;
+pub mod hash_key;
+pub mod health;
+pub mod peer;
+pub mod state;
 
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use pingora::upstreams::peer::HttpPeer;
+use arc_swap::ArcSwap;
+use tracing::{info, warn};
 
-pub use balancer::WeightedRoundRobin;
+pub use backend::Backend;
+pub use balancer::{Balancer, WeightedRoundRobin};
+use peer::PeerSettings;
+use state::{now_ms, EjectionRules, HealthRegistry};
 
-use crate::config::{ConfigError, KeyPath, UpstreamConfig};
+use crate::config::{
+    Algorithm, BackendConfig, ConfigError, HashKey, HealthCheckConfig, KeyPath, UpstreamConfig,
+};
 
-/// One resolved backend of a pool.
+/// A pool's current backends and their balancer, replaced as a whole when
+/// host names resolve to new addresses.
 #[derive(Debug)]
-pub struct Backend {
-    /// The address Palisade connects to.
-    pub addr: SocketAddr,
-    /// The address as configured (`host:port`), for logs.
-    pub label: Arc<str>,
-    /// Relative share of requests.
-    pub weight: u32,
-    /// Connection settings, cloned for each request.
-    peer: HttpPeer,
-}
-
-impl Backend {
-    /// The peer to hand to Pingora for one request.
-    pub fn peer(&self) -> Box<HttpPeer> {
-        Box::new(self.peer.clone())
-    }
-}
-
-/// Connection timeouts of a pool.
-#[derive(Debug, Clone, Copy)]
-pub struct Timeouts {
-    /// TCP connect.
-    pub connect: Duration,
-    /// Each read, including the wait for the response header.
-    pub read: Duration,
-    /// Each write.
-    pub write: Duration,
+pub struct Members {
+    /// The backends, in configuration order.
+    pub backends: Box<[Arc<Backend>]>,
+    balancer: Balancer,
 }
 
 /// A named pool of backends.
-#[derive(Debug)]
 pub struct Pool {
     /// The pool's name (`upstreams.<name>`).
     pub name: Arc<str>,
-    backends: Box<[Backend]>,
-    balancer: WeightedRoundRobin,
+    /// How a backend is chosen.
+    pub algorithm: Algorithm,
+    /// What `consistent_hash` hashes.
+    pub hash_key: Option<HashKey>,
+    /// Further backends a failed request may try.
+    pub max_retries: u32,
+    /// Deadline of a whole request.
+    pub request_timeout: Option<Duration>,
+    /// Whether 5xx responses count as failures for ejection.
+    pub count_5xx: bool,
+    /// Active health checking, if configured.
+    pub health_check: Option<HealthCheckConfig>,
+    /// How often host names are resolved again.
+    pub resolve_interval: Option<Duration>,
+    ejection: Option<EjectionRules>,
+    fail_open: bool,
+    all_down_logged: AtomicBool,
+    peers: PeerSettings,
+    spec: Vec<BackendConfig>,
+    members: ArcSwap<Members>,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+fn resolve(
+    spec: &[BackendConfig],
+    path: &KeyPath,
+) -> Result<Vec<(SocketAddr, usize)>, ConfigError> {
+    let mut out: Vec<(SocketAddr, usize)> = Vec::new();
+    for (i, b) in spec.iter().enumerate() {
+        let bpath = path.key("backends").index(i);
+        let addrs = (b.address.host.as_str(), b.address.port)
+            .to_socket_addrs()
+            .map_err(|e| {
+                ConfigError::value(
+                    bpath.clone(),
+                    format!("cannot resolve backend `{}`: {e}", b.address),
+                )
+            })?;
+        let mut found = 0;
+        for addr in addrs {
+            found += 1;
+            // An address listed twice (a name and an IP) is one backend.
+            if !out.iter().any(|(a, _)| *a == addr) {
+                out.push((addr, i));
+            }
+        }
+        if found == 0 {
+            return Err(ConfigError::value(
+                bpath,
+                format!("backend `{}` resolves to no address", b.address),
+            ));
+        }
+    }
+    Ok(out)
 }
 
 impl Pool {
-    /// Resolves and builds a pool. Host names are resolved now; a name with
-    /// several addresses adds one backend per address (like nginx).
-    pub fn build(name: &str, config: &UpstreamConfig, path: &KeyPath) -> Result<Self, ConfigError> {
-        let timeouts = Timeouts {
-            connect: config.connect_timeout.get(),
-            read: config.read_timeout.get(),
-            write: config.write_timeout.get(),
-        };
-        let mut backends = Vec::new();
-        for (i, b) in config.backends.iter().enumerate() {
-            let label: Arc<str> = b.address.to_string().into();
-            let addrs: Vec<SocketAddr> = (b.address.host.as_str(), b.address.port)
-                .to_socket_addrs()
-                .map_err(|e| {
-                    ConfigError::value(
-                        path.key("backends").index(i),
-                        format!("cannot resolve backend `{label}`: {e}"),
-                    )
-                })?
-                .collect();
-            if addrs.is_empty() {
-                return Err(ConfigError::value(
-                    path.key("backends").index(i),
-                    format!("backend `{label}` resolves to no address"),
-                ));
-            }
-            for addr in addrs {
-                backends.push(Backend {
-                    addr,
-                    label: label.clone(),
-                    weight: b.weight,
-                    peer: make_peer(addr, timeouts),
-                });
-            }
-        }
-        let weights: Vec<u32> = backends.iter().map(|b| b.weight).collect();
-        Ok(Self {
+    /// Resolves and builds a pool; backend states come from `registry`, so
+    /// that backends kept across a reload keep their health.
+    pub fn build(
+        name: &str,
+        config: &UpstreamConfig,
+        path: &KeyPath,
+        registry: &HealthRegistry,
+    ) -> Result<Self, ConfigError> {
+        let peers = PeerSettings::from_config(config, path)?;
+        let pool = Self {
             name: name.into(),
-            balancer: WeightedRoundRobin::new(&weights, rand::random()),
+            algorithm: config.algorithm,
+            hash_key: config.hash_key.clone(),
+            max_retries: config.max_retries,
+            request_timeout: config.request_timeout.map(|d| d.get()),
+            count_5xx: config.passive_health.count_5xx,
+            health_check: config.health_check.clone(),
+            resolve_interval: config.resolve_interval.map(|d| d.get()),
+            ejection: config.passive_health.enabled.then(|| EjectionRules {
+                consecutive_failures: config.passive_health.consecutive_failures,
+                base: config.passive_health.base_ejection.get(),
+                max: config.passive_health.max_ejection.get(),
+            }),
+            fail_open: config.fail_open,
+            all_down_logged: AtomicBool::new(false),
+            peers,
+            spec: config.backends.clone(),
+            members: ArcSwap::from_pointee(Members {
+                backends: Box::new([]),
+                balancer: Balancer::new(config.algorithm, &[]),
+            }),
+        };
+        let members = pool.members_for(&resolve(&pool.spec, path)?, registry, path)?;
+        pool.members.store(Arc::new(members));
+        Ok(pool)
+    }
+
+    fn members_for(
+        &self,
+        resolved: &[(SocketAddr, usize)],
+        registry: &HealthRegistry,
+        path: &KeyPath,
+    ) -> Result<Members, ConfigError> {
+        let mut backends = Vec::with_capacity(resolved.len());
+        for (addr, i) in resolved {
+            let spec = &self.spec[*i];
+            let peer = self
+                .peers
+                .peer(*addr, &spec.address.host)
+                .map_err(|e| ConfigError::value(path.key("backends").index(*i), e))?;
+            backends.push(Arc::new(Backend {
+                addr: *addr,
+                label: spec.address.to_string().into(),
+                host: spec.address.host.as_str().into(),
+                weight: spec.weight,
+                state: registry.state(&self.name, *addr),
+                peer,
+            }));
+        }
+        let balancer = Balancer::new(self.algorithm, &backends);
+        Ok(Members {
             backends: backends.into_boxed_slice(),
+            balancer,
         })
     }
 
-    /// The backend for the next request.
-    pub fn select(&self) -> Option<&Backend> {
-        self.balancer.next().and_then(|i| self.backends.get(i))
+    /// The current members.
+    pub fn members(&self) -> Arc<Members> {
+        self.members.load_full()
+    }
+
+    /// Resolves host names again; swaps in the new members if the addresses
+    /// changed. Returns whether they did.
+    pub fn re_resolve(&self, registry: &HealthRegistry) -> Result<bool, String> {
+        let path = KeyPath::root().key("upstreams").key(&*self.name);
+        let resolved = resolve(&self.spec, &path).map_err(|e| e.message)?;
+        let current = self.members.load();
+        let unchanged = resolved.len() == current.backends.len()
+            && resolved
+                .iter()
+                .all(|(a, _)| current.backends.iter().any(|b| b.addr == *a));
+        if unchanged {
+            return Ok(false);
+        }
+        let members = self
+            .members_for(&resolved, registry, &path)
+            .map_err(|e| e.message)?;
+        self.members.store(Arc::new(members));
+        Ok(true)
+    }
+
+    /// The ejection rules, when passive health is on.
+    pub fn ejection_rules(&self) -> Option<EjectionRules> {
+        self.ejection
+    }
+
+    /// Chooses a backend for an attempt, skipping backends that are down,
+    /// ejected or already tried by this request. When every backend is down
+    /// and the pool fails open, the down ones are used too.
+    pub fn select(&self, key: Option<&[u8]>, tried: &[SocketAddr]) -> Option<Arc<Backend>> {
+        let members = self.members.load();
+        let backends = &members.backends;
+        let now = now_ms();
+        let untried = |i: usize| !tried.contains(&backends[i].addr);
+        if let Some(i) = members.balancer.pick(backends, key, &|i| {
+            untried(i) && backends[i].state.is_available(now)
+        }) {
+            if self.all_down_logged.swap(false, Ordering::Relaxed) {
+                info!(upstream = %self.name, "a backend is available again");
+            }
+            return Some(backends[i].clone());
+        }
+        let any_available = backends.iter().any(|b| b.state.is_available(now));
+        if !self.fail_open || any_available {
+            return None;
+        }
+        if !self.all_down_logged.swap(true, Ordering::Relaxed) {
+            warn!(upstream = %self.name, "every backend is down or ejected; failing open to all of them");
+        }
+        members
+            .balancer
+            .pick(backends, key, &untried)
+            .map(|i| backends[i].clone())
+    }
+
+    /// Whether another attempt could find a backend this request has not
+    /// tried.
+    pub fn has_untried(&self, tried: &[SocketAddr]) -> bool {
+        self.members
+            .load()
+            .backends
+            .iter()
+            .any(|b| !tried.contains(&b.addr))
     }
 
     /// Every backend of the pool.
-    pub fn backends(&self) -> &[Backend] {
-        &self.backends
+    pub fn backends(&self) -> Vec<Arc<Backend>> {
+        self.members.load().backends.to_vec()
+    }
+
+    /// Whether the backends are reached over TLS.
+    pub fn is_tls(&self) -> bool {
+        self.peers.is_tls()
     }
 }
 
-fn make_peer(addr: SocketAddr, timeouts: Timeouts) -> HttpPeer {
-    let mut peer = HttpPeer::new(addr, false, String::new());
-    peer.options.connection_timeout = Some(timeouts.connect);
-    peer.options.read_timeout = Some(timeouts.read);
-    peer.options.write_timeout = Some(timeouts.write);
-    peer
-}
+#[cfg(test)]
+mod tests;

@@ -12,3 +12,4 @@ mod errors;
 mod forwarding;
 mod protocols;
 mod routing;
+mod upstreams;

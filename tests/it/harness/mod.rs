@@ -1,6 +1,7 @@
 //! The integration test harness: real origins, a real proxy process, and
 //! clients to talk to them.
 
+pub mod certs;
 pub mod origin;
 pub mod proxy;
 
@@ -9,7 +10,8 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-pub use origin::{pattern, Origin, Reply};
+pub use certs::Ca;
+pub use origin::{pattern, Origin, OriginTls, Reply};
 pub use proxy::{free_port, run_cli, Proxy, ADMIN_TOKEN};
 
 /// An HTTP/1.1 client with keep-alive and no system proxy.

@@ -200,25 +200,89 @@ impl State {
     }
 }
 
-/// A running origin; stops when dropped.
+/// TLS settings of an origin.
+#[derive(Clone)]
+pub struct OriginTls {
+    /// Certificate chain, PEM.
+    pub cert_pem: Vec<u8>,
+    /// Private key, PEM.
+    pub key_pem: Vec<u8>,
+    /// When set, clients must present a certificate issued by this CA (PEM).
+    pub client_ca_pem: Option<Vec<u8>>,
+}
+
+/// A running origin; stops (listener and every connection) when dropped.
 pub struct Origin {
     /// Where it listens.
     pub addr: SocketAddr,
     state: Arc<State>,
     task: JoinHandle<()>,
+    stop: tokio::sync::watch::Sender<bool>,
 }
 
 impl Drop for Origin {
     fn drop(&mut self) {
+        self.stop.send_replace(true);
         self.task.abort();
     }
 }
 
+fn acceptor(tls: &OriginTls) -> openssl::ssl::SslAcceptor {
+    use openssl::ssl::{AlpnError, SslAcceptor, SslMethod, SslVerifyMode};
+    let mut b = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls()).unwrap();
+    let certs = openssl::x509::X509::stack_from_pem(&tls.cert_pem).unwrap();
+    b.set_certificate(&certs[0]).unwrap();
+    for chain in &certs[1..] {
+        b.add_extra_chain_cert(chain.clone()).unwrap();
+    }
+    b.set_private_key(&openssl::pkey::PKey::private_key_from_pem(&tls.key_pem).unwrap())
+        .unwrap();
+    b.set_alpn_select_callback(|_, client| {
+        openssl::ssl::select_next_proto(b"\x02h2\x08http/1.1", client).ok_or(AlpnError::NOACK)
+    });
+    if let Some(ca) = &tls.client_ca_pem {
+        let mut store = openssl::x509::store::X509StoreBuilder::new().unwrap();
+        for cert in openssl::x509::X509::stack_from_pem(ca).unwrap() {
+            store.add_cert(cert).unwrap();
+        }
+        b.set_verify_cert_store(store.build()).unwrap();
+        b.set_verify(SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT);
+    }
+    b.build()
+}
+
 impl Origin {
-    /// Starts an origin named `name`. By default it answers `200` with its
-    /// name as the body and in an `x-origin` header.
+    /// Starts an origin named `name` on an ephemeral port. By default it
+    /// answers `200` with its name as the body and in an `x-origin` header.
+    /// It speaks HTTP/1.1 and HTTP/2 cleartext (prior knowledge).
     pub async fn start(name: &str) -> Origin {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind origin");
+        Self::start_with(name, None, None).await
+    }
+
+    /// Starts an origin on `addr` (to bring a stopped one back).
+    pub async fn start_at(name: &str, addr: SocketAddr) -> Origin {
+        Self::start_with(name, Some(addr), None).await
+    }
+
+    /// Starts a TLS origin (ALPN h2 and http/1.1).
+    pub async fn start_tls(name: &str, tls: OriginTls) -> Origin {
+        Self::start_with(name, None, Some(tls)).await
+    }
+
+    async fn start_with(name: &str, addr: Option<SocketAddr>, tls: Option<OriginTls>) -> Origin {
+        let bind = addr.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+        let mut listener = None;
+        for _ in 0..100 {
+            match TcpListener::bind(bind).await {
+                Ok(l) => {
+                    listener = Some(l);
+                    break;
+                }
+                // Restarting on the port of a stopped origin: wait for it.
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+            }
+        }
+        let listener = listener.expect("bind origin");
         let addr = listener.local_addr().expect("origin address");
         let state = Arc::new(State {
             name: name.to_string(),
@@ -228,23 +292,58 @@ impl Origin {
             seen: Mutex::new(Vec::new()),
             rules: Mutex::new(Vec::new()),
         });
+        let (stop, stopped) = tokio::sync::watch::channel(false);
         let accept_state = state.clone();
+        let acceptor = tls.as_ref().map(|t| Arc::new(acceptor(t)));
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, peer)) = listener.accept().await else {
                     continue;
                 };
                 let state = accept_state.clone();
+                let acceptor = acceptor.clone();
+                let mut stopped = stopped.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |req| handle(state.clone(), peer, req));
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .with_upgrades()
-                        .await;
+                    let builder = hyper_util::server::conn::auto::Builder::new(
+                        hyper_util::rt::TokioExecutor::new(),
+                    );
+                    let serve = async {
+                        match acceptor {
+                            None => {
+                                let _ = builder
+                                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                                    .await;
+                            }
+                            Some(acceptor) => {
+                                let Ok(ssl) = openssl::ssl::Ssl::new(acceptor.context()) else {
+                                    return;
+                                };
+                                let Ok(mut tls) = tokio_openssl::SslStream::new(ssl, stream) else {
+                                    return;
+                                };
+                                if std::pin::Pin::new(&mut tls).accept().await.is_err() {
+                                    return;
+                                }
+                                let _ = builder
+                                    .serve_connection_with_upgrades(TokioIo::new(tls), service)
+                                    .await;
+                            }
+                        }
+                    };
+                    tokio::select! {
+                        _ = serve => {}
+                        _ = stopped.wait_for(|s| *s) => {}
+                    }
                 });
             }
         });
-        Origin { addr, state, task }
+        Origin {
+            addr,
+            state,
+            task,
+            stop,
+        }
     }
 
     /// Answers requests whose path starts with `prefix` with `reply`.

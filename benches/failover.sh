@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# Failover under load: three nginx origins behind one Palisade pool, steady
+# k6 GET traffic, and one origin killed (SIGKILL, mid-connection) and
+# restarted while it runs. k6's thresholds require zero failed requests.
+#
+#   benches/failover.sh [DURATION]      (default 30s; kill at 1/3, restart at 2/3)
+#
+# Needs `scripts/setup --bench` (nginx, k6) and builds the release binary.
+# Loopback only; ports are picked free at start.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+duration_s="${1:-30s}"
+duration_s="${duration_s%s}"
+work="$(mktemp -d /tmp/palisade-failover.XXXXXX)"
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  for n in a b c; do
+    [ -f "$work/$n/nginx.pid" ] && kill_origin "$n" 2>/dev/null
+  done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; exit 1; }
+
+cargo build --release --quiet --bin palisade
+
+declare -A port
+for n in a b c; do
+  port[$n]="$(free_port)"
+  mkdir -p "$work/$n"
+  cat > "$work/$n/nginx.conf" <<CONF
+worker_processes 1;
+daemon on;
+pid $work/$n/nginx.pid;
+error_log $work/$n/error.log;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  server {
+    listen 127.0.0.1:${port[$n]};
+    location / { add_header X-Backend $n; return 200 "backend $n\n"; }
+    location = /healthz { return 200 "ok\n"; }
+  }
+}
+CONF
+done
+# nginx's master respawns a killed worker, and its workers do not name the
+# prefix on their command line: note the workers, kill the master, then them.
+kill_origin() {
+  local master workers
+  master="$(cat "$work/$1/nginx.pid")"
+  workers="$(pgrep -P "$master" || true)"
+  kill -9 "$master" || true
+  [ -z "$workers" ] || kill -9 $workers || true
+}
+start_origin() { nginx -q -p "$work/$1" -c "$work/$1/nginx.conf"; wait_port "${port[$1]}"; }
+for n in a b c; do start_origin "$n"; done
+
+proxy_port="$(free_port)"
+cat > "$work/palisade.yaml" <<CONF
+server: { threads: 1, grace_period: 0s, shutdown_timeout: 1s }
+logging: { level: warn }
+listeners: [{ name: bench, address: 127.0.0.1:$proxy_port }]
+upstreams:
+  pool:
+    backends: [127.0.0.1:${port[a]}, 127.0.0.1:${port[b]}, 127.0.0.1:${port[c]}]
+    connect_timeout: 1s
+    read_timeout: 2s
+    max_retries: 2
+    health_check: { path: /healthz, interval: 1s, timeout: 500ms, unhealthy_threshold: 2, healthy_threshold: 2 }
+    passive_health: { consecutive_failures: 3, base_ejection: 2s, max_ejection: 10s }
+routes: [{ upstream: pool }]
+CONF
+./target/release/palisade run -c "$work/palisade.yaml" 2> "$work/palisade.log" &
+pids+=("$!")
+wait_port "$proxy_port"
+
+(
+  sleep $((duration_s / 3))
+  echo "failover: $(date +%T) killing origin a (SIGKILL)" >&2
+  kill_origin a
+  sleep $((duration_s / 3))
+  echo "failover: $(date +%T) restarting origin a" >&2
+  rm -f "$work/a/nginx.pid"
+  start_origin a
+) &
+pids+=("$!")
+
+status=0
+k6 run --quiet -e "TARGET=http://127.0.0.1:$proxy_port/" -e "DURATION=${duration_s}s" \
+  benches/k6/failover.js || status=$?
+kill -TERM "${pids[0]}" 2>/dev/null || true
+wait "${pids[0]}" 2>/dev/null || true
+echo
+echo "palisade log (warnings):"
+grep -E "WARN|ERROR" "$work/palisade.log" | sed 's/^/  /' | tail -20 || true
+exit "$status"
