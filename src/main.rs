@@ -119,6 +119,7 @@ fn run(path: &Path) -> ExitCode {
             listener = %l.name,
             address = %l.address,
             h2c = l.h2c,
+            tls = l.tls.is_some(),
             "listening"
         );
     }
@@ -131,6 +132,12 @@ fn run(path: &Path) -> ExitCode {
     );
     let runtime = Arc::new(RuntimeHandle::new(runtime));
     let cache = CacheStore::leak(&config.cache);
-    let server = palisade::server::build(config, runtime, cache, registry);
+    let server = match palisade::server::build(config, runtime, cache, registry) {
+        Ok(server) => server,
+        Err(e) => {
+            eprintln!("palisade: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     server.run_forever()
 }

@@ -19,6 +19,7 @@ use crate::cache::CacheStore;
 use crate::config::Config;
 use crate::proxy::Palisade;
 use crate::runtime::RuntimeHandle;
+use crate::tls::acceptor::{self, SniResolver};
 
 /// Pingora's server settings for `config`.
 pub fn server_conf(config: &Config) -> ServerConf {
@@ -64,24 +65,33 @@ pub fn check_listeners(config: &Config) -> Result<(), String> {
 }
 
 /// A Pingora server with one proxy service per listener, all reading their
-/// routing from `runtime`.
+/// routing from `runtime`. Fails only when a TLS listener's acceptor cannot
+/// be set up (its client CA file, say).
 pub fn build(
     config: &Config,
     runtime: Arc<RuntimeHandle>,
     cache: &'static CacheStore,
     registry: Arc<HealthRegistry>,
-) -> Server {
+) -> Result<Server, String> {
     let mut server = Server::new_with_opt_and_conf(None, server_conf(config));
     server.bootstrap();
-    for listener in &config.listeners {
-        let proxy = Palisade::new(runtime.clone(), cache, &listener.name);
+    for (index, listener) in config.listeners.iter().enumerate() {
+        let proxy = Palisade::new(runtime.clone(), cache, &listener.name, index);
         let mut options = HttpServerOptions::default();
         options.h2c = listener.h2c;
         let mut service = ProxyServiceBuilder::new(&server.configuration, proxy)
             .name(format!("listener {}", listener.name))
             .server_options(options)
             .build();
-        service.add_tcp(&listener.address.to_string());
+        match &listener.tls {
+            Some(tls) => {
+                let resolver = SniResolver::new(runtime.clone(), index);
+                let settings = acceptor::settings(tls, resolver)
+                    .map_err(|e| format!("listeners[{index}] (`{}`): {e}", listener.name))?;
+                service.add_tls_with_settings(&listener.address.to_string(), None, settings);
+            }
+            None => service.add_tcp(&listener.address.to_string()),
+        }
         service.threads = listener.threads;
         server.add_service(service);
     }
@@ -101,5 +111,5 @@ pub fn build(
             server.add_service(service);
         }
     }
-    server
+    Ok(server)
 }

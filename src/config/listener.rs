@@ -4,6 +4,8 @@ use std::net::SocketAddr;
 
 use serde::Deserialize;
 
+use super::tls::{HstsConfig, HttpsMode, ListenerTls};
+
 /// One listening socket (`listeners[i]`).
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -19,6 +21,20 @@ pub struct ListenerConfig {
     /// Worker threads for this listener; defaults to `server.threads`.
     #[serde(default)]
     pub threads: Option<usize>,
+    /// Terminate TLS on this listener.
+    #[serde(default)]
+    pub tls: Option<ListenerTls>,
+    /// What plain-HTTP requests get, for routes that do not say.
+    #[serde(default)]
+    pub https: Option<HttpsMode>,
+    /// Port written into HTTPS redirects from this listener. Default: the
+    /// first TLS listener's port (443 when there is none).
+    #[serde(default)]
+    pub https_port: Option<u16>,
+    /// `Strict-Transport-Security` on HTTPS responses, for routes that do
+    /// not say.
+    #[serde(default)]
+    pub hsts: Option<HstsConfig>,
 }
 
 pub(super) fn deserialize_socket_addr<'de, D: serde::Deserializer<'de>>(

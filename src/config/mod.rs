@@ -20,6 +20,7 @@ mod path;
 mod route;
 mod server;
 mod source;
+mod tls;
 mod units;
 mod upstream;
 mod validate;
@@ -43,6 +44,10 @@ pub use path::{KeyPath, Segment};
 pub use route::{HostPattern, HostRewrite, PathPrefix, RouteConfig, RouteMatch};
 pub use server::{LogLevel, LoggingConfig, ServerConfig};
 pub use source::{Anchor, Position, SourceMap};
+pub use tls::{
+    CertificateConfig, CipherPolicy, ClientAuthConfig, HstsConfig, HttpsMode, ListenerTls,
+    TlsVersion,
+};
 pub use units::{ByteSize, Duration};
 pub use upstream::{
     Algorithm, BackendAddress, BackendConfig, HashKey, HealthCheckConfig, HealthCheckKind,
@@ -87,6 +92,15 @@ impl Config {
         }
         if let Some(p) = self.admin.as_mut().and_then(|a| a.token_file.as_mut()) {
             resolve(p);
+        }
+        for tls in self.listeners.iter_mut().filter_map(|l| l.tls.as_mut()) {
+            for c in &mut tls.certificates {
+                resolve(&mut c.cert);
+                resolve(&mut c.key);
+            }
+            if let Some(auth) = tls.client_auth.as_mut() {
+                resolve(&mut auth.ca_file);
+            }
         }
         for upstream in self.upstreams.values_mut() {
             if let UpstreamTls::On(tls) = &mut upstream.tls {

@@ -40,6 +40,13 @@ pub struct RouteConfig {
     /// policy. Omitted: not cached.
     #[serde(default)]
     pub cache: Option<RouteCache>,
+    /// What plain-HTTP requests get; overrides the listener's `https`.
+    #[serde(default)]
+    pub https: Option<super::tls::HttpsMode>,
+    /// `Strict-Transport-Security` on HTTPS responses; overrides the
+    /// listener's `hsts`.
+    #[serde(default)]
+    pub hsts: Option<super::tls::HstsConfig>,
 }
 
 /// What a route matches (`routes[i].match`).

@@ -6,9 +6,9 @@ use std::collections::HashMap;
 use super::path::KeyPath;
 use super::route::{HostPattern, PathPrefix};
 use super::{
-    did_you_mean, Algorithm, CachePolicyConfig, Config, ConfigError, HeaderRules,
-    HealthCheckConfig, HealthCheckKind, Origins, RouteCache, UpstreamConfig, UpstreamProtocol,
-    MAX_WEIGHT,
+    did_you_mean, Algorithm, CachePolicyConfig, CipherPolicy, Config, ConfigError, HeaderRules,
+    HealthCheckConfig, HealthCheckKind, HstsConfig, Origins, RouteCache, TlsVersion,
+    UpstreamConfig, UpstreamProtocol, MAX_WEIGHT,
 };
 
 /// What [`validate`] found.
@@ -243,6 +243,90 @@ fn listeners(config: &Config, origins: &Origins, f: &mut Findings) {
                 "must be at least 1",
             ));
         }
+        listener_tls(l, &path, f);
+        if let Some(hsts) = &l.hsts {
+            hsts_rules(hsts, path.key("hsts"), &mut f.errors);
+        }
+    }
+}
+
+fn listener_tls(l: &super::ListenerConfig, path: &KeyPath, f: &mut Findings) {
+    let Some(tls) = &l.tls else {
+        if l.hsts.is_some() {
+            f.warnings.push(ConfigError::key(
+                path.key("hsts"),
+                "HSTS is only sent over HTTPS, and this listener has no `tls`",
+            ));
+        }
+        return;
+    };
+    let tpath = path.key("tls");
+    if l.h2c {
+        f.errors.push(
+            ConfigError::value(
+                path.key("h2c"),
+                "h2c is HTTP/2 over cleartext, but this listener terminates TLS",
+            )
+            .with_hint("TLS listeners offer HTTP/2 through ALPN (`tls.http2`, on by default)"),
+        );
+    }
+    for key in ["https", "https_port"] {
+        let set = if key == "https" {
+            l.https.is_some()
+        } else {
+            l.https_port.is_some()
+        };
+        if set {
+            f.warnings.push(ConfigError::key(
+                path.key(key),
+                "has no effect on a TLS listener (requests on it already use HTTPS)",
+            ));
+        }
+    }
+    if tls.certificates.is_empty() {
+        f.errors.push(ConfigError::value(
+            tpath.key("certificates"),
+            "at least one certificate is needed",
+        ));
+    }
+    let defaults: Vec<usize> = tls
+        .certificates
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.default)
+        .map(|(i, _)| i)
+        .collect();
+    if let [_, second, ..] = defaults[..] {
+        f.errors.push(ConfigError::value(
+            tpath.key("certificates").index(second).key("default"),
+            format!(
+                "only one certificate can be the default (certificates[{}] already is)",
+                defaults[0]
+            ),
+        ));
+    }
+    if tls.ciphers == CipherPolicy::Modern && tls.min_version == Some(TlsVersion::V1_2) {
+        f.errors.push(
+            ConfigError::value(
+                tpath.key("min_version"),
+                "`ciphers: modern` is TLS 1.3 only",
+            )
+            .with_hint("remove min_version, or use `ciphers: intermediate` to accept TLS 1.2"),
+        );
+    }
+}
+
+fn hsts_rules(hsts: &HstsConfig, path: KeyPath, errors: &mut Vec<ConfigError>) {
+    // The preload list's own admission rules (hstspreload.org).
+    const ONE_YEAR: u64 = 365 * 86_400;
+    if hsts.preload && (!hsts.include_subdomains || hsts.max_age.get().as_secs() < ONE_YEAR) {
+        errors.push(
+            ConfigError::key(
+                path.key("preload"),
+                "preload needs include_subdomains: true and a max_age of at least 1 year",
+            )
+            .with_hint("browsers' preload lists refuse anything less"),
+        );
     }
 }
 
@@ -537,6 +621,10 @@ fn routes(config: &Config, origins: &Origins, f: &mut Findings) {
                     claimed.insert((host, prefix), i);
                 }
             }
+        }
+
+        if let Some(hsts) = &r.hsts {
+            hsts_rules(hsts, path.key("hsts"), &mut f.errors);
         }
 
         match &r.cache {

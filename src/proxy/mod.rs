@@ -29,7 +29,8 @@ pub use context::RequestCtx;
 
 use crate::cache::key::for_url;
 use crate::cache::{surrogate, vary, CacheStore};
-use crate::runtime::{normalize_host, RuntimeHandle};
+use crate::config::HttpsMode;
+use crate::runtime::{normalize_host, ListenerPolicy, Runtime, RuntimeHandle};
 use crate::upstream::{self, Backend, Pool};
 use request_id::X_REQUEST_ID;
 
@@ -38,17 +39,29 @@ pub struct Palisade {
     runtime: Arc<RuntimeHandle>,
     cache: &'static CacheStore,
     listener: Arc<str>,
+    /// Index of the listener in `listeners:` (and [`Runtime::listeners`]).
+    listener_index: usize,
 }
 
 impl Palisade {
-    /// A proxy serving listener `listener` from the snapshots of `runtime`,
-    /// caching in `cache`.
-    pub fn new(runtime: Arc<RuntimeHandle>, cache: &'static CacheStore, listener: &str) -> Self {
+    /// A proxy serving listener `listener` (number `listener_index` of
+    /// `listeners:`) from the snapshots of `runtime`, caching in `cache`.
+    pub fn new(
+        runtime: Arc<RuntimeHandle>,
+        cache: &'static CacheStore,
+        listener: &str,
+        listener_index: usize,
+    ) -> Self {
         Self {
             runtime,
             cache,
             listener: listener.into(),
+            listener_index,
         }
+    }
+
+    fn listener_policy<'a>(&self, runtime: &'a Runtime) -> Option<&'a ListenerPolicy> {
+        runtime.listeners.get(self.listener_index)
     }
 }
 
@@ -67,6 +80,18 @@ fn record_failure(pool: &Pool, backend: &Backend) {
         .record_failure(pool.ejection_rules(), upstream::state::now_ms())
     {
         warn!(upstream = %pool.name, backend = %backend.label, address = %backend.addr, ejected_for = ?length, "backend ejected after repeated failures");
+    }
+}
+
+/// The HTTPS URL of a request: same host, path and query, on `port`.
+fn https_location(host: &str, port: u16, req: &RequestHeader) -> String {
+    let path = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let bracketed = host.contains(':');
+    let (open, close) = if bracketed { ("[", "]") } else { ("", "") };
+    if port == 443 {
+        format!("https://{open}{host}{close}{path}")
+    } else {
+        format!("https://{open}{host}{close}:{port}{path}")
     }
 }
 
@@ -127,6 +152,34 @@ impl ProxyHttp for Palisade {
             return Ok(true);
         };
         ctx.route = Some(route_id);
+
+        if !is_tls(session) {
+            let runtime = ctx.runtime.clone();
+            let listener = self.listener_policy(&runtime);
+            let mode = ctx
+                .route()
+                .and_then(|r| r.https)
+                .or(listener.map(|l| l.https))
+                .unwrap_or_default();
+            match mode {
+                HttpsMode::Off => {}
+                HttpsMode::Require => {
+                    debug!(route = %ctx.route_name(), request_id = %ctx.request_id_str(), "plain HTTP refused on an HTTPS-only route");
+                    respond::send(session, 403, ctx.request_id.as_ref()).await?;
+                    return Ok(true);
+                }
+                HttpsMode::Redirect if host.is_empty() => {
+                    respond::send(session, 400, ctx.request_id.as_ref()).await?;
+                    return Ok(true);
+                }
+                HttpsMode::Redirect => {
+                    let port = listener.map_or(443, |l| l.https_port);
+                    let location = https_location(&host, port, session.req_header());
+                    respond::redirect(session, &location, ctx.request_id.as_ref()).await?;
+                    return Ok(true);
+                }
+            }
+        }
 
         if let Some(limit) = ctx.route().and_then(|r| r.max_request_body) {
             let declared = req
@@ -539,6 +592,15 @@ impl ProxyHttp for Palisade {
                     response.status.as_u16(),
                 );
                 response.insert_header("cache-status", status.to_header_value())?;
+            }
+        }
+        if is_tls(session) {
+            let hsts = ctx.route().and_then(|r| r.hsts.clone()).or_else(|| {
+                self.listener_policy(&ctx.runtime)
+                    .and_then(|l| l.hsts.clone())
+            });
+            if let Some(value) = hsts {
+                response.insert_header(header::STRICT_TRANSPORT_SECURITY, value)?;
             }
         }
         if let Some(route) = ctx.route() {

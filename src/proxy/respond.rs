@@ -52,6 +52,22 @@ pub fn build(status: u16, request_id: Option<&HeaderValue>) -> Result<(ResponseH
     Ok((resp, body))
 }
 
+/// Sends a `308 Permanent Redirect` to `location` (the method and body are
+/// kept by clients following it, unlike with 301).
+pub async fn redirect(
+    session: &mut Session,
+    location: &str,
+    request_id: Option<&HeaderValue>,
+) -> Result<()> {
+    let (mut resp, body) = build(308, request_id)?;
+    resp.insert_header(header::LOCATION, location)?;
+    if !session.as_downstream_mut().is_body_done() {
+        session.set_keepalive(None);
+    }
+    session.write_response_header(Box::new(resp), false).await?;
+    session.write_response_body(Some(body), true).await
+}
+
 /// Sends a short plain-text response and ends the request. If the request
 /// body was not read, the connection is closed afterwards rather than
 /// reused, so unread body bytes can never be taken for the next request.

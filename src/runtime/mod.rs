@@ -17,8 +17,9 @@ pub use headers::{HeaderEdits, HeaderTarget};
 pub use router::{normalize_host, InvalidHost, RouteId, Router};
 
 use crate::cache::CachePolicy;
-use crate::config::{Config, ConfigError, KeyPath, RouteCache};
+use crate::config::{Config, ConfigError, HstsConfig, HttpsMode, KeyPath, RouteCache};
 use crate::net::IpSet;
+use crate::tls::store::CertStore;
 use crate::upstream::state::HealthRegistry;
 use crate::upstream::Pool;
 
@@ -39,6 +40,23 @@ pub struct Route {
     pub max_request_body: Option<u64>,
     /// How responses are cached; `None`: not cached.
     pub cache: Option<Arc<CachePolicy>>,
+    /// What plain-HTTP requests get; `None`: the listener decides.
+    pub https: Option<HttpsMode>,
+    /// `Strict-Transport-Security` value; `None`: the listener decides.
+    pub hsts: Option<HeaderValue>,
+}
+
+/// What a listener contributes to the requests it accepts.
+#[derive(Debug)]
+pub struct ListenerPolicy {
+    /// Its certificates, when it terminates TLS.
+    pub certificates: Option<Arc<CertStore>>,
+    /// What plain-HTTP requests get, for routes that do not say.
+    pub https: HttpsMode,
+    /// Port written into HTTPS redirects.
+    pub https_port: u16,
+    /// `Strict-Transport-Security` value, for routes that do not say.
+    pub hsts: Option<HeaderValue>,
 }
 
 /// Everything the request path needs, compiled from one configuration.
@@ -52,6 +70,9 @@ pub struct Runtime {
     pub pools: Box<[Arc<Pool>]>,
     /// Peers whose forwarding headers are believed.
     pub trusted_proxies: IpSet,
+    /// Per listener, in the order of `listeners:` (which a reload cannot
+    /// change).
+    pub listeners: Box<[ListenerPolicy]>,
     /// When this snapshot was compiled.
     pub loaded_at: SystemTime,
 }
@@ -72,6 +93,7 @@ impl Runtime {
                 Err(e) => errors.push(e),
             }
         }
+        let listeners = compile_listeners(config, &mut errors);
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -110,6 +132,8 @@ impl Runtime {
                 response_headers: HeaderEdits::new(&r.response_headers),
                 max_request_body: r.max_request_body.map(|s| s.bytes()),
                 cache,
+                https: r.https,
+                hsts: r.hsts.as_ref().and_then(hsts_value),
             });
         }
         Ok(Self {
@@ -117,9 +141,52 @@ impl Runtime {
             router,
             pools: pools.into_boxed_slice(),
             trusted_proxies: IpSet::new(config.server.trusted_proxies.iter().copied()),
+            listeners,
             loaded_at: SystemTime::now(),
         })
     }
+}
+
+fn hsts_value(hsts: &HstsConfig) -> Option<HeaderValue> {
+    HeaderValue::from_str(&hsts.header_value()).ok()
+}
+
+/// Loads every TLS listener's certificates and settles what each listener
+/// does with plain-HTTP requests.
+fn compile_listeners(config: &Config, errors: &mut Vec<ConfigError>) -> Box<[ListenerPolicy]> {
+    let default_https_port = config
+        .listeners
+        .iter()
+        .find(|l| l.tls.is_some())
+        .map_or(443, |l| l.address.port());
+    config
+        .listeners
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let certificates = l.tls.as_ref().and_then(|tls| {
+                let path = KeyPath::root().key("listeners").index(i).key("tls");
+                if let Some(auth) = &tls.client_auth {
+                    if let Err(e) = crate::tls::load_certs(&auth.ca_file) {
+                        errors.push(ConfigError::value(
+                            path.key("client_auth").key("ca_file"),
+                            e,
+                        ));
+                    }
+                }
+                CertStore::load(tls, &path)
+                    .map_err(|e| errors.extend(e))
+                    .ok()
+                    .map(Arc::new)
+            });
+            ListenerPolicy {
+                certificates,
+                https: l.https.unwrap_or_default(),
+                https_port: l.https_port.unwrap_or(default_https_port),
+                hsts: l.hsts.as_ref().and_then(hsts_value),
+            }
+        })
+        .collect()
 }
 
 /// The current runtime snapshot, swappable at any time.

@@ -1,6 +1,9 @@
 //! TLS material: certificates, keys and CA bundles read from PEM files, with
 //! errors that name the file and say what is wrong with it.
 
+pub mod acceptor;
+pub mod store;
+
 use std::path::Path;
 
 use pingora::tls::pkey::{PKey, Private};

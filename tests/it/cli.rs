@@ -171,6 +171,11 @@ fn version_is_printed() {
 #[test]
 fn shipped_configs_are_valid() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // The examples' certificates are made, never committed.
+    let certs = std::process::Command::new(root.join("scripts/example-certs"))
+        .status()
+        .expect("run scripts/example-certs");
+    assert!(certs.success());
     let mut files = vec![root.join("conf/palisade.yaml")];
     for entry in std::fs::read_dir(root.join("conf/examples")).unwrap() {
         let path = entry.unwrap().path();

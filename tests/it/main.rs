@@ -12,4 +12,5 @@ mod errors;
 mod forwarding;
 mod protocols;
 mod routing;
+mod tls;
 mod upstreams;

@@ -79,6 +79,7 @@ async fn wait_for_listener(pid: u32, port: u16) {
 pub struct ProxyBuilder {
     body: String,
     server_extra: String,
+    listener_extra: String,
     h2c: bool,
     admin: bool,
 }
@@ -87,6 +88,12 @@ impl ProxyBuilder {
     /// Extra lines for the `server:` section, e.g. `trusted_proxies: [...]`.
     pub fn server(mut self, yaml: &str) -> Self {
         self.server_extra = yaml.to_string();
+        self
+    }
+
+    /// Extra keys of the listener, e.g. `tls: {...}` or `https: redirect`.
+    pub fn listener(mut self, yaml: &str) -> Self {
+        self.listener_extra = yaml.to_string();
         self
     }
 
@@ -111,9 +118,14 @@ impl ProxyBuilder {
             .lines()
             .map(|l| format!("  {l}\n"))
             .collect();
+        let listener_extra: String = self
+            .listener_extra
+            .lines()
+            .map(|l| format!("    {l}\n"))
+            .collect();
         format!(
             "server:\n  threads: 1\n  grace_period: 0s\n  shutdown_timeout: 1s\n  pid_file: {dir}/palisade.pid\n  upgrade_socket: {dir}/upgrade.sock\n{server_extra}\
-             listeners:\n  - name: main\n    address: 127.0.0.1:{port}\n    h2c: {h2c}\n{admin}{body}\n",
+             listeners:\n  - name: main\n    address: 127.0.0.1:{port}\n    h2c: {h2c}\n{listener_extra}{admin}{body}\n",
             dir = dir.display(),
             h2c = self.h2c,
             body = self.body,

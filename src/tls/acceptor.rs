@@ -1,0 +1,113 @@
+//! Building a listener's TLS acceptor: protocol versions, ciphers, ALPN and
+//! client certificate verification are fixed at startup; the certificate is
+//! picked per handshake from the current runtime snapshot, so a reload that
+//! changes certificate files takes effect for the next handshake.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use pingora::listeners::tls::TlsSettings;
+use pingora::listeners::TlsAccept;
+use pingora::protocols::tls::TlsRef;
+use pingora::tls::ext::{ssl_add_chain_cert, ssl_use_certificate, ssl_use_private_key};
+use pingora::tls::ssl::{NameType, SslVerifyMode, SslVersion};
+use pingora::tls::x509::store::X509StoreBuilder;
+use tracing::warn;
+
+use super::load_certs;
+use crate::config::{CipherPolicy, ListenerTls, TlsVersion};
+use crate::runtime::RuntimeHandle;
+
+/// Picks the certificate for each handshake of one listener.
+pub struct SniResolver {
+    runtime: Arc<RuntimeHandle>,
+    listener: usize,
+}
+
+impl SniResolver {
+    /// The resolver of listener number `listener` (its index in
+    /// `listeners:`).
+    pub fn new(runtime: Arc<RuntimeHandle>, listener: usize) -> Self {
+        Self { runtime, listener }
+    }
+}
+
+#[async_trait]
+impl TlsAccept for SniResolver {
+    async fn certificate_callback(&self, ssl: &mut TlsRef) {
+        let runtime = self.runtime.load();
+        let Some(store) = runtime
+            .listeners
+            .get(self.listener)
+            .and_then(|l| l.certificates.as_ref())
+        else {
+            return;
+        };
+        let ck = store.lookup(ssl.servername(NameType::HOST_NAME)).clone();
+        let result = ssl_use_certificate(ssl, &ck.chain[0])
+            .and_then(|()| ssl_use_private_key(ssl, &ck.key))
+            .and_then(|()| {
+                ck.chain[1..]
+                    .iter()
+                    .try_for_each(|c| ssl_add_chain_cert(ssl, c))
+            });
+        if let Err(e) = result {
+            warn!(certificate = %ck.source, error = %e, "cannot use certificate for a TLS handshake");
+        }
+    }
+}
+
+/// The acceptor settings of a TLS listener.
+pub fn settings(tls: &ListenerTls, resolver: SniResolver) -> Result<TlsSettings, String> {
+    let mut settings = TlsSettings::with_callbacks(Box::new(resolver))
+        .map_err(|e| format!("cannot create a TLS acceptor: {e}"))?;
+    let min = match tls.effective_min_version() {
+        TlsVersion::V1_2 => SslVersion::TLS1_2,
+        TlsVersion::V1_3 => SslVersion::TLS1_3,
+    };
+    settings
+        .set_min_proto_version(Some(min))
+        .map_err(|e| format!("cannot set the minimum TLS version: {e}"))?;
+    if tls.ciphers == CipherPolicy::Intermediate {
+        // Mozilla intermediate v5 (Pingora's base acceptor already uses it;
+        // set explicitly so that the policy does not depend on that).
+        settings
+            .set_cipher_list(INTERMEDIATE_TLS12_CIPHERS)
+            .map_err(|e| format!("cannot set the cipher list: {e}"))?;
+    }
+    if tls.http2 {
+        settings.enable_h2();
+    } else {
+        settings.set_alpn(pingora::protocols::ALPN::H1);
+    }
+    if let Some(auth) = &tls.client_auth {
+        let cas = load_certs(&auth.ca_file)?;
+        let mut store = X509StoreBuilder::new().map_err(|e| e.to_string())?;
+        for ca in &cas {
+            store
+                .add_cert(ca.clone())
+                .map_err(|e| format!("{}: {e}", auth.ca_file.display()))?;
+            settings
+                .add_client_ca(ca)
+                .map_err(|e| format!("{}: {e}", auth.ca_file.display()))?;
+        }
+        settings
+            .set_verify_cert_store(store.build())
+            .map_err(|e| format!("cannot use {}: {e}", auth.ca_file.display()))?;
+        let mode = if auth.required {
+            SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT
+        } else {
+            SslVerifyMode::PEER
+        };
+        settings.set_verify(mode);
+    }
+    Ok(settings)
+}
+
+/// Mozilla's "intermediate" TLS 1.2 ciphers (v5): forward secrecy and AEAD
+/// only. TLS 1.3 suites are OpenSSL's defaults, all of them strong.
+const INTERMEDIATE_TLS12_CIPHERS: &str =
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:\
+ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:\
+ECDHE-RSA-CHACHA20-POLY1305:DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:\
+DHE-RSA-CHACHA20-POLY1305";
