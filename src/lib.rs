@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod cache;
 pub mod config;
+pub mod edge;
 pub mod logging;
 pub mod net;
 pub mod proxy;

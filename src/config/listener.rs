@@ -35,6 +35,9 @@ pub struct ListenerConfig {
     /// not say.
     #[serde(default)]
     pub hsts: Option<HstsConfig>,
+    /// Which client addresses may use this listener at all.
+    #[serde(default)]
+    pub ip_filter: Option<super::IpFilterConfig>,
 }
 
 pub(super) fn deserialize_socket_addr<'de, D: serde::Deserializer<'de>>(

@@ -10,8 +10,10 @@
 //!
 //! Problems are reported as `file:line:column: error: key.path: message`.
 
+mod access;
 mod admin;
 mod cache;
+mod cidr;
 mod diagnostic;
 mod header;
 mod listener;
@@ -32,16 +34,18 @@ use indexmap::IndexMap;
 use serde::de::DeserializeOwned;
 use serde_yaml::Value;
 
+pub use access::IpFilterConfig;
 pub use admin::{AdminConfig, MIN_TOKEN_LEN};
 pub use cache::{
     CacheBypassConfig, CacheConfig, CacheKeyConfig, CachePolicyConfig, EvictionPolicy, RouteCache,
 };
+pub use cidr::Cidr;
 pub use diagnostic::{did_you_mean, ConfigError, Diagnostic, LoadError, Report, Severity};
 pub use header::{HeaderName, HeaderRules, HeaderValue};
 pub use listener::ListenerConfig;
 pub use one_or_many::OneOrMany;
 pub use path::{KeyPath, Segment};
-pub use route::{HostPattern, HostRewrite, PathPrefix, RouteConfig, RouteMatch};
+pub use route::{EncodedSlashes, HostPattern, HostRewrite, PathPrefix, RouteConfig, RouteMatch};
 pub use server::{LogLevel, LoggingConfig, ServerConfig};
 pub use source::{Anchor, Position, SourceMap};
 pub use tls::{

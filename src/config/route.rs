@@ -47,6 +47,15 @@ pub struct RouteConfig {
     /// listener's `hsts`.
     #[serde(default)]
     pub hsts: Option<super::tls::HstsConfig>,
+    /// Which client addresses may use this route (after the listener's
+    /// filter).
+    #[serde(default)]
+    pub ip_filter: Option<super::IpFilterConfig>,
+    /// What to do with an encoded slash (`%2F`) in the path; default
+    /// `reject` on protected routes (with `ip_filter`, or later `auth`),
+    /// `allow` elsewhere.
+    #[serde(default)]
+    pub encoded_slashes: Option<EncodedSlashes>,
 }
 
 /// What a route matches (`routes[i].match`).
@@ -273,4 +282,14 @@ mod tests {
         assert!("api".parse::<PathPrefix>().is_err());
         assert!("/a?b".parse::<PathPrefix>().is_err());
     }
+}
+
+/// The policy for encoded slashes (`%2F`, `%5C`) in a route's paths.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum EncodedSlashes {
+    /// Forwarded as they are.
+    Allow,
+    /// `400 Bad Request`.
+    Reject,
 }

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use ipnet::IpNet;
+use super::cidr::Cidr;
 use serde::Deserialize;
 
 use super::units::Duration;
@@ -34,7 +34,7 @@ pub struct ServerConfig {
     pub error_log: Option<PathBuf>,
     /// Peers whose `X-Forwarded-For`, `X-Forwarded-Proto` and
     /// `X-Forwarded-Host` headers are believed (CIDRs or single addresses).
-    pub trusted_proxies: Vec<IpNet>,
+    pub trusted_proxies: Vec<Cidr>,
     /// Idle keep-alive connections to upstreams kept per worker thread of a
     /// listener (Pingora's connection pool, shared by every upstream).
     pub upstream_keepalive_pool_size: usize,

@@ -244,6 +244,9 @@ fn listeners(config: &Config, origins: &Origins, f: &mut Findings) {
             ));
         }
         listener_tls(l, &path, f);
+        if let Some(filter) = &l.ip_filter {
+            ip_filter(filter, path.key("ip_filter"), f);
+        }
         if let Some(hsts) = &l.hsts {
             hsts_rules(hsts, path.key("hsts"), &mut f.errors);
         }
@@ -313,6 +316,27 @@ fn listener_tls(l: &super::ListenerConfig, path: &KeyPath, f: &mut Findings) {
             )
             .with_hint("remove min_version, or use `ciphers: intermediate` to accept TLS 1.2"),
         );
+    }
+}
+
+fn ip_filter(filter: &super::IpFilterConfig, path: KeyPath, f: &mut Findings) {
+    if filter.allow.is_empty() && filter.deny.is_empty() {
+        f.warnings.push(ConfigError::key(
+            path.clone(),
+            "neither `allow` nor `deny` is set: every address passes",
+        ));
+    }
+    for (i, denied) in filter.deny.iter().enumerate() {
+        if filter
+            .allow
+            .iter()
+            .any(|a| a.0.contains(&denied.0) && a.0 == denied.0)
+        {
+            f.warnings.push(ConfigError::value(
+                path.key("deny").index(i),
+                format!("{denied} is also in `allow`; deny wins"),
+            ));
+        }
     }
 }
 
@@ -625,6 +649,9 @@ fn routes(config: &Config, origins: &Origins, f: &mut Findings) {
 
         if let Some(hsts) = &r.hsts {
             hsts_rules(hsts, path.key("hsts"), &mut f.errors);
+        }
+        if let Some(filter) = &r.ip_filter {
+            ip_filter(filter, path.key("ip_filter"), f);
         }
 
         match &r.cache {

@@ -2,7 +2,8 @@
 //! phases appear. Each phase loads nothing itself; it reads the snapshot the
 //! request started with and calls the policy modules.
 
-pub mod caching;
+pub mod admission;
+mod caching;
 mod context;
 pub mod forwarded;
 pub mod hop_by_hop;
@@ -29,9 +30,9 @@ pub use context::RequestCtx;
 
 use crate::cache::key::for_url;
 use crate::cache::{surrogate, vary, CacheStore};
-use crate::config::HttpsMode;
 use crate::runtime::{normalize_host, ListenerPolicy, Runtime, RuntimeHandle};
 use crate::upstream::{self, Backend, Pool};
+use admission::Verdict;
 use request_id::X_REQUEST_ID;
 
 /// The proxy of one listener.
@@ -80,18 +81,6 @@ fn record_failure(pool: &Pool, backend: &Backend) {
         .record_failure(pool.ejection_rules(), upstream::state::now_ms())
     {
         warn!(upstream = %pool.name, backend = %backend.label, address = %backend.addr, ejected_for = ?length, "backend ejected after repeated failures");
-    }
-}
-
-/// The HTTPS URL of a request: same host, path and query, on `port`.
-fn https_location(host: &str, port: u16, req: &RequestHeader) -> String {
-    let path = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
-    let bracketed = host.contains(':');
-    let (open, close) = if bracketed { ("[", "]") } else { ("", "") };
-    if port == 443 {
-        format!("https://{open}{host}{close}{path}")
-    } else {
-        format!("https://{open}{host}{close}:{port}{path}")
     }
 }
 
@@ -146,43 +135,49 @@ impl ProxyHttp for Palisade {
             respond::send(session, 400, ctx.request_id.as_ref()).await?;
             return Ok(true);
         };
-        let Some(route_id) = ctx.runtime.router.lookup(&host, req.uri.path()) else {
-            debug!(host = %host, path = req.uri.path(), "no route matches");
-            respond::send(session, 404, ctx.request_id.as_ref()).await?;
+        let runtime = ctx.runtime.clone();
+        let listener = self.listener_policy(&runtime);
+        if let Verdict::Refuse(status, why) =
+            admission::client_address(listener, None, ctx.client_ip)
+        {
+            debug!(client = ?ctx.client_ip, request_id = %ctx.request_id_str(), "{why} by the listener");
+            respond::send(session, status, ctx.request_id.as_ref()).await?;
             return Ok(true);
+        }
+        let routed = match admission::route(&runtime, &host, req) {
+            Ok(routed) => routed,
+            Err((status, why)) => {
+                debug!(host = %host, path = req.uri.path(), request_id = %ctx.request_id_str(), "{why}");
+                respond::send(session, status, ctx.request_id.as_ref()).await?;
+                return Ok(true);
+            }
         };
-        ctx.route = Some(route_id);
-
-        if !is_tls(session) {
-            let runtime = ctx.runtime.clone();
-            let listener = self.listener_policy(&runtime);
-            let mode = ctx
-                .route()
-                .and_then(|r| r.https)
-                .or(listener.map(|l| l.https))
-                .unwrap_or_default();
-            match mode {
-                HttpsMode::Off => {}
-                HttpsMode::Require => {
-                    debug!(route = %ctx.route_name(), request_id = %ctx.request_id_str(), "plain HTTP refused on an HTTPS-only route");
-                    respond::send(session, 403, ctx.request_id.as_ref()).await?;
-                    return Ok(true);
-                }
-                HttpsMode::Redirect if host.is_empty() => {
-                    respond::send(session, 400, ctx.request_id.as_ref()).await?;
-                    return Ok(true);
-                }
-                HttpsMode::Redirect => {
-                    let port = listener.map_or(443, |l| l.https_port);
-                    let location = https_location(&host, port, session.req_header());
-                    respond::redirect(session, &location, ctx.request_id.as_ref()).await?;
-                    return Ok(true);
-                }
+        ctx.route = Some(routed.route);
+        let route = &runtime.routes[routed.route];
+        let mut verdict = admission::client_address(None, Some(route), ctx.client_ip);
+        if verdict == Verdict::Pass && !is_tls(session) {
+            verdict = admission::plain_http(listener, route, &host, req);
+        }
+        match verdict {
+            Verdict::Pass => {}
+            Verdict::Refuse(status, why) => {
+                debug!(route = %route.name, client = ?ctx.client_ip, request_id = %ctx.request_id_str(), "{why}");
+                respond::send(session, status, ctx.request_id.as_ref()).await?;
+                return Ok(true);
+            }
+            Verdict::Redirect(location) => {
+                respond::redirect(session, &location, ctx.request_id.as_ref()).await?;
+                return Ok(true);
             }
         }
+        // Forward what was routed: the origin must see the same path.
+        if let Some(uri) = routed.normalised_uri {
+            session.req_header_mut().set_uri(uri);
+        }
 
-        if let Some(limit) = ctx.route().and_then(|r| r.max_request_body) {
-            let declared = req
+        if let Some(limit) = route.max_request_body {
+            let declared = session
+                .req_header()
                 .headers
                 .get(header::CONTENT_LENGTH)
                 .and_then(|v| v.to_str().ok())

@@ -17,7 +17,10 @@ pub use headers::{HeaderEdits, HeaderTarget};
 pub use router::{normalize_host, InvalidHost, RouteId, Router};
 
 use crate::cache::CachePolicy;
-use crate::config::{Config, ConfigError, HstsConfig, HttpsMode, KeyPath, RouteCache};
+use crate::config::{
+    Config, ConfigError, EncodedSlashes, HstsConfig, HttpsMode, KeyPath, RouteCache,
+};
+use crate::edge::IpFilter;
 use crate::net::IpSet;
 use crate::tls::store::CertStore;
 use crate::upstream::state::HealthRegistry;
@@ -44,6 +47,18 @@ pub struct Route {
     pub https: Option<HttpsMode>,
     /// `Strict-Transport-Security` value; `None`: the listener decides.
     pub hsts: Option<HeaderValue>,
+    /// Client addresses allowed on this route.
+    pub ip_filter: Option<IpFilter>,
+    /// Answer `400` to paths with an encoded slash.
+    pub reject_encoded_slashes: bool,
+}
+
+impl Route {
+    /// Whether access to the route is restricted (so that ambiguous paths
+    /// that might reach it are refused by default).
+    pub fn is_protected(&self) -> bool {
+        self.ip_filter.is_some()
+    }
 }
 
 /// What a listener contributes to the requests it accepts.
@@ -57,6 +72,8 @@ pub struct ListenerPolicy {
     pub https_port: u16,
     /// `Strict-Transport-Security` value, for routes that do not say.
     pub hsts: Option<HeaderValue>,
+    /// Client addresses allowed on this listener.
+    pub ip_filter: Option<IpFilter>,
 }
 
 /// Everything the request path needs, compiled from one configuration.
@@ -134,13 +151,18 @@ impl Runtime {
                 cache,
                 https: r.https,
                 hsts: r.hsts.as_ref().and_then(hsts_value),
+                ip_filter: r.ip_filter.as_ref().map(IpFilter::new),
+                reject_encoded_slashes: match r.encoded_slashes {
+                    Some(policy) => policy == EncodedSlashes::Reject,
+                    None => r.ip_filter.is_some(),
+                },
             });
         }
         Ok(Self {
             routes: routes.into_boxed_slice(),
             router,
             pools: pools.into_boxed_slice(),
-            trusted_proxies: IpSet::new(config.server.trusted_proxies.iter().copied()),
+            trusted_proxies: IpSet::new(config.server.trusted_proxies.iter().map(|c| c.0)),
             listeners,
             loaded_at: SystemTime::now(),
         })
@@ -184,6 +206,7 @@ fn compile_listeners(config: &Config, errors: &mut Vec<ConfigError>) -> Box<[Lis
                 https: l.https.unwrap_or_default(),
                 https_port: l.https_port.unwrap_or(default_https_port),
                 hsts: l.hsts.as_ref().and_then(hsts_value),
+                ip_filter: l.ip_filter.as_ref().map(IpFilter::new),
             }
         })
         .collect()

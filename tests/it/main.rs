@@ -8,6 +8,7 @@ mod harness;
 mod bodies;
 mod cache;
 mod cli;
+mod edge;
 mod errors;
 mod forwarding;
 mod protocols;

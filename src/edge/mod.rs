@@ -1,0 +1,7 @@
+//! Edge policies applied before a request goes anywhere: path
+//! normalisation and client address filtering.
+
+pub mod ip_filter;
+pub mod path;
+
+pub use ip_filter::IpFilter;
