@@ -99,7 +99,14 @@ fn bench_key(c: &mut Criterion) {
         .unwrap();
     let vary = Vary::parse(&resp);
     group.bench_function("variance_two_headers", |b| {
-        b.iter(|| variance(black_box(&vary), &KeyExtras::default(), black_box(&req)))
+        b.iter(|| {
+            variance(
+                black_box(&vary),
+                &KeyExtras::default(),
+                black_box(&req),
+                None,
+            )
+        })
     });
     group.finish();
 }

@@ -7,6 +7,7 @@
 //! server from it all.
 
 pub mod admin;
+pub mod auth;
 pub mod cache;
 pub mod config;
 pub mod edge;

@@ -1,35 +1,90 @@
 //! Small networking helpers shared by several modules.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
+
+use ahash::AHashSet;
 
 use ipnet::IpNet;
 
-/// A set of IP networks (e.g. the trusted proxies), matched by containment.
+/// A set of IP networks (e.g. the trusted proxies, an allow list), matched
+/// by containment.
+///
+/// Networks are grouped by prefix length, one hash set of masked addresses
+/// per length, so a lookup costs one probe per distinct prefix length (at
+/// most 33 for IPv4, 129 for IPv6, a handful in practice) however many
+/// networks the set holds.
 ///
 /// IPv4-mapped IPv6 addresses (`::ffff:10.0.0.1`, seen on dual-stack
 /// listeners) are matched as the IPv4 address they carry.
 #[derive(Debug, Clone, Default)]
 pub struct IpSet {
-    networks: Box<[IpNet]>,
+    v4: Box<[(u8, AHashSet<u32>)]>,
+    v6: Box<[(u8, AHashSet<u128>)]>,
+}
+
+fn mask_v4(addr: u32, len: u8) -> u32 {
+    if len == 0 {
+        0
+    } else {
+        addr & (!0u32 << (32 - u32::from(len)))
+    }
+}
+
+fn mask_v6(addr: u128, len: u8) -> u128 {
+    if len == 0 {
+        0
+    } else {
+        addr & (!0u128 << (128 - u32::from(len)))
+    }
 }
 
 impl IpSet {
     /// A set of the given networks.
     pub fn new(networks: impl IntoIterator<Item = IpNet>) -> Self {
+        let mut v4: BTreeMap<u8, AHashSet<u32>> = BTreeMap::new();
+        let mut v6: BTreeMap<u8, AHashSet<u128>> = BTreeMap::new();
+        for net in networks {
+            match net.trunc() {
+                IpNet::V4(n) => {
+                    v4.entry(n.prefix_len())
+                        .or_default()
+                        .insert(u32::from(n.network()));
+                }
+                IpNet::V6(n) => {
+                    v6.entry(n.prefix_len())
+                        .or_default()
+                        .insert(u128::from(n.network()));
+                }
+            }
+        }
         Self {
-            networks: networks.into_iter().map(|n| n.trunc()).collect(),
+            v4: v4.into_iter().collect(),
+            v6: v6.into_iter().collect(),
         }
     }
 
     /// Whether `ip` is inside one of the networks.
     pub fn contains(&self, ip: IpAddr) -> bool {
-        let ip = ip.to_canonical();
-        self.networks.iter().any(|n| n.contains(&ip))
+        match ip.to_canonical() {
+            IpAddr::V4(v4) => {
+                let addr = u32::from(v4);
+                self.v4
+                    .iter()
+                    .any(|(len, set)| set.contains(&mask_v4(addr, *len)))
+            }
+            IpAddr::V6(v6) => {
+                let addr = u128::from(v6);
+                self.v6
+                    .iter()
+                    .any(|(len, set)| set.contains(&mask_v6(addr, *len)))
+            }
+        }
     }
 
     /// Whether the set has no network.
     pub fn is_empty(&self) -> bool {
-        self.networks.is_empty()
+        self.v4.is_empty() && self.v6.is_empty()
     }
 }
 
@@ -45,5 +100,16 @@ mod tests {
         assert!(set.contains("fd12::1".parse().unwrap()));
         assert!(!set.contains("192.168.0.1".parse().unwrap()));
         assert!(!IpSet::default().contains("10.0.0.1".parse().unwrap()));
+        let all = IpSet::new(["0.0.0.0/0".parse().unwrap(), "::/0".parse().unwrap()]);
+        assert!(all.contains("203.0.113.9".parse().unwrap()));
+        assert!(all.contains("2001:db8::1".parse().unwrap()));
+        let hosts = IpSet::new([
+            "192.0.2.7/32".parse().unwrap(),
+            "2001:db8::7/128".parse().unwrap(),
+        ]);
+        assert!(hosts.contains("192.0.2.7".parse().unwrap()));
+        assert!(!hosts.contains("192.0.2.6".parse().unwrap()));
+        assert!(hosts.contains("2001:db8::7".parse().unwrap()));
+        assert!(!hosts.contains("2001:db8::6".parse().unwrap()));
     }
 }

@@ -29,6 +29,9 @@ pub struct CachePolicy {
     pub bypass_headers: Box<[HeaderName]>,
     /// Whether to send `Cache-Status`.
     pub cache_status: bool,
+    /// Authenticated requests share entries instead of keeping one per
+    /// identity.
+    pub shared_for_authenticated: bool,
 }
 
 impl CachePolicy {
@@ -58,6 +61,7 @@ impl CachePolicy {
             bypass_cookies: config.bypass.cookies.clone().into_boxed_slice(),
             bypass_headers: config.bypass.headers.iter().map(|h| h.0.clone()).collect(),
             cache_status: config.cache_status,
+            shared_for_authenticated: config.shared_for_authenticated,
         }
     }
 

@@ -122,11 +122,20 @@ pub fn cookie_value<'a>(req: &'a RequestHeader, name: &str) -> Option<&'a [u8]> 
 
 /// The variance of `req` for a stored response varying on `vary`, plus the
 /// policy's extra key parts; `None` when nothing varies.
-pub fn variance(vary: &Vary, extras: &KeyExtras, req: &RequestHeader) -> Option<HashBinary> {
-    if vary.names.is_empty() && extras.is_empty() {
+pub fn variance(
+    vary: &Vary,
+    extras: &KeyExtras,
+    req: &RequestHeader,
+    identity: Option<&str>,
+) -> Option<HashBinary> {
+    if vary.names.is_empty() && extras.is_empty() && identity.is_none() {
         return None;
     }
     let mut builder = VarianceBuilder::new();
+    if let Some(identity) = identity {
+        // Not a header name, so no Vary header can collide with it.
+        builder.add_value("palisade:identity", identity);
+    }
     let names = vary
         .names
         .iter()
@@ -170,6 +179,7 @@ mod tests {
             &Vary::parse(&resp(vary)),
             &KeyExtras::default(),
             &req(headers),
+            None,
         )
     }
 
@@ -222,16 +232,19 @@ mod tests {
             &none,
             &extras,
             &req(&[("x-device", "mobile"), ("cookie", "a=1; lang=de")]),
+            None,
         );
         let b = variance(
             &none,
             &extras,
             &req(&[("x-device", "mobile"), ("cookie", "lang=de")]),
+            None,
         );
         let c = variance(
             &none,
             &extras,
             &req(&[("x-device", "mobile"), ("cookie", "lang=fr")]),
+            None,
         );
         assert!(a.is_some());
         assert_eq!(a, b);
@@ -244,5 +257,18 @@ mod tests {
         assert_eq!(cookie_value(&r, "session"), Some(&b"abc"[..]));
         assert_eq!(cookie_value(&r, "c"), Some(&b"3"[..]));
         assert_eq!(cookie_value(&r, "zz"), None);
+    }
+
+    #[test]
+    fn identities_get_their_own_variants() {
+        let none = Vary::parse(&resp(&[]));
+        let extras = KeyExtras::default();
+        let r = req(&[]);
+        assert_eq!(variance(&none, &extras, &r, None), None);
+        let alice = variance(&none, &extras, &r, Some("alice"));
+        let bob = variance(&none, &extras, &r, Some("bob"));
+        assert!(alice.is_some() && bob.is_some());
+        assert_ne!(alice, bob);
+        assert_eq!(alice, variance(&none, &extras, &r, Some("alice")));
     }
 }

@@ -91,6 +91,9 @@ pub struct CachePolicyConfig {
     pub store_set_cookie: bool,
     /// Add an RFC 9211 `Cache-Status` header to responses.
     pub cache_status: bool,
+    /// On routes with `auth`, share one cached response among all
+    /// identities. Off by default: each identity gets its own entry.
+    pub shared_for_authenticated: bool,
 }
 
 impl Default for CachePolicyConfig {
@@ -108,6 +111,7 @@ impl Default for CachePolicyConfig {
             bypass: CacheBypassConfig::default(),
             store_set_cookie: false,
             cache_status: true,
+            shared_for_authenticated: false,
         }
     }
 }

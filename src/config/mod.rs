@@ -12,6 +12,7 @@
 
 mod access;
 mod admin;
+mod auth;
 mod cache;
 mod cidr;
 mod diagnostic;
@@ -26,6 +27,7 @@ mod tls;
 mod units;
 mod upstream;
 mod validate;
+mod validate_auth;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -36,6 +38,9 @@ use serde_yaml::Value;
 
 pub use access::IpFilterConfig;
 pub use admin::{AdminConfig, MIN_TOKEN_LEN};
+pub use auth::{
+    AnyOfConfig, ApiKeyConfig, ApiKeyEntry, AuthPolicyConfig, BasicAuthConfig, JwtConfig, RouteAuth,
+};
 pub use cache::{
     CacheBypassConfig, CacheConfig, CacheKeyConfig, CachePolicyConfig, EvictionPolicy, RouteCache,
 };
@@ -75,6 +80,8 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     /// Cache storage limits and named cache policies.
     pub cache: CacheConfig,
+    /// Authentication policies by name.
+    pub auth: IndexMap<String, AuthPolicyConfig>,
     /// The admin listener, if any.
     pub admin: Option<AdminConfig>,
 }
@@ -106,6 +113,18 @@ impl Config {
                 resolve(&mut auth.ca_file);
             }
         }
+        for policy in self.auth.values_mut() {
+            match policy {
+                AuthPolicyConfig::Basic(b) => b.htpasswd_file.iter_mut().for_each(resolve),
+                AuthPolicyConfig::Jwt(j) => {
+                    [&mut j.secret_file, &mut j.public_key_file, &mut j.jwks_file]
+                        .into_iter()
+                        .flatten()
+                        .for_each(resolve)
+                }
+                AuthPolicyConfig::ApiKey(_) | AuthPolicyConfig::AnyOf(_) => {}
+            }
+        }
         for upstream in self.upstreams.values_mut() {
             if let UpstreamTls::On(tls) = &mut upstream.tls {
                 for p in [&mut tls.ca_file, &mut tls.client_cert, &mut tls.client_key]
@@ -135,6 +154,7 @@ pub const SECTIONS: &[&str] = &[
     "upstreams",
     "routes",
     "cache",
+    "auth",
     "admin",
 ];
 
@@ -224,6 +244,7 @@ struct Origins {
     route_index: Vec<usize>,
     routes_written: usize,
     broken_upstreams: HashSet<String>,
+    broken_auth: HashSet<String>,
     cache_broken: bool,
 }
 
@@ -303,6 +324,11 @@ fn structure(value: Value, errors: &mut Vec<ConfigError>) -> (Config, Origins) {
                 let (items, broken) = named(value, &path, errors);
                 config.upstreams = items;
                 origins.broken_upstreams = broken;
+            }
+            "auth" => {
+                let (items, broken) = named(value, &path, errors);
+                config.auth = items;
+                origins.broken_auth = broken;
             }
             other => {
                 let mut e = ConfigError::key(path, format!("unknown section `{other}`"));

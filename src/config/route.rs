@@ -56,6 +56,9 @@ pub struct RouteConfig {
     /// `allow` elsewhere.
     #[serde(default)]
     pub encoded_slashes: Option<EncodedSlashes>,
+    /// Authentication required on this route.
+    #[serde(default)]
+    pub auth: Option<super::RouteAuth>,
 }
 
 /// What a route matches (`routes[i].match`).

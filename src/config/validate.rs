@@ -72,6 +72,7 @@ pub(super) fn validate(config: &Config, origins: &Origins) -> Findings {
     upstreams(config, origins, &mut f);
     routes(config, origins, &mut f);
     cache(config, origins, &mut f);
+    super::validate_auth::auth_policies(config, &mut f);
     admin(config, &mut f);
     f
 }
@@ -653,6 +654,7 @@ fn routes(config: &Config, origins: &Origins, f: &mut Findings) {
         if let Some(filter) = &r.ip_filter {
             ip_filter(filter, path.key("ip_filter"), f);
         }
+        super::validate_auth::route_auth(config, origins, i, &path, f);
 
         match &r.cache {
             Some(RouteCache::Named(name))

@@ -7,6 +7,7 @@ use std::time::Instant;
 use http::HeaderValue;
 
 use super::caching::CacheCtx;
+use crate::auth::Identity;
 use crate::runtime::{Route, RouteId, Runtime};
 use crate::upstream::{Backend, Pool};
 
@@ -41,6 +42,8 @@ pub struct RequestCtx {
     pub started: Instant,
     /// Cache state, when the route caches.
     pub cache: Option<CacheCtx>,
+    /// Who the request was authenticated as, on routes with `auth`.
+    pub identity: Option<Identity>,
 }
 
 impl RequestCtx {
@@ -61,6 +64,7 @@ impl RequestCtx {
             request_body_bytes: 0,
             started: Instant::now(),
             cache: None,
+            identity: None,
         }
     }
 

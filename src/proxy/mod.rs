@@ -170,6 +170,27 @@ impl ProxyHttp for Palisade {
                 return Ok(true);
             }
         }
+        if let Some(auth) = &route.auth {
+            match auth.authenticator.authenticate(req).await {
+                Ok(identity) => ctx.identity = Some(identity),
+                Err(denial) => {
+                    debug!(route = %route.name, client = ?ctx.client_ip, reason = denial.reason(), request_id = %ctx.request_id_str(), "authentication failed");
+                    let challenges = if denial.status() == 401 {
+                        auth.authenticator.challenges(&denial)
+                    } else {
+                        Vec::new()
+                    };
+                    respond::send_with(
+                        session,
+                        denial.status(),
+                        ctx.request_id.as_ref(),
+                        &challenges,
+                    )
+                    .await?;
+                    return Ok(true);
+                }
+            }
+        }
         // Forward what was routed: the origin must see the same path.
         if let Some(uri) = routed.normalised_uri {
             session.req_header_mut().set_uri(uri);
@@ -304,10 +325,18 @@ impl ProxyHttp for Palisade {
         req: &RequestHeader,
     ) -> Option<HashBinary> {
         let cc = ctx.cache.as_ref()?;
+        // On routes with auth, each identity has its own entries unless the
+        // policy shares them.
+        let identity = ctx
+            .identity
+            .as_ref()
+            .filter(|_| !cc.policy.shared_for_authenticated)
+            .map(|id| &*id.name);
         vary::variance(
             &vary::Vary::parse(meta.response_header()),
             &cc.policy.extras,
             req,
+            identity,
         )
     }
 
@@ -520,6 +549,24 @@ impl ProxyHttp for Palisade {
         if let Some(route) = ctx.route() {
             if let Some(host) = &route.host_rewrite {
                 upstream.insert_header(header::HOST, host.clone())?;
+            }
+            if let Some(auth) = &route.auth {
+                if !auth.forward_credentials {
+                    auth.authenticator.strip_credentials(upstream);
+                }
+                if let Some(name) = &auth.identity_header {
+                    // Whatever the client sent under this name is replaced.
+                    match ctx
+                        .identity
+                        .as_ref()
+                        .and_then(|id| http::HeaderValue::from_str(&id.name).ok())
+                    {
+                        Some(value) => upstream.insert_header(name.clone(), value)?,
+                        None => {
+                            upstream.remove_header(name);
+                        }
+                    }
+                }
             }
             route.request_headers.apply(upstream)?;
         }

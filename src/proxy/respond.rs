@@ -61,11 +61,21 @@ pub async fn redirect(
 ) -> Result<()> {
     let (mut resp, body) = build(308, request_id)?;
     resp.insert_header(header::LOCATION, location)?;
-    if !session.as_downstream_mut().is_body_done() {
-        session.set_keepalive(None);
+    write(session, resp, body).await
+}
+
+/// Sends a `401` (with these `WWW-Authenticate` challenges) or `403`.
+pub async fn send_with(
+    session: &mut Session,
+    status: u16,
+    request_id: Option<&HeaderValue>,
+    challenges: &[HeaderValue],
+) -> Result<()> {
+    let (mut resp, body) = build(status, request_id)?;
+    for challenge in challenges {
+        resp.append_header(header::WWW_AUTHENTICATE, challenge.clone())?;
     }
-    session.write_response_header(Box::new(resp), false).await?;
-    session.write_response_body(Some(body), true).await
+    write(session, resp, body).await
 }
 
 /// Sends a short plain-text response and ends the request. If the request
@@ -77,6 +87,10 @@ pub async fn send(
     request_id: Option<&HeaderValue>,
 ) -> Result<()> {
     let (resp, body) = build(status, request_id)?;
+    write(session, resp, body).await
+}
+
+async fn write(session: &mut Session, resp: ResponseHeader, body: Bytes) -> Result<()> {
     if !session.as_downstream_mut().is_body_done() {
         session.set_keepalive(None);
     }

@@ -11,11 +11,12 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
-use http::HeaderValue;
+use http::{HeaderName, HeaderValue};
 
 pub use headers::{HeaderEdits, HeaderTarget};
 pub use router::{normalize_host, InvalidHost, RouteId, Router};
 
+use crate::auth::Authenticator;
 use crate::cache::CachePolicy;
 use crate::config::{
     Config, ConfigError, EncodedSlashes, HstsConfig, HttpsMode, KeyPath, RouteCache,
@@ -51,13 +52,26 @@ pub struct Route {
     pub ip_filter: Option<IpFilter>,
     /// Answer `400` to paths with an encoded slash.
     pub reject_encoded_slashes: bool,
+    /// Authentication required on the route.
+    pub auth: Option<RouteAuth>,
+}
+
+/// A route's authentication.
+#[derive(Debug)]
+pub struct RouteAuth {
+    /// The policy.
+    pub authenticator: Arc<Authenticator>,
+    /// Header carrying the identity to the origin.
+    pub identity_header: Option<HeaderName>,
+    /// Keep the credentials in the forwarded request.
+    pub forward_credentials: bool,
 }
 
 impl Route {
     /// Whether access to the route is restricted (so that ambiguous paths
     /// that might reach it are refused by default).
     pub fn is_protected(&self) -> bool {
-        self.ip_filter.is_some()
+        self.ip_filter.is_some() || self.auth.is_some()
     }
 }
 
@@ -111,6 +125,10 @@ impl Runtime {
             }
         }
         let listeners = compile_listeners(config, &mut errors);
+        let auth_policies = crate::auth::compile(config).unwrap_or_else(|e| {
+            errors.extend(e);
+            Default::default()
+        });
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -154,8 +172,18 @@ impl Runtime {
                 ip_filter: r.ip_filter.as_ref().map(IpFilter::new),
                 reject_encoded_slashes: match r.encoded_slashes {
                     Some(policy) => policy == EncodedSlashes::Reject,
-                    None => r.ip_filter.is_some(),
+                    None => r.ip_filter.is_some() || r.auth.is_some(),
                 },
+                auth: r.auth.as_ref().and_then(|a| {
+                    Some(RouteAuth {
+                        authenticator: auth_policies.get(&a.policy)?.clone(),
+                        identity_header: a
+                            .identity_header
+                            .as_ref()
+                            .and_then(|h| HeaderName::from_bytes(h.as_bytes()).ok()),
+                        forward_credentials: a.forward_credentials,
+                    })
+                }),
             });
         }
         Ok(Self {

@@ -5,6 +5,7 @@
 
 mod harness;
 
+mod auth;
 mod bodies;
 mod cache;
 mod cli;
