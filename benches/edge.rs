@@ -1,15 +1,21 @@
-//! Edge policy costs paid by every request: path normalisation and client
-//! address filters (and, as they land, authentication checks).
+//! Edge policy costs paid by every request: path normalisation, client
+//! address filters and authentication checks.
 //!
 //! `cargo bench --bench edge`
 
 use std::hint::black_box;
 use std::net::IpAddr;
 
+use base64::Engine;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use palisade::config::IpFilterConfig;
+use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+use palisade::auth::api_key::ApiKeyAuth;
+use palisade::auth::basic::BasicAuth;
+use palisade::auth::jwt::JwtAuth;
+use palisade::config::{IpFilterConfig, KeyPath};
 use palisade::edge::path::normalize;
 use palisade::edge::IpFilter;
+use pingora::http::RequestHeader;
 
 fn bench_path(c: &mut Criterion) {
     let mut group = c.benchmark_group("edge/path");
@@ -54,5 +60,109 @@ fn bench_ip_filter(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_path, bench_ip_filter);
+fn request(header: (&str, &str)) -> RequestHeader {
+    let mut req = RequestHeader::build("GET", b"/api/v2/orders", None).expect("request");
+    req.insert_header(header.0.to_string(), header.1)
+        .expect("header");
+    req
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn bench_auth(c: &mut Criterion) {
+    let mut group = c.benchmark_group("edge/auth");
+    group.throughput(Throughput::Elements(1));
+
+    // API key: one SHA-256 and a map probe, among 1 000 keys.
+    let keys: Vec<String> = (0..1000)
+        .map(|i| {
+            let digest = openssl::sha::sha256(format!("key-{i:04}-0123456789abcdef").as_bytes());
+            let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+            format!("{{name: k{i}, sha256: {hex}}}")
+        })
+        .collect();
+    let config = serde_yaml::from_str(&format!("keys: [{}]", keys.join(", "))).expect("keys");
+    let api = ApiKeyAuth::new("partners", &config);
+    let req = request(("x-api-key", "key-0500-0123456789abcdef"));
+    group.bench_function("api_key", |b| {
+        b.iter(|| black_box(api.authenticate(black_box(&req))))
+    });
+
+    // JWT: HS256 and RS256 verification of a typical token.
+    let secret = "0123456789abcdef0123456789abcdef";
+    let claims = serde_json::json!({"sub": "user-42", "iss": "https://id.example.com",
+        "aud": "api", "exp": now() + 3600, "role": ["reader"]});
+    let config = serde_yaml::from_str(&format!(
+        "{{secret: \"{secret}\", issuer: https://id.example.com, audience: api}}"
+    ))
+    .expect("jwt config");
+    let hs = JwtAuth::new("users", &config, &KeyPath::root()).expect("jwt");
+    let token = encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .expect("token");
+    let req = request(("authorization", &format!("Bearer {token}")));
+    group.bench_function("jwt_hs256", |b| {
+        b.iter(|| black_box(hs.authenticate(black_box(&req))))
+    });
+
+    let rsa = openssl::rsa::Rsa::generate(2048).expect("rsa");
+    let dir = tempfile::tempdir().expect("dir");
+    let public = dir.path().join("jwt.pub.pem");
+    std::fs::write(&public, rsa.public_key_to_pem().expect("pem")).expect("write");
+    let config = serde_yaml::from_str(&format!("{{public_key_file: {}}}", public.display()))
+        .expect("config");
+    let rs = JwtAuth::new("svc", &config, &KeyPath::root()).expect("jwt");
+    let token = encode(
+        &Header::new(Algorithm::RS256),
+        &claims,
+        &EncodingKey::from_rsa_pem(&rsa.private_key_to_pem().expect("pem")).expect("key"),
+    )
+    .expect("token");
+    let req = request(("authorization", &format!("Bearer {token}")));
+    group.bench_function("jwt_rs256", |b| {
+        b.iter(|| black_box(rs.authenticate(black_box(&req))))
+    });
+
+    // Basic: argon2 (default parameters) on first sight, then the memo.
+    use argon2::password_hash::{PasswordHasher, SaltString};
+    let salt = SaltString::encode_b64(b"0123456789abcdef").expect("salt");
+    let hash = argon2::Argon2::default()
+        .hash_password(b"correct horse", &salt)
+        .expect("hash")
+        .to_string();
+    let config = serde_yaml::from_str(&format!("users: {{alice: \"{hash}\"}}")).expect("config");
+    let basic = BasicAuth::new("staff", &config, &KeyPath::root()).expect("basic");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let credentials = base64::engine::general_purpose::STANDARD.encode("alice:correct horse");
+    let req = request(("authorization", &format!("Basic {credentials}")));
+    group.bench_function("basic_remembered", |b| {
+        b.iter(|| black_box(runtime.block_on(basic.authenticate(black_box(&req)))))
+    });
+    // A different wrong password each time: never remembered, always hashed.
+    let mut n = 0u64;
+    group.sample_size(10);
+    group.bench_function("basic_argon2_verify", |b| {
+        b.iter(|| {
+            n += 1;
+            let wrong =
+                base64::engine::general_purpose::STANDARD.encode(format!("alice:wrong-{n}"));
+            let req = request(("authorization", &format!("Basic {wrong}")));
+            black_box(runtime.block_on(basic.authenticate(&req)))
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench_path, bench_ip_filter, bench_auth);
 criterion_main!(benches);

@@ -15,7 +15,7 @@ duration_s="${duration_s%s}"
 work="$(mktemp -d /tmp/palisade-failover.XXXXXX)"
 pids=()
 cleanup() {
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
   for n in a b c; do
     [ -f "$work/$n/nginx.pid" ] && kill_origin "$n" 2>/dev/null
   done

@@ -39,6 +39,19 @@ enum Command {
         #[arg(short, long, value_name = "FILE", default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
+    /// Hash a password read from standard input (one line) for a basic auth
+    /// policy's `users:` or an htpasswd file.
+    HashPassword {
+        /// Print a bcrypt hash (cost 12) instead of argon2id.
+        #[arg(long)]
+        bcrypt: bool,
+    },
+    /// Make a new random API key; prints the key (give it to the client)
+    /// and the `keys:` entry with its SHA-256 (put it in the configuration).
+    GenerateApiKey {
+        /// The key's name (the identity of requests using it).
+        name: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -46,7 +59,39 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check { config } => check(&config),
         Command::Run { config } => run(&config),
+        Command::HashPassword { bcrypt } => hash_password(bcrypt),
+        Command::GenerateApiKey { name } => generate_api_key(&name),
     }
+}
+
+fn hash_password(bcrypt: bool) -> ExitCode {
+    let mut line = String::new();
+    if std::io::stdin().read_line(&mut line).is_err() {
+        eprintln!("palisade: cannot read the password from standard input");
+        return ExitCode::FAILURE;
+    }
+    let password = line.trim_end_matches(['\r', '\n']);
+    if password.is_empty() {
+        eprintln!("palisade: empty password (write it on standard input, e.g. `palisade hash-password < file`)");
+        return ExitCode::FAILURE;
+    }
+    match palisade::auth::basic::hash_password(password, bcrypt) {
+        Ok(hash) => {
+            println!("{hash}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("palisade: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn generate_api_key(name: &str) -> ExitCode {
+    let (key, digest) = palisade::auth::api_key::generate();
+    println!("key: {key}");
+    println!("entry: {{ name: {name}, sha256: {digest} }}");
+    ExitCode::SUCCESS
 }
 
 fn print_load_error(path: &Path, e: &LoadError) {

@@ -131,6 +131,17 @@ impl ApiKeyAuth {
     }
 }
 
+/// A new random key (32 bytes, base64url) and the hex SHA-256 to configure.
+pub fn generate() -> (String, String) {
+    use base64::Engine;
+    let key = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
+    let digest = sha256(key.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    (key, digest)
+}
+
 fn decode_hex(hex: &str) -> Option<[u8; 32]> {
     let mut out = [0u8; 32];
     if hex.len() != 64 {

@@ -58,6 +58,19 @@ impl StoredHash {
     }
 }
 
+/// Hashes `password` with argon2id (default parameters: 19 MiB, 2 passes)
+/// or bcrypt (cost 12).
+pub fn hash_password(password: &str, bcrypt: bool) -> Result<String, String> {
+    if bcrypt {
+        return bcrypt::hash(password, 12).map_err(|e| e.to_string());
+    }
+    let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>()).map_err(|e| e.to_string())?;
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| e.to_string())
+}
+
 /// Checks that `hash` is an argon2 or bcrypt hash Palisade can verify.
 pub fn check_hash(hash: &str) -> Result<(), String> {
     StoredHash::parse(hash).map(|_| ())

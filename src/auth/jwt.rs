@@ -297,3 +297,85 @@ fn claim_matches(actual: Option<&Value>, required: &Value) -> bool {
         None => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jsonwebtoken::{encode, EncodingKey, Header};
+    use openssl::ec::{EcGroup, EcKey};
+    use openssl::nid::Nid;
+
+    fn request(token: &str) -> RequestHeader {
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        req.insert_header("authorization", format!("Bearer {token}"))
+            .unwrap();
+        req
+    }
+
+    fn exp() -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            + 600
+    }
+
+    /// A policy over the PEM public key `public_pem`.
+    fn policy(public_pem: &[u8]) -> (JwtAuth, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("key.pem");
+        std::fs::write(&file, public_pem).unwrap();
+        let config: JwtConfig =
+            serde_yaml::from_str(&format!("public_key_file: {}", file.display())).unwrap();
+        (JwtAuth::new("t", &config, &KeyPath::root()).unwrap(), dir)
+    }
+
+    #[test]
+    fn es256_and_eddsa_keys_verify_their_own_tokens_only() {
+        let ec = PKey::from_ec_key(
+            EcKey::generate(&EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap()).unwrap(),
+        )
+        .unwrap();
+        let ed = PKey::generate_ed25519().unwrap();
+        let claims = serde_json::json!({"sub": "svc", "exp": exp()});
+        let es_token = encode(
+            &Header::new(Algorithm::ES256),
+            &claims,
+            &EncodingKey::from_ec_pem(&ec.private_key_to_pem_pkcs8().unwrap()).unwrap(),
+        )
+        .unwrap();
+        let ed_token = encode(
+            &Header::new(Algorithm::EdDSA),
+            &claims,
+            &EncodingKey::from_ed_pem(&ed.private_key_to_pem_pkcs8().unwrap()).unwrap(),
+        )
+        .unwrap();
+        let (es, _d1) = policy(&ec.public_key_to_pem().unwrap());
+        let (eddsa, _d2) = policy(&ed.public_key_to_pem().unwrap());
+        assert_eq!(&*es.authenticate(&request(&es_token)).unwrap().name, "svc");
+        assert_eq!(
+            &*eddsa.authenticate(&request(&ed_token)).unwrap().name,
+            "svc"
+        );
+        assert!(matches!(
+            es.authenticate(&request(&ed_token)),
+            Err(Denial::Invalid(_))
+        ));
+        assert!(matches!(
+            eddsa.authenticate(&request(&es_token)),
+            Err(Denial::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn array_claims_contain_required_values() {
+        let roles = serde_json::json!(["reader", "writer"]);
+        assert!(claim_matches(Some(&roles), &serde_json::json!("reader")));
+        assert!(!claim_matches(Some(&roles), &serde_json::json!("admin")));
+        assert!(claim_matches(
+            Some(&serde_json::json!("x")),
+            &serde_json::json!("x")
+        ));
+        assert!(!claim_matches(None, &serde_json::json!("x")));
+    }
+}

@@ -502,3 +502,87 @@ fn auth_configuration_errors_name_the_key() {
         "{out}"
     );
 }
+
+/// Runs `palisade args...` with `input` on standard input.
+fn run_with_stdin(args: &[&str], input: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = std::process::Command::new(crate::harness::proxy::BIN)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[tokio::test]
+async fn generated_hashes_and_keys_work_in_a_configuration() {
+    let argon = run_with_stdin(&["hash-password"], "correct horse\n");
+    assert!(argon.status.success());
+    let argon = String::from_utf8(argon.stdout).unwrap().trim().to_string();
+    assert!(argon.starts_with("$argon2id$"), "{argon}");
+    let bcrypt_hash = run_with_stdin(&["hash-password", "--bcrypt"], "battery staple\n");
+    let bcrypt_hash = String::from_utf8(bcrypt_hash.stdout)
+        .unwrap()
+        .trim()
+        .to_string();
+    assert!(bcrypt_hash.starts_with("$2b$12$"), "{bcrypt_hash}");
+    assert!(!run_with_stdin(&["hash-password"], "").status.success());
+
+    let out = run_cli(&["generate-api-key", "ci"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    let key = text
+        .lines()
+        .next()
+        .unwrap()
+        .strip_prefix("key: ")
+        .unwrap()
+        .to_string();
+    let entry = text
+        .lines()
+        .nth(1)
+        .unwrap()
+        .strip_prefix("entry: ")
+        .unwrap()
+        .to_string();
+
+    let origin = Origin::start("web").await;
+    let proxy = Proxy::start(config(
+        &origin,
+        &format!(
+            "auth:\n  staff:\n    type: basic\n    users: {{ alice: \"{argon}\", bob: \"{bcrypt_hash}\" }}\n  ci:\n    type: api_key\n    keys: [{entry}]\nroutes:\n  - upstream: web\n    auth: staff\n  - upstream: web\n    match: {{ path_prefix: /ci }}\n    auth: ci\n"
+        ),
+    ))
+    .await;
+    assert_eq!(
+        get(
+            &proxy,
+            "/",
+            &[("authorization", &basic("alice", "correct horse"))]
+        )
+        .await
+        .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        get(
+            &proxy,
+            "/",
+            &[("authorization", &basic("bob", "battery staple"))]
+        )
+        .await
+        .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        get(&proxy, "/ci", &[("x-api-key", &key)]).await.status(),
+        StatusCode::OK
+    );
+}
