@@ -14,6 +14,7 @@ pub mod edge;
 pub mod logging;
 pub mod net;
 pub mod proxy;
+pub mod reload;
 pub mod runtime;
 pub mod server;
 pub mod tls;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 use palisade::cache::CacheStore;
 use palisade::config::{LoadError, Report};
+use palisade::reload::Reloader;
 use palisade::runtime::RuntimeHandle;
 use palisade::upstream::state::HealthRegistry;
 use tracing::{info, warn};
@@ -39,6 +40,13 @@ enum Command {
         #[arg(short, long, value_name = "FILE", default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
+    /// Ask the running proxy to reload FILE (through its admin API) and
+    /// print what changed, or the errors that kept it from reloading.
+    Reload {
+        /// The configuration file the proxy runs with.
+        #[arg(short, long, value_name = "FILE", default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
     /// Hash a password read from standard input (one line) for a basic auth
     /// policy's `users:` or an htpasswd file.
     HashPassword {
@@ -59,8 +67,52 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check { config } => check(&config),
         Command::Run { config } => run(&config),
+        Command::Reload { config } => reload(&config),
         Command::HashPassword { bcrypt } => hash_password(bcrypt),
         Command::GenerateApiKey { name } => generate_api_key(&name),
+    }
+}
+
+fn reload(path: &Path) -> ExitCode {
+    // The file is checked here first, so that errors show in this terminal;
+    // the running proxy checks it again before applying it.
+    let loaded = match palisade::load(path, &HealthRegistry::default()) {
+        Ok((loaded, _)) => loaded,
+        Err(e) => {
+            print_load_error(path, &e);
+            return ExitCode::FAILURE;
+        }
+    };
+    let Some(admin) = &loaded.config.admin else {
+        eprintln!(
+            "palisade: {} has no `admin:` section; send SIGHUP to the process instead (systemctl reload palisade)",
+            path.display()
+        );
+        return ExitCode::FAILURE;
+    };
+    let token = match admin.resolve_token() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("palisade: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match palisade::admin::client::post(admin.address, "/reload", &token) {
+        Ok((200, body)) => {
+            println!("{body}");
+            ExitCode::SUCCESS
+        }
+        Ok((status, body)) => {
+            eprintln!("palisade: reload refused ({status}):\n{body}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!(
+                "palisade: cannot reach the admin API at {}: {e}",
+                admin.address
+            );
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -177,7 +229,13 @@ fn run(path: &Path) -> ExitCode {
     );
     let runtime = Arc::new(RuntimeHandle::new(runtime));
     let cache = CacheStore::leak(&config.cache);
-    let server = match palisade::server::build(config, runtime, cache, registry) {
+    let reloader = Arc::new(Reloader::new(
+        path.to_path_buf(),
+        config.clone(),
+        runtime.clone(),
+        registry.clone(),
+    ));
+    let server = match palisade::server::build(config, runtime, cache, registry, reloader) {
         Ok(server) => server,
         Err(e) => {
             eprintln!("palisade: {e}");

@@ -18,6 +18,7 @@ use crate::upstream::state::HealthRegistry;
 use crate::cache::CacheStore;
 use crate::config::Config;
 use crate::proxy::Palisade;
+use crate::reload::{Reloader, SighupService};
 use crate::runtime::RuntimeHandle;
 use crate::tls::acceptor::{self, SniResolver};
 
@@ -72,6 +73,7 @@ pub fn build(
     runtime: Arc<RuntimeHandle>,
     cache: &'static CacheStore,
     registry: Arc<HealthRegistry>,
+    reloader: Arc<Reloader>,
 ) -> Result<Server, String> {
     let mut server = Server::new_with_opt_and_conf(None, server_conf(config));
     server.bootstrap();
@@ -99,12 +101,16 @@ pub fn build(
         "health checks",
         HealthService::new(runtime.clone(), registry),
     ));
+    server.add_service(background_service(
+        "reload on SIGHUP",
+        SighupService::new(reloader.clone()),
+    ));
     if let Some(admin) = &config.admin {
         // The token was checked when the configuration was loaded.
         if let Ok(token) = admin.resolve_token() {
             let mut service = Service::new(
                 "admin".to_string(),
-                AdminApp::new(token, cache, runtime.clone()),
+                AdminApp::new(token, cache, runtime.clone(), reloader),
             );
             service.add_tcp(&admin.address.to_string());
             service.threads = Some(1);

@@ -4,11 +4,14 @@
 //! - `GET /cache/stats` — cache occupancy (JSON);
 //! - `GET /upstreams` — pools and the health, load and counters of every
 //!   backend (JSON);
-//! - `POST /cache/purge` — purge by URL, prefix or tag (JSON body).
+//! - `POST /cache/purge` — purge by URL, prefix or tag (JSON body);
+//! - `POST /reload` — reload the configuration file (what `SIGHUP` does),
+//!   answering what changed or why the file was refused.
 //!
 //! Every endpoint but `/healthz` needs `Authorization: Bearer <token>`.
 
 mod auth;
+pub mod client;
 mod purge;
 
 use std::sync::Arc;
@@ -21,6 +24,7 @@ use serde_json::json;
 use tracing::{info, warn};
 
 use crate::cache::CacheStore;
+use crate::reload::{Changes, Reloader};
 use crate::runtime::RuntimeHandle;
 use crate::upstream::state::now_ms;
 pub use purge::PurgeRequest;
@@ -33,15 +37,48 @@ pub struct AdminApp {
     token: String,
     cache: &'static CacheStore,
     runtime: Arc<RuntimeHandle>,
+    reloader: Arc<Reloader>,
 }
 
 impl AdminApp {
     /// An admin API guarded by `token`.
-    pub fn new(token: String, cache: &'static CacheStore, runtime: Arc<RuntimeHandle>) -> Self {
+    pub fn new(
+        token: String,
+        cache: &'static CacheStore,
+        runtime: Arc<RuntimeHandle>,
+        reloader: Arc<Reloader>,
+    ) -> Self {
         Self {
             token,
             cache,
             runtime,
+            reloader,
+        }
+    }
+
+    /// `POST /reload`: 200 with what changed, or 422 with the errors.
+    async fn reload(&self) -> Response<Vec<u8>> {
+        let reloader = self.reloader.clone();
+        let Ok(result) = tokio::task::spawn_blocking(move || reloader.reload()).await else {
+            return error(StatusCode::INTERNAL_SERVER_ERROR, "the reload task failed");
+        };
+        let changes =
+            |c: &Changes| json!({"added": c.added, "removed": c.removed, "changed": c.changed});
+        match result {
+            Ok(summary) => json_response(
+                StatusCode::OK,
+                json!({
+                    "status": "reloaded",
+                    "routes": changes(&summary.routes),
+                    "upstreams": changes(&summary.upstreams),
+                    "auth": changes(&summary.auth),
+                    "needs_upgrade": summary.needs_upgrade,
+                }),
+            ),
+            Err(e) => json_response(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                json!({"status": "refused", "error": e.to_string()}),
+            ),
         }
     }
 }
@@ -189,7 +226,8 @@ impl ServeHttp for AdminApp {
             (Method::GET, "/cache/stats") => self.stats(),
             (Method::GET, "/upstreams") => self.upstreams(),
             (Method::POST, "/cache/purge") => self.purge(session).await,
-            (_, "/cache/stats" | "/cache/purge" | "/upstreams") => {
+            (Method::POST, "/reload") => self.reload().await,
+            (_, "/cache/stats" | "/cache/purge" | "/upstreams" | "/reload") => {
                 error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
             }
             _ => error(StatusCode::NOT_FOUND, "no such admin endpoint"),

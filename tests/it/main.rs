@@ -13,6 +13,7 @@ mod edge;
 mod errors;
 mod forwarding;
 mod protocols;
+mod reload;
 mod routing;
 mod tls;
 mod upstreams;

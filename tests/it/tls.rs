@@ -380,3 +380,39 @@ fn contradictory_https_settings_are_reported() {
         "{out}"
     );
 }
+
+#[tokio::test]
+async fn certificates_are_swapped_by_a_reload_without_a_restart() {
+    let origin = Origin::start("web").await;
+    let ca = Ca::new("Test CA");
+    let dir = tempfile::tempdir().unwrap();
+    let entry = cert_entry(&ca, dir.path(), "site", &["site.test"], "");
+    let proxy = Proxy::builder(route_to(&origin))
+        .listener(&tls_listener(&entry, ""))
+        .start()
+        .await;
+    let options = TlsOptions::new("site.test", ca.cert_pem());
+    let before = connect(proxy.addr, &options).await.unwrap();
+    assert_eq!(before.peer_names(), ["site.test"]);
+
+    // Renewed certificate, same files (what certbot or an operator does).
+    ca.server(&["site.test", "www.site.test"])
+        .write(dir.path(), "site");
+    let log = proxy.reload_with(|text| text).await;
+    assert!(log.contains("configuration reloaded"), "{log}");
+    let after = connect(proxy.addr, &options).await.unwrap();
+    assert_eq!(after.peer_names(), ["site.test", "www.site.test"]);
+    // The connection made before the reload still works.
+    let response = crate::harness::tls_client::get(before, "site.test", "/")
+        .await
+        .unwrap();
+    assert_eq!(response.status, 200);
+
+    // A broken replacement is refused; the old certificate keeps serving.
+    let (_, other_key) = ca.server(&["x.test"]).write(dir.path(), "other");
+    std::fs::copy(&other_key, dir.path().join("site.key")).unwrap();
+    let log = proxy.reload_with(|text| text).await;
+    assert!(log.contains("does not match the certificate"), "{log}");
+    let still = connect(proxy.addr, &options).await.unwrap();
+    assert_eq!(still.peer_names(), ["site.test", "www.site.test"]);
+}

@@ -566,7 +566,19 @@ async fn the_admin_api_reports_every_backend() {
     for _ in 0..4 {
         served_by(&proxy, "/", &[]).await;
     }
-    let stats = upstream_stats(&proxy).await;
+    // A request leaves the in-flight count in its logging phase, just after
+    // the client has the response: wait for the last one to get there.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let stats = loop {
+        let stats = upstream_stats(&proxy).await;
+        let settled = stats["upstreams"][0]["backends"]
+            .as_array()
+            .is_some_and(|b| b.iter().all(|b| b["in_flight"] == 0));
+        if settled || std::time::Instant::now() > deadline {
+            break stats;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    };
     let pool = &stats["upstreams"][0];
     assert_eq!(pool["name"], "pool");
     assert_eq!(pool["algorithm"], "least_connections");

@@ -147,6 +147,7 @@ impl ProxyBuilder {
                         wait_for_listener(child.id(), p).await;
                     }
                     return Proxy {
+                        config,
                         child,
                         addr: SocketAddr::from(([127, 0, 0, 1], port)),
                         admin_addr: admin_port.map(|p| SocketAddr::from(([127, 0, 0, 1], p))),
@@ -164,6 +165,8 @@ impl ProxyBuilder {
 
 /// A running proxy; killed when dropped.
 pub struct Proxy {
+    /// Its configuration file.
+    pub config: PathBuf,
     child: Child,
     /// Where the proxy listens.
     pub addr: SocketAddr,
@@ -254,6 +257,31 @@ impl Proxy {
             .and_then(|v| v.split_whitespace().next())
             .and_then(|v| v.parse().ok())
             .unwrap_or(0)
+    }
+
+    /// Edits the configuration file with `edit` and sends `SIGHUP`; returns
+    /// once the proxy logged the outcome (applied or refused).
+    pub async fn reload_with(&self, edit: impl FnOnce(String) -> String) -> String {
+        let text = std::fs::read_to_string(&self.config).expect("read config");
+        std::fs::write(&self.config, edit(text)).expect("write config");
+        let before = self.log().matches("configuration reload").count();
+        let status = Command::new("kill")
+            .args(["-HUP", &self.pid().to_string()])
+            .status()
+            .expect("kill -HUP");
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let log = self.log();
+            if log.matches("configuration reload").count() > before {
+                return log;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no reload outcome logged:\n{log}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Everything the proxy logged so far.

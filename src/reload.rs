@@ -1,0 +1,285 @@
+//! Hot reload: read the configuration file again, validate it exactly as
+//! `palisade check` does, compile a new runtime snapshot and publish it with
+//! one atomic swap. Requests already running finish on the snapshot they
+//! started with; the cache, backend health and (by name) everything else
+//! that lives outside the snapshot carries over. An invalid file changes
+//! nothing: the error report is logged and returned, and the running
+//! configuration keeps serving.
+//!
+//! What a snapshot cannot change is refused or reported: the set of
+//! listeners (names, order, TLS on or off) must stay the same; a changed
+//! address, thread count or `h2c` needs a graceful upgrade, as do the
+//! cache's size limits and the admin listener.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use indexmap::IndexMap;
+use parking_lot::Mutex;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+use tracing::{error, info, warn};
+
+use crate::config::{Config, LoadError};
+use crate::runtime::RuntimeHandle;
+use crate::upstream::state::HealthRegistry;
+
+/// What a successful reload changed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ReloadSummary {
+    /// Routes (by name) that are new, gone, or different.
+    pub routes: Changes,
+    /// Upstreams likewise.
+    pub upstreams: Changes,
+    /// Authentication policies likewise.
+    pub auth: Changes,
+    /// Settings that were not applied and need a graceful upgrade.
+    pub needs_upgrade: Vec<String>,
+}
+
+/// Names added, removed and changed in one section.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Changes {
+    /// New names.
+    pub added: Vec<String>,
+    /// Names no longer present.
+    pub removed: Vec<String>,
+    /// Names whose settings differ.
+    pub changed: Vec<String>,
+}
+
+impl Changes {
+    fn between<T: PartialEq>(old: &IndexMap<String, T>, new: &IndexMap<String, T>) -> Self {
+        Self {
+            added: new
+                .keys()
+                .filter(|k| !old.contains_key(*k))
+                .cloned()
+                .collect(),
+            removed: old
+                .keys()
+                .filter(|k| !new.contains_key(*k))
+                .cloned()
+                .collect(),
+            changed: new
+                .iter()
+                .filter(|(k, v)| old.get(*k).is_some_and(|o| o != *v))
+                .map(|(k, _)| k.clone())
+                .collect(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty()
+    }
+}
+
+impl std::fmt::Display for Changes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.is_empty() {
+            return f.write_str("unchanged");
+        }
+        let mut parts = Vec::new();
+        for (sign, names) in [
+            ("+", &self.added),
+            ("-", &self.removed),
+            ("~", &self.changed),
+        ] {
+            parts.extend(names.iter().map(|n| format!("{sign}{n}")));
+        }
+        f.write_str(&parts.join(" "))
+    }
+}
+
+/// Why a reload was refused.
+#[derive(Debug)]
+pub enum ReloadError {
+    /// The file is unreadable or invalid (the same report as `check`).
+    Invalid(LoadError),
+    /// The new configuration changes what only a restart can change.
+    Incompatible(String),
+}
+
+impl std::fmt::Display for ReloadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReloadError::Invalid(e) => write!(f, "{e}"),
+            ReloadError::Incompatible(why) => f.write_str(why),
+        }
+    }
+}
+
+/// Reloads one configuration file into one runtime handle.
+pub struct Reloader {
+    path: PathBuf,
+    runtime: Arc<RuntimeHandle>,
+    registry: Arc<HealthRegistry>,
+    current: Mutex<Config>,
+    /// Reloads applied.
+    pub succeeded: AtomicU64,
+    /// Reloads refused.
+    pub failed: AtomicU64,
+}
+
+fn route_map(config: &Config) -> IndexMap<String, &crate::config::RouteConfig> {
+    config
+        .routes
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (config.route_name(i), r))
+        .collect()
+}
+
+impl Reloader {
+    /// A reloader of `path`, whose running configuration is `current`.
+    pub fn new(
+        path: PathBuf,
+        current: Config,
+        runtime: Arc<RuntimeHandle>,
+        registry: Arc<HealthRegistry>,
+    ) -> Self {
+        Self {
+            path,
+            runtime,
+            registry,
+            current: Mutex::new(current),
+            succeeded: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+        }
+    }
+
+    /// Reloads now. Serialised: concurrent calls run one after the other.
+    pub fn reload(&self) -> Result<ReloadSummary, ReloadError> {
+        let mut current = self.current.lock();
+        let result = crate::load(&self.path, &self.registry)
+            .map_err(ReloadError::Invalid)
+            .and_then(|(loaded, runtime)| {
+                let summary = compare(&current, &loaded.config)?;
+                self.runtime.store(runtime);
+                *current = loaded.config;
+                Ok(summary)
+            });
+        match &result {
+            Ok(summary) => {
+                self.succeeded.fetch_add(1, Ordering::Relaxed);
+                info!(
+                    config = %self.path.display(),
+                    routes = %summary.routes,
+                    upstreams = %summary.upstreams,
+                    auth = %summary.auth,
+                    "configuration reloaded"
+                );
+                for what in &summary.needs_upgrade {
+                    warn!(config = %self.path.display(), "{what} changed: not applied until a graceful upgrade or restart");
+                }
+            }
+            Err(e) => {
+                self.failed.fetch_add(1, Ordering::Relaxed);
+                error!(config = %self.path.display(), "configuration reload refused; the running configuration stays:\n{e}");
+            }
+        }
+        result
+    }
+}
+
+/// What changed from `old` to `new`, or why `new` cannot be applied live.
+fn compare(old: &Config, new: &Config) -> Result<ReloadSummary, ReloadError> {
+    let shape = |c: &Config| -> Vec<(String, bool)> {
+        c.listeners
+            .iter()
+            .map(|l| (l.name.clone(), l.tls.is_some()))
+            .collect()
+    };
+    if shape(old) != shape(new) {
+        return Err(ReloadError::Incompatible(
+            "listeners were added, removed, reordered or switched between TLS and plain HTTP; \
+             that needs a graceful upgrade (`palisade run -u`) or a restart"
+                .into(),
+        ));
+    }
+    let mut needs_upgrade = Vec::new();
+    for (o, n) in old.listeners.iter().zip(&new.listeners) {
+        if o.address != n.address || o.threads != n.threads || o.h2c != n.h2c {
+            needs_upgrade.push(format!("listener `{}` (address, threads or h2c)", n.name));
+        }
+    }
+    if old.server != new.server {
+        needs_upgrade.push("server".into());
+    }
+    let store_settings = |c: &Config| {
+        let mut cache = c.cache.clone();
+        cache.policies.clear();
+        cache
+    };
+    if store_settings(old) != store_settings(new) {
+        needs_upgrade.push("cache (store settings; policies were applied)".into());
+    }
+    if old.admin != new.admin {
+        needs_upgrade.push("admin".into());
+    }
+    if old.logging != new.logging {
+        needs_upgrade.push("logging".into());
+    }
+    Ok(ReloadSummary {
+        routes: Changes::between(&route_map(old), &route_map(new)),
+        upstreams: Changes::between(&old.upstreams, &new.upstreams),
+        auth: Changes::between(&old.auth, &new.auth),
+        needs_upgrade,
+    })
+}
+
+/// Reloads on `SIGHUP` (`systemctl reload palisade`).
+pub struct SighupService {
+    reloader: Arc<Reloader>,
+}
+
+impl SighupService {
+    /// A service driving `reloader`.
+    pub fn new(reloader: Arc<Reloader>) -> Self {
+        Self { reloader }
+    }
+}
+
+#[async_trait]
+impl BackgroundService for SighupService {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hangups = match signal(SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => {
+                error!(error = %e, "cannot listen for SIGHUP; reload through the admin API only");
+                return;
+            }
+        };
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                Some(()) = hangups.recv() => {
+                    info!("SIGHUP: reloading the configuration");
+                    let reloader = self.reloader.clone();
+                    // Reading files and resolving host names block.
+                    let _ = tokio::task::spawn_blocking(move || reloader.reload()).await;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changes_list_added_removed_and_changed_names() {
+        let old: IndexMap<String, u32> = [("a".into(), 1), ("b".into(), 2)].into_iter().collect();
+        let new: IndexMap<String, u32> = [("b".into(), 3), ("c".into(), 4)].into_iter().collect();
+        let changes = Changes::between(&old, &new);
+        assert_eq!(changes.added, ["c"]);
+        assert_eq!(changes.removed, ["a"]);
+        assert_eq!(changes.changed, ["b"]);
+        assert_eq!(changes.to_string(), "+c -a ~b");
+        assert_eq!(Changes::between(&old, &old).to_string(), "unchanged");
+    }
+}
