@@ -50,6 +50,10 @@ fn config(origin: &Origin, rest: &str) -> String {
     )
 }
 
+async fn status(proxy: &Proxy, path: &str, headers: &[(&str, &str)]) -> StatusCode {
+    get(proxy, path, headers).await.status()
+}
+
 async fn get(proxy: &Proxy, path: &str, headers: &[(&str, &str)]) -> reqwest::Response {
     let mut req = client().get(proxy.url(path));
     for (k, v) in headers {
@@ -141,7 +145,7 @@ async fn basic_auth_with_argon2_and_bcrypt_users() {
     }
     assert_eq!(origin.hits(), 2);
     // Unprotected routes do not ask.
-    assert_eq!(get(&proxy, "/public", &[]).await.status(), StatusCode::OK);
+    assert_eq!(status(&proxy, "/public", &[]).await, StatusCode::OK);
     // A spoofed identity header never reaches the origin on a protected route.
     let _ = get(
         &proxy,
@@ -184,10 +188,7 @@ async fn api_keys_from_a_header_or_the_query() {
         .to_str()
         .unwrap()
         .contains("header=\"x-api-key\""));
-    assert_eq!(
-        get(&proxy, "/", &[]).await.status(),
-        StatusCode::UNAUTHORIZED
-    );
+    assert_eq!(status(&proxy, "/", &[]).await, StatusCode::UNAUTHORIZED);
 
     let ok = get(&proxy, "/feed?page=2&key=acme-secret-key-1", &[]).await;
     assert_eq!(ok.status(), StatusCode::OK);
@@ -197,7 +198,7 @@ async fn api_keys_from_a_header_or_the_query() {
         "the key is not forwarded"
     );
     assert_eq!(
-        get(&proxy, "/feed?key=nope", &[]).await.status(),
+        status(&proxy, "/feed?key=nope", &[]).await,
         StatusCode::UNAUTHORIZED
     );
     assert_eq!(origin.hits(), 2);
@@ -326,19 +327,16 @@ async fn jwt_tokens_are_verified_with_every_key_source() {
         .unwrap()
     };
     assert_eq!(
-        get(&proxy, "/rsa", &[("authorization", &bearer(rs256(None)))])
-            .await
-            .status(),
+        status(&proxy, "/rsa", &[("authorization", &bearer(rs256(None)))]).await,
         StatusCode::OK
     );
     assert_eq!(
-        get(
+        status(
             &proxy,
             "/jwks",
             &[("authorization", &bearer(rs256(Some("k1"))))]
         )
-        .await
-        .status(),
+        .await,
         StatusCode::OK
     );
     // An HS256 token signed with the RSA public key (algorithm confusion).
@@ -349,9 +347,7 @@ async fn jwt_tokens_are_verified_with_every_key_source() {
     )
     .unwrap();
     assert_eq!(
-        get(&proxy, "/rsa", &[("authorization", &bearer(confused))])
-            .await
-            .status(),
+        status(&proxy, "/rsa", &[("authorization", &bearer(confused))]).await,
         StatusCode::UNAUTHORIZED
     );
     assert_eq!(origin.hits(), 3);
@@ -370,20 +366,17 @@ async fn any_of_accepts_either_credential_and_offers_both_challenges() {
     .await;
     let token = hs256(json!({"sub": "u-1", "exp": now() + 600}), SECRET);
     assert_eq!(
-        get(&proxy, "/", &[("x-api-key", "acme-secret-key-1")])
-            .await
-            .status(),
+        status(&proxy, "/", &[("x-api-key", "acme-secret-key-1")]).await,
         StatusCode::OK
     );
     assert_eq!(origin.last().header("x-who").as_deref(), Some("acme"));
     assert_eq!(
-        get(
+        status(
             &proxy,
             "/",
             &[("authorization", &format!("Bearer {token}"))]
         )
-        .await
-        .status(),
+        .await,
         StatusCode::OK
     );
     assert_eq!(origin.last().header("x-who").as_deref(), Some("u-1"));
@@ -416,7 +409,7 @@ async fn cached_responses_stay_with_their_identity_unless_shared() {
     let proxy = Proxy::start(body(false)).await;
     let acme = [("x-api-key", "acme-secret-key-1")];
     let globex = [("x-api-key", "globex-secret-key-2")];
-    assert_eq!(get(&proxy, "/r", &acme).await.status(), StatusCode::OK);
+    assert_eq!(status(&proxy, "/r", &acme).await, StatusCode::OK);
     let hit = get(&proxy, "/r", &acme).await;
     assert!(hit.headers()["cache-status"]
         .to_str()
@@ -440,7 +433,7 @@ async fn cached_responses_stay_with_their_identity_unless_shared() {
 
     let shared = Proxy::start(body(true)).await;
     let before = origin.hits();
-    assert_eq!(get(&shared, "/r", &acme).await.status(), StatusCode::OK);
+    assert_eq!(status(&shared, "/r", &acme).await, StatusCode::OK);
     let hit = get(&shared, "/r", &globex).await;
     assert!(hit.headers()["cache-status"]
         .to_str()
@@ -448,7 +441,7 @@ async fn cached_responses_stay_with_their_identity_unless_shared() {
         .contains("hit"));
     assert_eq!(origin.hits(), before + 1);
     assert_eq!(
-        get(&shared, "/r", &[]).await.status(),
+        status(&shared, "/r", &[]).await,
         StatusCode::UNAUTHORIZED,
         "auth runs before the cache"
     );
@@ -562,27 +555,25 @@ async fn generated_hashes_and_keys_work_in_a_configuration() {
     ))
     .await;
     assert_eq!(
-        get(
+        status(
             &proxy,
             "/",
             &[("authorization", &basic("alice", "correct horse"))]
         )
-        .await
-        .status(),
+        .await,
         StatusCode::OK
     );
     assert_eq!(
-        get(
+        status(
             &proxy,
             "/",
             &[("authorization", &basic("bob", "battery staple"))]
         )
-        .await
-        .status(),
+        .await,
         StatusCode::OK
     );
     assert_eq!(
-        get(&proxy, "/ci", &[("x-api-key", &key)]).await.status(),
+        status(&proxy, "/ci", &[("x-api-key", &key)]).await,
         StatusCode::OK
     );
 }

@@ -37,15 +37,7 @@ fn status_of(resp: &reqwest::Response) -> String {
 
 /// The admin API's cache statistics.
 async fn cache_stats(proxy: &Proxy) -> serde_json::Value {
-    client()
-        .get(proxy.admin_url("/cache/stats"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    proxy.admin_json("/cache/stats").await
 }
 
 /// Cache-Status of a GET, after reading the body.

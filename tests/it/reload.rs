@@ -10,6 +10,15 @@ fn two_origin_config(a: &Origin) -> String {
     )
 }
 
+async fn admin_reload(proxy: &Proxy) -> reqwest::Response {
+    client()
+        .post(proxy.admin_url("/reload"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+}
+
 async fn body_of(proxy: &Proxy, path: &str) -> (u16, String, String) {
     let r = client().get(proxy.url(path)).send().await.unwrap();
     let status = r.status().as_u16();
@@ -68,12 +77,7 @@ async fn a_broken_file_is_refused_and_the_running_configuration_stays() {
     assert_eq!(body_of(&proxy, "/").await.0, 200, "still serving");
 
     // The admin endpoint answers the same, with the report.
-    let response = client()
-        .post(proxy.admin_url("/reload"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap();
+    let response = admin_reload(&proxy).await;
     assert_eq!(response.status(), 422);
     let json: serde_json::Value = response.json().await.unwrap();
     assert_eq!(json["status"], "refused");
@@ -131,12 +135,7 @@ async fn the_reload_command_and_endpoint_report_what_changed() {
         ),
     )
     .unwrap();
-    let response = client()
-        .post(proxy.admin_url("/reload"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap();
+    let response = admin_reload(&proxy).await;
     assert_eq!(response.status(), 422);
     assert!(response.text().await.unwrap().contains("graceful upgrade"));
 }

@@ -31,6 +31,34 @@ fn route_to(origin: &Origin) -> String {
     )
 }
 
+/// A TLS proxy serving `site.test` (certificate from a fresh CA, `extra`
+/// keys in `tls:`) in front of one origin.
+struct Site {
+    origin: Origin,
+    ca: Ca,
+    dir: tempfile::TempDir,
+    proxy: Proxy,
+}
+
+impl Site {
+    async fn start(extra: &str) -> Site {
+        let origin = Origin::start("web").await;
+        let ca = Ca::new("Test CA");
+        let dir = tempfile::tempdir().unwrap();
+        let entry = cert_entry(&ca, dir.path(), "site", &["site.test"], "");
+        let proxy = Proxy::builder(route_to(&origin))
+            .listener(&tls_listener(&entry, extra))
+            .start()
+            .await;
+        Site {
+            origin,
+            ca,
+            dir,
+            proxy,
+        }
+    }
+}
+
 #[tokio::test]
 async fn sni_picks_exact_then_wildcard_then_default_certificates() {
     let origin = Origin::start("web").await;
@@ -92,14 +120,12 @@ async fn sni_picks_exact_then_wildcard_then_default_certificates() {
 
 #[tokio::test]
 async fn old_protocol_versions_are_refused_and_http2_is_negotiated() {
-    let origin = Origin::start("web").await;
-    let ca = Ca::new("Test CA");
-    let dir = tempfile::tempdir().unwrap();
-    let entry = cert_entry(&ca, dir.path(), "site", &["site.test"], "");
-    let proxy = Proxy::builder(route_to(&origin))
-        .listener(&tls_listener(&entry, ""))
-        .start()
-        .await;
+    let Site {
+        origin: _origin,
+        ca,
+        dir: _dir,
+        proxy,
+    } = Site::start("").await;
     let with_max = |max: SslVersion| TlsOptions {
         max_version: Some(max),
         ..TlsOptions::new("site.test", ca.cert_pem())
@@ -140,14 +166,12 @@ async fn old_protocol_versions_are_refused_and_http2_is_negotiated() {
 
 #[tokio::test]
 async fn tls13_only_listeners_refuse_tls12() {
-    let origin = Origin::start("web").await;
-    let ca = Ca::new("Test CA");
-    let dir = tempfile::tempdir().unwrap();
-    let entry = cert_entry(&ca, dir.path(), "site", &["site.test"], "");
-    let proxy = Proxy::builder(route_to(&origin))
-        .listener(&tls_listener(&entry, "  ciphers: modern\n  http2: false\n"))
-        .start()
-        .await;
+    let Site {
+        origin: _origin,
+        ca,
+        dir: _dir,
+        proxy,
+    } = Site::start("  ciphers: modern\n  http2: false\n").await;
     let tls12 = TlsOptions {
         max_version: Some(SslVersion::TLS1_2),
         ..TlsOptions::new("site.test", ca.cert_pem())
@@ -383,14 +407,12 @@ fn contradictory_https_settings_are_reported() {
 
 #[tokio::test]
 async fn certificates_are_swapped_by_a_reload_without_a_restart() {
-    let origin = Origin::start("web").await;
-    let ca = Ca::new("Test CA");
-    let dir = tempfile::tempdir().unwrap();
-    let entry = cert_entry(&ca, dir.path(), "site", &["site.test"], "");
-    let proxy = Proxy::builder(route_to(&origin))
-        .listener(&tls_listener(&entry, ""))
-        .start()
-        .await;
+    let Site {
+        origin: _origin,
+        ca,
+        dir,
+        proxy,
+    } = Site::start("").await;
     let options = TlsOptions::new("site.test", ca.cert_pem());
     let before = connect(proxy.addr, &options).await.unwrap();
     assert_eq!(before.peer_names(), ["site.test"]);

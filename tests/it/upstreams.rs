@@ -37,15 +37,7 @@ async fn served_by(proxy: &Proxy, path: &str, headers: &[(&str, &str)]) -> Strin
 }
 
 async fn upstream_stats(proxy: &Proxy) -> serde_json::Value {
-    client()
-        .get(proxy.admin_url("/upstreams"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    proxy.admin_json("/upstreams").await
 }
 
 async fn backend_stats(proxy: &Proxy, addr: SocketAddr) -> serde_json::Value {
@@ -139,23 +131,28 @@ async fn consistent_hashing_keeps_keys_and_moves_only_the_removed_backends_share
     assert!((20..=80).contains(&moved), "moved {moved} of 200 keys");
 }
 
+/// `n` GETs started 10 ms apart (so that in-flight counts are visible to
+/// later picks); every one must succeed.
+async fn staggered_gets(proxy: &Proxy, n: u64) {
+    let c = client();
+    let requests = (0..n).map(|i| {
+        let c = c.clone();
+        let url = proxy.url("/");
+        async move {
+            tokio::time::sleep(Duration::from_millis(i * 10)).await;
+            c.get(url).send().await.unwrap().status()
+        }
+    });
+    assert!(join_all(requests).await.iter().all(|s| *s == 200));
+}
+
 #[tokio::test]
 async fn least_connections_avoids_a_slow_backend() {
     let slow = Origin::start("slow").await;
     slow.on("/", Reply::text("slow").delay(Duration::from_millis(1000)));
     let fast = Origin::start("fast").await;
     let proxy = Proxy::start(pool_yaml(&[&slow, &fast], "algorithm: least_connections")).await;
-    let c = client();
-    let requests = (0..20).map(|i| {
-        let c = c.clone();
-        let url = proxy.url("/");
-        async move {
-            // Staggered so that in-flight counts are visible to later picks.
-            tokio::time::sleep(Duration::from_millis(i * 10)).await;
-            c.get(url).send().await.unwrap().status()
-        }
-    });
-    assert!(join_all(requests).await.iter().all(|s| *s == 200));
+    staggered_gets(&proxy, 20).await;
     assert!(slow.hits() <= 3, "slow backend got {} of 20", slow.hits());
 }
 
@@ -170,16 +167,7 @@ async fn power_of_two_choices_avoids_a_slow_backend() {
         "algorithm: power_of_two",
     ))
     .await;
-    let c = client();
-    let requests = (0..30).map(|i| {
-        let c = c.clone();
-        let url = proxy.url("/");
-        async move {
-            tokio::time::sleep(Duration::from_millis(i * 10)).await;
-            c.get(url).send().await.unwrap().status()
-        }
-    });
-    assert!(join_all(requests).await.iter().all(|s| *s == 200));
+    staggered_gets(&proxy, 30).await;
     assert!(slow.hits() < 10, "slow backend got {} of 30", slow.hits());
 }
 

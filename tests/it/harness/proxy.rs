@@ -284,6 +284,19 @@ impl Proxy {
         }
     }
 
+    /// `GET path` on the admin API (with the token), as JSON.
+    pub async fn admin_json(&self, path: &str) -> serde_json::Value {
+        reqwest::Client::new()
+            .get(self.admin_url(path))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .expect("admin request")
+            .json()
+            .await
+            .expect("admin JSON")
+    }
+
     /// Everything the proxy logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
