@@ -11,6 +11,7 @@ pub mod auth;
 pub mod cache;
 pub mod config;
 pub mod edge;
+pub mod limits;
 pub mod logging;
 pub mod net;
 pub mod proxy;

@@ -5,6 +5,7 @@
 //! - `GET /upstreams` — pools and the health, load and counters of every
 //!   backend (JSON);
 //! - `POST /cache/purge` — purge by URL, prefix or tag (JSON body);
+//! - `GET /limits` — rate limits in use and how many keys each tracks;
 //! - `POST /reload` — reload the configuration file (what `SIGHUP` does),
 //!   answering what changed or why the file was refused.
 //!
@@ -138,6 +139,21 @@ impl AdminApp {
         )
     }
 
+    /// `GET /limits`: every limit in use and the keys it tracks.
+    fn limits(&self) -> Response<Vec<u8>> {
+        let runtime = self.runtime.load();
+        let mut seen = std::collections::BTreeMap::new();
+        for limit in runtime.routes.iter().flat_map(|r| r.limits.iter()) {
+            seen.entry(limit.name.to_string()).or_insert_with(
+                || json!({"name": &*limit.name, "tracked_keys": limit.tracked_keys()}),
+            );
+        }
+        json_response(
+            StatusCode::OK,
+            json!({"limits": seen.into_values().collect::<Vec<_>>()}),
+        )
+    }
+
     fn upstreams(&self) -> Response<Vec<u8>> {
         let runtime = self.runtime.load();
         let now = now_ms();
@@ -225,9 +241,10 @@ impl ServeHttp for AdminApp {
         match (method, path.as_str()) {
             (Method::GET, "/cache/stats") => self.stats(),
             (Method::GET, "/upstreams") => self.upstreams(),
+            (Method::GET, "/limits") => self.limits(),
             (Method::POST, "/cache/purge") => self.purge(session).await,
             (Method::POST, "/reload") => self.reload().await,
-            (_, "/cache/stats" | "/cache/purge" | "/upstreams" | "/reload") => {
+            (_, "/cache/stats" | "/cache/purge" | "/upstreams" | "/limits" | "/reload") => {
                 error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
             }
             _ => error(StatusCode::NOT_FOUND, "no such admin endpoint"),

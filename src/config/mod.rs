@@ -17,6 +17,7 @@ mod cache;
 mod cidr;
 mod diagnostic;
 mod header;
+mod limits;
 mod listener;
 mod one_or_many;
 mod path;
@@ -28,6 +29,7 @@ mod units;
 mod upstream;
 mod validate;
 mod validate_auth;
+mod validate_limits;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -47,6 +49,7 @@ pub use cache::{
 pub use cidr::Cidr;
 pub use diagnostic::{did_you_mean, ConfigError, Diagnostic, LoadError, Report, Severity};
 pub use header::{HeaderName, HeaderRules, HeaderValue};
+pub use limits::{LimitKeyPart, LimitPolicyConfig, LimitScope, Rate};
 pub use listener::ListenerConfig;
 pub use one_or_many::OneOrMany;
 pub use path::{KeyPath, Segment};
@@ -82,6 +85,8 @@ pub struct Config {
     pub cache: CacheConfig,
     /// Authentication policies by name.
     pub auth: IndexMap<String, AuthPolicyConfig>,
+    /// Rate and concurrency limits by name.
+    pub limits: IndexMap<String, LimitPolicyConfig>,
     /// The admin listener, if any.
     pub admin: Option<AdminConfig>,
 }
@@ -155,6 +160,7 @@ pub const SECTIONS: &[&str] = &[
     "routes",
     "cache",
     "auth",
+    "limits",
     "admin",
 ];
 
@@ -245,6 +251,7 @@ struct Origins {
     routes_written: usize,
     broken_upstreams: HashSet<String>,
     broken_auth: HashSet<String>,
+    broken_limits: HashSet<String>,
     cache_broken: bool,
 }
 
@@ -329,6 +336,11 @@ fn structure(value: Value, errors: &mut Vec<ConfigError>) -> (Config, Origins) {
                 let (items, broken) = named(value, &path, errors);
                 config.auth = items;
                 origins.broken_auth = broken;
+            }
+            "limits" => {
+                let (items, broken) = named(value, &path, errors);
+                config.limits = items;
+                origins.broken_limits = broken;
             }
             other => {
                 let mut e = ConfigError::key(path, format!("unknown section `{other}`"));

@@ -59,6 +59,9 @@ pub struct RouteConfig {
     /// Authentication required on this route.
     #[serde(default)]
     pub auth: Option<super::RouteAuth>,
+    /// Limits (names of `limits:`) every request must pass.
+    #[serde(default)]
+    pub limits: super::OneOrMany<String>,
 }
 
 /// What a route matches (`routes[i].match`).

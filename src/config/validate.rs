@@ -73,6 +73,7 @@ pub(super) fn validate(config: &Config, origins: &Origins) -> Findings {
     routes(config, origins, &mut f);
     cache(config, origins, &mut f);
     super::validate_auth::auth_policies(config, &mut f);
+    super::validate_limits::limit_policies(config, &mut f);
     admin(config, &mut f);
     f
 }
@@ -655,6 +656,7 @@ fn routes(config: &Config, origins: &Origins, f: &mut Findings) {
             ip_filter(filter, path.key("ip_filter"), f);
         }
         super::validate_auth::route_auth(config, origins, i, &path, f);
+        super::validate_limits::route_limits(config, origins, i, &path, f);
 
         match &r.cache {
             Some(RouteCache::Named(name))

@@ -7,7 +7,10 @@ use std::time::Instant;
 use http::HeaderValue;
 
 use super::caching::CacheCtx;
+use tokio::sync::OwnedSemaphorePermit;
+
 use crate::auth::Identity;
+use crate::limits::RateReport;
 use crate::runtime::{Route, RouteId, Runtime};
 use crate::upstream::{Backend, Pool};
 
@@ -44,6 +47,10 @@ pub struct RequestCtx {
     pub cache: Option<CacheCtx>,
     /// Who the request was authenticated as, on routes with `auth`.
     pub identity: Option<Identity>,
+    /// Rate-limit state to report in the response's RateLimit headers.
+    pub rate_reports: Vec<RateReport>,
+    /// Concurrency slots held until the request ends.
+    pub permits: Vec<OwnedSemaphorePermit>,
 }
 
 impl RequestCtx {
@@ -65,6 +72,8 @@ impl RequestCtx {
             started: Instant::now(),
             cache: None,
             identity: None,
+            rate_reports: Vec::new(),
+            permits: Vec::new(),
         }
     }
 

@@ -7,6 +7,7 @@ mod caching;
 mod context;
 pub mod forwarded;
 pub mod hop_by_hop;
+mod limiting;
 pub mod request_id;
 pub mod respond;
 
@@ -30,6 +31,7 @@ pub use context::RequestCtx;
 
 use crate::cache::key::for_url;
 use crate::cache::{surrogate, vary, CacheStore};
+use crate::config::LimitScope;
 use crate::runtime::{normalize_host, ListenerPolicy, Runtime, RuntimeHandle};
 use crate::upstream::{self, Backend, Pool};
 use admission::Verdict;
@@ -195,6 +197,9 @@ impl ProxyHttp for Palisade {
         if let Some(uri) = routed.normalised_uri {
             session.req_header_mut().set_uri(uri);
         }
+        if limiting::enforce(session, ctx, LimitScope::All).await? {
+            return Ok(true);
+        }
 
         if let Some(limit) = route.max_request_body {
             let declared = session
@@ -293,6 +298,10 @@ impl ProxyHttp for Palisade {
             // RFC 9111 §5.2.1.7: nothing usable is stored, and the client
             // forbade contacting the origin.
             respond::send(session, 504, ctx.request_id.as_ref()).await?;
+            return Ok(false);
+        }
+        // Limits that only count what reaches the origin.
+        if limiting::enforce(session, ctx, LimitScope::UpstreamOnly).await? {
             return Ok(false);
         }
         Ok(true)
@@ -636,6 +645,7 @@ impl ProxyHttp for Palisade {
                 response.insert_header("cache-status", status.to_header_value())?;
             }
         }
+        limiting::add_headers(response, ctx)?;
         if is_tls(session) {
             let hsts = ctx.route().and_then(|r| r.hsts.clone()).or_else(|| {
                 self.listener_policy(&ctx.runtime)

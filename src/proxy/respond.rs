@@ -35,13 +35,24 @@ pub fn status_for(e: &Error) -> Option<u16> {
 
 /// A short plain-text response, e.g. `502 Bad Gateway`.
 pub fn build(status: u16, request_id: Option<&HeaderValue>) -> Result<(ResponseHeader, Bytes)> {
+    build_with_body(status, request_id, None)
+}
+
+/// A plain-text response with `body`, or the status line when `None`.
+pub fn build_with_body(
+    status: u16,
+    request_id: Option<&HeaderValue>,
+    body: Option<Bytes>,
+) -> Result<(ResponseHeader, Bytes)> {
     let code = StatusCode::from_u16(status)
         .map_err(|_| Error::explain(ErrorType::InternalError, "invalid status code"))?;
-    let body = Bytes::from(format!(
-        "{} {}\n",
-        code.as_u16(),
-        code.canonical_reason().unwrap_or("Error")
-    ));
+    let body = body.unwrap_or_else(|| {
+        Bytes::from(format!(
+            "{} {}\n",
+            code.as_u16(),
+            code.canonical_reason().unwrap_or("Error")
+        ))
+    });
     let mut resp = ResponseHeader::build(code, Some(4))?;
     resp.insert_header(header::CONTENT_TYPE, "text/plain; charset=utf-8")?;
     resp.insert_header(header::CONTENT_LENGTH, body.len())?;
@@ -90,7 +101,9 @@ pub async fn send(
     write(session, resp, body).await
 }
 
-async fn write(session: &mut Session, resp: ResponseHeader, body: Bytes) -> Result<()> {
+/// Sends a prepared response and ends the request (closing the connection
+/// if the request body was not read).
+pub async fn write(session: &mut Session, resp: ResponseHeader, body: Bytes) -> Result<()> {
     if !session.as_downstream_mut().is_body_done() {
         session.set_keepalive(None);
     }

@@ -22,6 +22,7 @@ use crate::config::{
     Config, ConfigError, EncodedSlashes, HstsConfig, HttpsMode, KeyPath, RouteCache,
 };
 use crate::edge::IpFilter;
+use crate::limits::{Limit, LimitRegistry};
 use crate::net::IpSet;
 use crate::tls::store::CertStore;
 use crate::upstream::state::HealthRegistry;
@@ -54,6 +55,8 @@ pub struct Route {
     pub reject_encoded_slashes: bool,
     /// Authentication required on the route.
     pub auth: Option<RouteAuth>,
+    /// Limits every request must pass, in the order listed.
+    pub limits: Vec<Arc<Limit>>,
 }
 
 /// A route's authentication.
@@ -133,6 +136,7 @@ impl Runtime {
             return Err(errors);
         }
 
+        let limits = LimitRegistry::global().compile(config);
         let policies: HashMap<&str, Arc<CachePolicy>> = config
             .cache
             .policies
@@ -174,6 +178,11 @@ impl Runtime {
                     Some(policy) => policy == EncodedSlashes::Reject,
                     None => r.ip_filter.is_some() || r.auth.is_some(),
                 },
+                limits: r
+                    .limits
+                    .iter()
+                    .filter_map(|name| limits.get(name).cloned())
+                    .collect(),
                 auth: r.auth.as_ref().and_then(|a| {
                     Some(RouteAuth {
                         authenticator: auth_policies.get(&a.policy)?.clone(),

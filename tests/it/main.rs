@@ -12,6 +12,7 @@ mod cli;
 mod edge;
 mod errors;
 mod forwarding;
+mod limits;
 mod protocols;
 mod reload;
 mod routing;

@@ -1,0 +1,192 @@
+//! The `limits:` section: named rate and concurrency limits that routes
+//! refer to.
+
+use std::fmt;
+use std::time::Duration as StdDuration;
+
+use serde::{Deserialize, Deserializer};
+
+use super::one_or_many::OneOrMany;
+use super::units::Duration;
+
+/// One limit policy (`limits.<name>`): a rate (`rate`, `burst`) or a
+/// concurrency cap (`concurrency`), per key.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LimitPolicyConfig {
+    /// Sustained rate, e.g. `100/s`, `6000/min`.
+    #[serde(default)]
+    pub rate: Option<Rate>,
+    /// Requests accepted at once above the sustained rate's spacing.
+    /// Default: the rate's count per its unit (`100/s` → 100).
+    #[serde(default)]
+    pub burst: Option<u32>,
+    /// Requests in flight at once, per key.
+    #[serde(default)]
+    pub concurrency: Option<u32>,
+    /// With `concurrency`: how long a request may wait for a slot before it
+    /// is refused. Default `0s` (refused at once).
+    #[serde(default)]
+    pub queue_timeout: Duration,
+    /// What is counted separately: one part or a list of parts combined.
+    #[serde(default = "default_key")]
+    pub key: OneOrMany<LimitKeyPart>,
+    /// Prefix length for `ip_prefix` keys on IPv4 clients.
+    #[serde(default = "default_v4_prefix")]
+    pub ipv4_prefix: u8,
+    /// Prefix length for `ip_prefix` keys on IPv6 clients.
+    #[serde(default = "default_v6_prefix")]
+    pub ipv6_prefix: u8,
+    /// Which requests count: all of them, or only those that reach the
+    /// origin (cache misses).
+    #[serde(default)]
+    pub scope: LimitScope,
+    /// Status of a refused request. Default 429 for rates, 503 for
+    /// concurrency.
+    #[serde(default)]
+    pub status: Option<u16>,
+    /// Body of a refused request (plain text). Default: the status line.
+    #[serde(default)]
+    pub body: Option<String>,
+    /// Send the IETF `RateLimit-Policy` and `RateLimit` headers.
+    #[serde(default = "default_true")]
+    pub headers: bool,
+    /// Most keys tracked at once; idle ones are forgotten first.
+    #[serde(default = "default_max_keys")]
+    pub max_keys: u64,
+}
+
+fn default_key() -> OneOrMany<LimitKeyPart> {
+    OneOrMany(vec![LimitKeyPart::ClientIp])
+}
+
+fn default_v4_prefix() -> u8 {
+    24
+}
+
+fn default_v6_prefix() -> u8 {
+    64
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_max_keys() -> u64 {
+    100_000
+}
+
+/// Which requests a limit counts.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitScope {
+    /// Every request, checked before the cache.
+    #[default]
+    All,
+    /// Only requests going to the origin (after a cache miss).
+    UpstreamOnly,
+}
+
+/// One part of a limit key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LimitKeyPart {
+    /// The client's address (after trusted proxies).
+    ClientIp,
+    /// The client's network (`ipv4_prefix` / `ipv6_prefix`).
+    IpPrefix,
+    /// A request header's value.
+    Header(http::HeaderName),
+    /// A cookie's value.
+    Cookie(String),
+    /// A query parameter's value.
+    Query(String),
+    /// The authenticated identity.
+    Identity,
+    /// The route (one counter for all its clients).
+    Route,
+}
+
+impl std::str::FromStr for LimitKeyPart {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let nonempty = |n: &str| (!n.trim().is_empty()).then(|| n.trim().to_string());
+        match s.split_once(':') {
+            None if s == "client_ip" => Ok(LimitKeyPart::ClientIp),
+            None if s == "ip_prefix" => Ok(LimitKeyPart::IpPrefix),
+            None if s == "identity" => Ok(LimitKeyPart::Identity),
+            None if s == "route" => Ok(LimitKeyPart::Route),
+            Some(("header", n)) => http::HeaderName::from_bytes(n.trim().as_bytes())
+                .map(LimitKeyPart::Header)
+                .map_err(|_| format!("invalid header name `{n}`")),
+            Some(("cookie", n)) => nonempty(n).map(LimitKeyPart::Cookie).ok_or_else(|| "empty cookie name".into()),
+            Some(("query", n)) => nonempty(n).map(LimitKeyPart::Query).ok_or_else(|| "empty query parameter name".into()),
+            _ => Err(format!(
+                "invalid key `{s}`: use client_ip, ip_prefix, identity, route, header:NAME, cookie:NAME or query:NAME"
+            )),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for LimitKeyPart {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// A rate: `count` requests per `period`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    /// Requests per period.
+    pub count: u32,
+    /// The period.
+    pub period: StdDuration,
+}
+
+impl fmt::Display for Rate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let unit = match self.period.as_secs() {
+            1 => "s",
+            60 => "min",
+            3600 => "h",
+            _ => "d",
+        };
+        write!(f, "{}/{unit}", self.count)
+    }
+}
+
+impl std::str::FromStr for Rate {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || {
+            format!("invalid rate `{s}`: expected COUNT/UNIT such as 100/s, 6000/min, 10000/h or 50000/d")
+        };
+        let (count, unit) = s.split_once('/').ok_or_else(bad)?;
+        let count: u32 = count.trim().parse().map_err(|_| bad())?;
+        let secs = match unit.trim() {
+            "s" | "sec" | "second" => 1,
+            "m" | "min" | "minute" => 60,
+            "h" | "hour" => 3600,
+            "d" | "day" => 86_400,
+            _ => return Err(bad()),
+        };
+        if count == 0 {
+            return Err(format!(
+                "rate `{s}` allows nothing; remove the route instead, or use ip_filter"
+            ));
+        }
+        Ok(Rate {
+            count,
+            period: StdDuration::from_secs(secs),
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for Rate {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
