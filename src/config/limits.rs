@@ -54,6 +54,61 @@ pub struct LimitPolicyConfig {
     /// Most keys tracked at once; idle ones are forgotten first.
     #[serde(default = "default_max_keys")]
     pub max_keys: u64,
+    /// Where the counters live: this process, or a Redis server shared by
+    /// a fleet.
+    #[serde(default)]
+    pub backend: LimitBackend,
+    /// The Redis server, with `backend: redis`.
+    #[serde(default)]
+    pub redis: Option<RedisConfig>,
+}
+
+/// Where a limit's counters live.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LimitBackend {
+    /// In this process.
+    #[default]
+    Local,
+    /// In Redis, shared by every node using the same server and prefix.
+    Redis,
+}
+
+/// A limit's Redis server (`limits.<name>.redis`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RedisConfig {
+    /// `host:port`, or a `redis://` / `rediss://` URL (with credentials and
+    /// database if needed).
+    pub address: String,
+    /// Longest wait for Redis before `on_error` decides.
+    #[serde(default = "default_redis_timeout")]
+    pub timeout: Duration,
+    /// What a request gets when Redis cannot answer in time.
+    #[serde(default)]
+    pub on_error: OnRedisError,
+    /// Prefix of the keys Palisade writes.
+    #[serde(default = "default_prefix")]
+    pub key_prefix: String,
+}
+
+fn default_redis_timeout() -> Duration {
+    Duration::from_millis(50)
+}
+
+fn default_prefix() -> String {
+    "palisade:rl:".to_string()
+}
+
+/// The decision when Redis is unreachable.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum OnRedisError {
+    /// Let the request through (availability first).
+    #[default]
+    Allow,
+    /// Refuse it with `503` (protection first).
+    Deny,
 }
 
 fn default_key() -> OneOrMany<LimitKeyPart> {

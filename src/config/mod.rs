@@ -49,7 +49,9 @@ pub use cache::{
 pub use cidr::Cidr;
 pub use diagnostic::{did_you_mean, ConfigError, Diagnostic, LoadError, Report, Severity};
 pub use header::{HeaderName, HeaderRules, HeaderValue};
-pub use limits::{LimitKeyPart, LimitPolicyConfig, LimitScope, Rate};
+pub use limits::{
+    LimitBackend, LimitKeyPart, LimitPolicyConfig, LimitScope, OnRedisError, Rate, RedisConfig,
+};
 pub use listener::ListenerConfig;
 pub use one_or_many::OneOrMany;
 pub use path::{KeyPath, Segment};

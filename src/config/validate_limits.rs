@@ -53,6 +53,44 @@ pub(super) fn limit_policies(config: &Config, f: &mut Findings) {
                 "must be a 4xx or 5xx status",
             ));
         }
+        match (l.backend, &l.redis) {
+            (super::LimitBackend::Redis, None) => f.errors.push(ConfigError::key(
+                path.clone(),
+                "backend: redis needs a `redis:` section with the server's address",
+            )),
+            (super::LimitBackend::Redis, Some(_)) if l.concurrency.is_some() => {
+                f.errors.push(ConfigError::value(
+                    path.key("backend"),
+                    "concurrency limits are per node; only rate limits can use Redis",
+                ))
+            }
+            (super::LimitBackend::Local, Some(_)) => f.warnings.push(ConfigError::key(
+                path.key("redis"),
+                "ignored: the limit uses `backend: local` (the default)",
+            )),
+            _ => {}
+        }
+        if let Some(redis) = &l.redis {
+            if redis.timeout.get().is_zero() {
+                f.errors.push(ConfigError::value(
+                    path.key("redis").key("timeout"),
+                    "must be greater than 0s",
+                ));
+            }
+            if redis::IntoConnectionInfo::into_connection_info(
+                crate::limits::redis_url(&redis.address).as_str(),
+            )
+            .is_err()
+            {
+                f.errors.push(ConfigError::value(
+                    path.key("redis").key("address"),
+                    format!(
+                        "invalid Redis address `{}`: expected host:port or redis://host:port/db",
+                        redis.address
+                    ),
+                ));
+            }
+        }
         if l.max_keys == 0 {
             f.errors.push(ConfigError::value(
                 path.key("max_keys"),

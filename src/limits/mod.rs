@@ -4,7 +4,10 @@
 //! a reload for every limit whose settings did not change.
 
 pub mod concurrency;
+pub mod fleet;
 pub mod gcra;
+
+pub use fleet::redis_url;
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
@@ -19,13 +22,18 @@ use pingora::http::RequestHeader;
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::cache::vary::cookie_value;
-use crate::config::{Config, LimitKeyPart, LimitPolicyConfig, LimitScope};
+use crate::config::{
+    Config, ConfigError, KeyPath, LimitBackend, LimitKeyPart, LimitPolicyConfig, LimitScope,
+    OnRedisError,
+};
 use concurrency::Concurrency;
+use fleet::{FleetDecision, FleetGcra};
 use gcra::{now_ns, Decision, Gcra};
 
 /// What a limit keeps per key.
 enum Kind {
     Rate(Gcra),
+    Fleet(Box<FleetGcra>),
     Concurrency(Concurrency),
 }
 
@@ -87,6 +95,9 @@ pub enum Outcome {
     Pass(Option<RateReport>, Option<OwnedSemaphorePermit>),
     /// Refused; retry after this long (known for rates).
     Refuse(Option<Duration>, Option<RateReport>),
+    /// Refused because the limit's Redis could not answer (`on_error:
+    /// deny`): `503`, not the client's fault.
+    Unavailable,
 }
 
 fn hasher() -> ahash::RandomState {
@@ -99,52 +110,80 @@ fn ceil_secs(d: Duration) -> u64 {
 }
 
 impl Limit {
-    fn compile(name: &str, c: &LimitPolicyConfig) -> Self {
-        let kind = match (c.rate, c.concurrency) {
-            (Some(rate), _) => Kind::Rate(Gcra::new(
+    fn compile(name: &str, c: &LimitPolicyConfig) -> Result<Self, String> {
+        let kind = match (c.rate, c.concurrency, c.backend, &c.redis) {
+            (Some(rate), _, LimitBackend::Redis, Some(redis)) => {
+                Kind::Fleet(Box::new(FleetGcra::new(
+                    name,
+                    rate.count,
+                    rate.period,
+                    c.burst.unwrap_or(rate.count),
+                    c.max_keys,
+                    redis,
+                )?))
+            }
+            (Some(rate), ..) => Kind::Rate(Gcra::new(
                 rate.count,
                 rate.period,
                 c.burst.unwrap_or(rate.count),
                 c.max_keys,
             )),
-            (None, max) => Kind::Concurrency(Concurrency::new(
+            (None, max, ..) => Kind::Concurrency(Concurrency::new(
                 max.unwrap_or(1),
                 c.queue_timeout.get(),
                 c.max_keys,
             )),
         };
-        let default_status = if matches!(kind, Kind::Rate(_)) {
-            429
-        } else {
-            503
-        };
-        Self {
+        let is_rate = !matches!(kind, Kind::Concurrency(_));
+        let default_status = if is_rate { 429 } else { 503 };
+        Ok(Self {
             name: name.into(),
             scope: c.scope,
-            headers: c.headers && matches!(kind, Kind::Rate(_)),
+            headers: c.headers && is_rate,
             status: c.status.unwrap_or(default_status),
             body: c.body.clone().map(Bytes::from),
             kind,
             key: c.key.iter().cloned().collect(),
             ipv4_prefix: c.ipv4_prefix,
             ipv6_prefix: c.ipv6_prefix,
-        }
+        })
     }
 
     /// The 128-bit key of a request: the configured parts, hashed. A part
     /// the request lacks (no such header) counts as empty, so requests
     /// without it share one bucket rather than escaping the limit.
+    ///
+    /// Local limits hash with a per-process random seed (fast, and keys
+    /// cannot be steered into collisions). Fleet limits need the same key
+    /// on every node, so they use SHA-256, whose collisions nobody can
+    /// craft either.
     pub fn key(&self, req: &RequestHeader, facts: KeyFacts<'_>) -> u128 {
+        if matches!(self.kind, Kind::Fleet(_)) {
+            let mut sha = openssl::sha::Sha256::new();
+            self.feed_key(req, facts, &mut |bytes| {
+                sha.update(bytes);
+                sha.update(&[0xff]);
+            });
+            let digest = sha.finish();
+            let mut first = [0u8; 16];
+            first.copy_from_slice(&digest[..16]);
+            return u128::from_le_bytes(first);
+        }
         let state = hasher();
         let mut low = state.build_hasher();
         let mut high = state.build_hasher();
         high.write_u8(0xa5);
-        let mut feed = |bytes: &[u8]| {
+        self.feed_key(req, facts, &mut |bytes| {
             low.write(bytes);
             low.write_u8(0xff);
             high.write(bytes);
             high.write_u8(0xff);
-        };
+        });
+        (u128::from(high.finish()) << 64) | u128::from(low.finish())
+    }
+
+    /// Hands each key part's bytes to `feed`, in order.
+    fn feed_key(&self, req: &RequestHeader, facts: KeyFacts<'_>, feed: &mut dyn FnMut(&[u8])) {
         for part in &self.key {
             match part {
                 LimitKeyPart::ClientIp => match facts.client_ip {
@@ -179,30 +218,34 @@ impl Limit {
                 LimitKeyPart::Route => feed(facts.route.as_bytes()),
             }
         }
-        (u128::from(high.finish()) << 64) | u128::from(low.finish())
     }
 
     /// Counts one request.
     pub async fn check(&self, req: &RequestHeader, facts: KeyFacts<'_>) -> Outcome {
         let key = self.key(req, facts);
-        match &self.kind {
-            Kind::Rate(g) => {
-                let report = |remaining: u32, reset: Duration| RateReport {
-                    name: self.name.clone(),
-                    quota: g.burst(),
-                    window: ceil_secs(g.window()).max(1),
-                    remaining,
-                    reset: ceil_secs(reset),
-                };
-                match g.check(key, now_ns()) {
-                    Decision::Allow { remaining, reset } => {
-                        Outcome::Pass(Some(report(remaining, reset)), None)
-                    }
-                    Decision::Deny { retry_after } => {
-                        Outcome::Refuse(Some(retry_after), Some(report(0, retry_after)))
-                    }
-                }
+        let report = |quota: u32, window: Duration, remaining: u32, reset: Duration| RateReport {
+            name: self.name.clone(),
+            quota,
+            window: ceil_secs(window).max(1),
+            remaining,
+            reset: ceil_secs(reset),
+        };
+        let decided = |decision: Decision, quota: u32, window: Duration| match decision {
+            Decision::Allow { remaining, reset } => {
+                Outcome::Pass(Some(report(quota, window, remaining, reset)), None)
             }
+            Decision::Deny { retry_after } => Outcome::Refuse(
+                Some(retry_after),
+                Some(report(quota, window, 0, retry_after)),
+            ),
+        };
+        match &self.kind {
+            Kind::Rate(g) => decided(g.check(key, now_ns()), g.burst(), g.window()),
+            Kind::Fleet(f) => match f.check(key).await {
+                FleetDecision::Decided(d) => decided(d, f.burst(), f.window()),
+                FleetDecision::Unavailable(OnRedisError::Allow) => Outcome::Pass(None, None),
+                FleetDecision::Unavailable(OnRedisError::Deny) => Outcome::Unavailable,
+            },
             Kind::Concurrency(c) => match c.acquire(key).await {
                 Some(permit) => Outcome::Pass(None, Some(permit)),
                 None => Outcome::Refuse(None, None),
@@ -214,7 +257,7 @@ impl Limit {
     pub fn tracked_keys(&self) -> u64 {
         match &self.kind {
             Kind::Rate(g) => g.tracked_keys(),
-            Kind::Concurrency(_) => 0,
+            Kind::Fleet(_) | Kind::Concurrency(_) => 0,
         }
     }
 }
@@ -255,21 +298,35 @@ impl LimitRegistry {
     /// The limits of `config`: unchanged ones keep their state, changed or
     /// new ones start empty, removed ones are dropped once no request holds
     /// them.
-    pub fn compile(&self, config: &Config) -> HashMap<String, Arc<Limit>> {
+    pub fn compile(
+        &self,
+        config: &Config,
+    ) -> Result<HashMap<String, Arc<Limit>>, Vec<ConfigError>> {
         let mut known = self.limits.lock();
         let mut next = HashMap::new();
+        let mut errors = Vec::new();
         for (name, c) in &config.limits {
             let limit = match known.get(name) {
                 Some((old, limit)) if old == c => limit.clone(),
-                _ => Arc::new(Limit::compile(name, c)),
+                _ => match Limit::compile(name, c) {
+                    Ok(limit) => Arc::new(limit),
+                    Err(e) => {
+                        let path = KeyPath::root().key("limits").key(name.as_str());
+                        errors.push(ConfigError::value(path, e));
+                        continue;
+                    }
+                },
             };
             next.insert(name.clone(), (c.clone(), limit));
+        }
+        if !errors.is_empty() {
+            return Err(errors);
         }
         let compiled = next
             .iter()
             .map(|(k, (_, l))| (k.clone(), l.clone()))
             .collect();
         *known = next;
-        compiled
+        Ok(compiled)
     }
 }

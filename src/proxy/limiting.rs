@@ -66,6 +66,10 @@ pub async fn enforce(
                 respond::write(session, resp, body).await?;
                 return Ok(true);
             }
+            Outcome::Unavailable => {
+                respond::send(session, 503, ctx.request_id.as_ref()).await?;
+                return Ok(true);
+            }
         }
     }
     Ok(false)

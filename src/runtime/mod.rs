@@ -136,7 +136,7 @@ impl Runtime {
             return Err(errors);
         }
 
-        let limits = LimitRegistry::global().compile(config);
+        let limits = LimitRegistry::global().compile(config)?;
         let policies: HashMap<&str, Arc<CachePolicy>> = config
             .cache
             .policies

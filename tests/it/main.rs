@@ -11,6 +11,7 @@ mod cache;
 mod cli;
 mod edge;
 mod errors;
+mod fleet;
 mod forwarding;
 mod limits;
 mod protocols;

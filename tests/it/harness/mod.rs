@@ -4,6 +4,7 @@
 pub mod certs;
 pub mod origin;
 pub mod proxy;
+pub mod redis;
 pub mod tls_client;
 
 use std::net::SocketAddr;
