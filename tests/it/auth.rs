@@ -11,7 +11,7 @@ use openssl::sha::sha256;
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::harness::{client, raw_exchange, run_cli, Origin, Proxy, Reply};
+use crate::harness::{get_with, raw_exchange, run_cli, Origin, Proxy, Reply};
 
 const SECRET: &str = "0123456789abcdef0123456789abcdef-test";
 
@@ -55,11 +55,7 @@ async fn status(proxy: &Proxy, path: &str, headers: &[(&str, &str)]) -> StatusCo
 }
 
 async fn get(proxy: &Proxy, path: &str, headers: &[(&str, &str)]) -> reqwest::Response {
-    let mut req = client().get(proxy.url(path));
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    req.send().await.unwrap()
+    get_with(proxy.url(path), headers).await
 }
 
 #[tokio::test]

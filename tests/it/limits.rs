@@ -1,11 +1,11 @@
 //! Throttling: rate limits (burst, sustained rate, Retry-After, RateLimit
 //! headers, keys, scope), concurrency caps, bounded state, reload.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::future::join_all;
 
-use crate::harness::{client, run_cli, Origin, Proxy, Reply};
+use crate::harness::{client, get_with, hammer, retry_after, run_cli, Origin, Proxy, Reply};
 
 fn route_with(origin: &Origin, limits: &str, route_extra: &str) -> String {
     format!(
@@ -15,11 +15,7 @@ fn route_with(origin: &Origin, limits: &str, route_extra: &str) -> String {
 }
 
 async fn get(proxy: &Proxy, path: &str, headers: &[(&str, &str)]) -> reqwest::Response {
-    let mut req = client().get(proxy.url(path));
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    req.send().await.unwrap()
+    get_with(proxy.url(path), headers).await
 }
 
 #[tokio::test]
@@ -43,11 +39,7 @@ async fn a_burst_is_accepted_then_429_with_retry_after_and_ratelimit_headers() {
     }
     let refused = get(&proxy, "/", &[]).await;
     assert_eq!(refused.status(), 429);
-    let retry: u64 = refused.headers()["retry-after"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let retry = retry_after(&refused);
     assert!(
         (58..=60).contains(&retry),
         "one request per minute: {retry}"
@@ -72,27 +64,8 @@ async fn the_sustained_rate_is_what_the_configuration_says() {
     ))
     .await;
     // Eight clients as fast as they can for two seconds.
-    let start = Instant::now();
-    let window = Duration::from_secs(2);
-    let workers = (0..8).map(|_| {
-        let url = proxy.url("/");
-        async move {
-            let c = client();
-            let (mut ok, mut limited) = (0u32, 0u32);
-            while start.elapsed() < window {
-                match c.get(&url).send().await.unwrap().status().as_u16() {
-                    200 => ok += 1,
-                    429 => limited += 1,
-                    other => panic!("unexpected status {other}"),
-                }
-            }
-            (ok, limited)
-        }
-    });
-    let results = join_all(workers).await;
-    let accepted: u32 = results.iter().map(|r| r.0).sum();
-    let refused: u32 = results.iter().map(|r| r.1).sum();
-    let elapsed = start.elapsed().as_secs_f64();
+    let (accepted, refused, elapsed) = hammer(&[proxy.url("/")], 8, Duration::from_secs(2)).await;
+    let elapsed = elapsed.as_secs_f64();
     let expected = 20.0 * elapsed + 1.0;
     assert!(refused > 0, "the clients offered more than the rate");
     assert!(

@@ -51,6 +51,49 @@ pub async fn raw_exchange(addr: SocketAddr, request: &[u8]) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// `GET url` with extra request headers.
+pub async fn get_with(url: String, headers: &[(&str, &str)]) -> reqwest::Response {
+    let mut req = client().get(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    req.send().await.expect("request")
+}
+
+/// `Retry-After` of a response, in seconds.
+pub fn retry_after(response: &reqwest::Response) -> u64 {
+    response.headers()["retry-after"]
+        .to_str()
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .expect("a numeric Retry-After")
+}
+
+/// Requests as fast as `workers` clients can, spread over `urls` in turn,
+/// for `window`; returns how many got 200, how many 429, and how long it
+/// took.
+pub async fn hammer(urls: &[String], workers: usize, window: Duration) -> (u32, u32, Duration) {
+    let start = std::time::Instant::now();
+    let tasks = (0..workers).map(|i| {
+        let url = urls[i % urls.len()].clone();
+        async move {
+            let c = client();
+            let (mut ok, mut limited) = (0u32, 0u32);
+            while start.elapsed() < window {
+                let status = c.get(&url).send().await.expect("request").status();
+                assert!(status == 200 || status == 429, "unexpected status {status}");
+                ok += u32::from(status == 200);
+                limited += u32::from(status == 429);
+            }
+            (ok, limited)
+        }
+    });
+    let results = futures_util::future::join_all(tasks).await;
+    let accepted = results.iter().map(|r| r.0).sum();
+    let refused = results.iter().map(|r| r.1).sum();
+    (accepted, refused, start.elapsed())
+}
+
 /// A YAML `upstreams:` + one catch-all route to `origin`.
 pub fn single_route(origin: &Origin) -> String {
     format!(
