@@ -159,6 +159,8 @@ pub enum LimitKeyPart {
     Identity,
     /// The route (one counter for all its clients).
     Route,
+    /// The route's upstream (one counter for every route sending to it).
+    Upstream,
 }
 
 impl std::str::FromStr for LimitKeyPart {
@@ -171,13 +173,14 @@ impl std::str::FromStr for LimitKeyPart {
             None if s == "ip_prefix" => Ok(LimitKeyPart::IpPrefix),
             None if s == "identity" => Ok(LimitKeyPart::Identity),
             None if s == "route" => Ok(LimitKeyPart::Route),
+            None if s == "upstream" => Ok(LimitKeyPart::Upstream),
             Some(("header", n)) => http::HeaderName::from_bytes(n.trim().as_bytes())
                 .map(LimitKeyPart::Header)
                 .map_err(|_| format!("invalid header name `{n}`")),
             Some(("cookie", n)) => nonempty(n).map(LimitKeyPart::Cookie).ok_or_else(|| "empty cookie name".into()),
             Some(("query", n)) => nonempty(n).map(LimitKeyPart::Query).ok_or_else(|| "empty query parameter name".into()),
             _ => Err(format!(
-                "invalid key `{s}`: use client_ip, ip_prefix, identity, route, header:NAME, cookie:NAME or query:NAME"
+                "invalid key `{s}`: use client_ip, ip_prefix, identity, route, upstream, header:NAME, cookie:NAME or query:NAME"
             )),
         }
     }

@@ -72,6 +72,8 @@ pub struct KeyFacts<'a> {
     pub identity: Option<&'a str>,
     /// The route's name.
     pub route: &'a str,
+    /// The name of the route's upstream.
+    pub upstream: &'a str,
 }
 
 /// The rate state to report in `RateLimit` headers.
@@ -216,6 +218,7 @@ impl Limit {
                 }
                 LimitKeyPart::Identity => feed(facts.identity.unwrap_or("").as_bytes()),
                 LimitKeyPart::Route => feed(facts.route.as_bytes()),
+                LimitKeyPart::Upstream => feed(facts.upstream.as_bytes()),
             }
         }
     }

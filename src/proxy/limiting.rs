@@ -31,6 +31,7 @@ pub async fn enforce(
             client_ip: ctx.client_ip,
             identity: ctx.identity.as_ref().map(|i| &*i.name),
             route: &route.name,
+            upstream: runtime.pools.get(route.pool).map_or("", |p| &p.name),
         };
         match limit.check(session.req_header(), facts).await {
             Outcome::Pass(report, permit) => {

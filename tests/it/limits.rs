@@ -267,3 +267,20 @@ fn limit_configuration_errors_name_the_key() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn an_upstream_key_caps_every_route_that_sends_to_it() {
+    let origin = Origin::start("web").await;
+    origin.on("/", Reply::text("slow").delay(Duration::from_millis(400)));
+    let proxy = Proxy::start(route_with(
+        &origin,
+        "  per_origin:\n    concurrency: 1\n    key: upstream\n",
+        "    limits: per_origin\n  - name: other\n    match: { path_prefix: /b }\n    upstream: web\n    limits: per_origin\n",
+    ))
+    .await;
+    let (a, b) = tokio::join!(get(&proxy, "/a", &[]), async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        get(&proxy, "/b", &[]).await
+    });
+    assert_eq!((a.status().as_u16(), b.status().as_u16()), (200, 503));
+}
