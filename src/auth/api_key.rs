@@ -119,12 +119,8 @@ impl ApiKeyAuth {
                 } else {
                     format!("{path}?{}", kept.join("&"))
                 };
-                let mut parts = req.uri.clone().into_parts();
-                if let Ok(new) = http::uri::PathAndQuery::try_from(pq) {
-                    parts.path_and_query = Some(new);
-                    if let Ok(uri) = http::Uri::from_parts(parts) {
-                        req.set_uri(uri);
-                    }
+                if let Some(uri) = crate::edge::path::with_path_and_query(&req.uri, &pq) {
+                    req.set_uri(uri);
                 }
             }
         }

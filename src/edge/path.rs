@@ -143,6 +143,14 @@ pub fn decode_slashes(path: &str) -> String {
     path.replace("%2F", "/").replace("%5C", "\\")
 }
 
+/// `uri` with its path and query replaced by `path_and_query` (scheme and
+/// authority kept); `None` if that is not a valid path and query.
+pub fn with_path_and_query(uri: &http::Uri, path_and_query: &str) -> Option<http::Uri> {
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = Some(http::uri::PathAndQuery::try_from(path_and_query).ok()?);
+    http::Uri::from_parts(parts).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,8 +12,10 @@
 //! `timeout` for Redis.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwapOption;
 use redis::aio::MultiplexedConnection;
 use tokio::sync::Mutex;
 use tracing::warn;
@@ -52,7 +54,10 @@ pub enum FleetDecision {
 pub struct FleetGcra {
     name: String,
     client: redis::Client,
-    connection: Mutex<Option<MultiplexedConnection>>,
+    /// The shared multiplexed connection; read without locking.
+    connection: ArcSwapOption<MultiplexedConnection>,
+    /// Held only while (re)connecting, so that one request connects.
+    connecting: Mutex<()>,
     script: redis::Script,
     prefix: String,
     timeout: Duration,
@@ -93,7 +98,8 @@ impl FleetGcra {
         Ok(Self {
             name: name.to_string(),
             client,
-            connection: Mutex::new(None),
+            connection: ArcSwapOption::empty(),
+            connecting: Mutex::new(()),
             script: redis::Script::new(SCRIPT),
             prefix: format!("{}{name}:", config.key_prefix),
             timeout: config.timeout.get(),
@@ -117,12 +123,15 @@ impl FleetGcra {
     }
 
     async fn connection(&self) -> redis::RedisResult<MultiplexedConnection> {
-        let mut slot = self.connection.lock().await;
-        if let Some(c) = slot.as_ref() {
-            return Ok(c.clone());
+        if let Some(c) = self.connection.load_full() {
+            return Ok((*c).clone());
+        }
+        let _connecting = self.connecting.lock().await;
+        if let Some(c) = self.connection.load_full() {
+            return Ok((*c).clone());
         }
         let c = self.client.get_multiplexed_async_connection().await?;
-        *slot = Some(c.clone());
+        self.connection.store(Some(Arc::new(c.clone())));
         Ok(c)
     }
 
@@ -137,7 +146,7 @@ impl FleetGcra {
             .await;
         if result.is_err() {
             // Reconnect next time.
-            *self.connection.lock().await = None;
+            self.connection.store(None);
         }
         result
     }
@@ -157,9 +166,7 @@ impl FleetGcra {
             Ok(Err(e)) => return self.unavailable(&e.to_string()),
             Err(_) => {
                 // The connection may be stuck: start a new one next time.
-                if let Ok(mut slot) = self.connection.try_lock() {
-                    *slot = None;
-                }
+                self.connection.store(None);
                 return self.unavailable("timed out");
             }
         };

@@ -5,11 +5,11 @@
 use std::borrow::Cow;
 use std::net::IpAddr;
 
-use http::uri::{PathAndQuery, Uri};
+use http::uri::Uri;
 use pingora::http::RequestHeader;
 
 use crate::config::HttpsMode;
-use crate::edge::path::{decode_slashes, normalize, PathError};
+use crate::edge::path::{decode_slashes, normalize, with_path_and_query, PathError};
 use crate::runtime::{ListenerPolicy, Route, RouteId, Runtime};
 
 /// What happens to a request.
@@ -79,9 +79,7 @@ fn with_path(uri: &Uri, path: &str) -> Uri {
         Some(q) => format!("{path}?{q}"),
         None => path.to_string(),
     };
-    let mut parts = uri.clone().into_parts();
-    parts.path_and_query = PathAndQuery::try_from(path_and_query).ok();
-    Uri::from_parts(parts).unwrap_or_else(|_| uri.clone())
+    with_path_and_query(uri, &path_and_query).unwrap_or_else(|| uri.clone())
 }
 
 /// Applies the listener's and the route's address filters.

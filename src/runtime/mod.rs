@@ -70,14 +70,6 @@ pub struct RouteAuth {
     pub forward_credentials: bool,
 }
 
-impl Route {
-    /// Whether access to the route is restricted (so that ambiguous paths
-    /// that might reach it are refused by default).
-    pub fn is_protected(&self) -> bool {
-        self.ip_filter.is_some() || self.auth.is_some()
-    }
-}
-
 /// What a listener contributes to the requests it accepts.
 #[derive(Debug)]
 pub struct ListenerPolicy {
@@ -174,10 +166,13 @@ impl Runtime {
                 https: r.https,
                 hsts: r.hsts.as_ref().and_then(hsts_value),
                 ip_filter: r.ip_filter.as_ref().map(IpFilter::new),
-                reject_encoded_slashes: match r.encoded_slashes {
-                    Some(policy) => policy == EncodedSlashes::Reject,
-                    None => r.ip_filter.is_some() || r.auth.is_some(),
-                },
+                // Protected routes (address filter or auth) refuse ambiguous
+                // encoded slashes unless told otherwise.
+                reject_encoded_slashes: r
+                    .encoded_slashes
+                    .map_or(r.ip_filter.is_some() || r.auth.is_some(), |policy| {
+                        policy == EncodedSlashes::Reject
+                    }),
                 limits: r
                     .limits
                     .iter()
