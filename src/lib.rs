@@ -14,11 +14,13 @@ pub mod edge;
 pub mod limits;
 pub mod logging;
 pub mod net;
+pub mod observe;
 pub mod proxy;
 pub mod reload;
 pub mod runtime;
 pub mod server;
 pub mod tls;
+pub mod upgrade;
 pub mod upstream;
 
 use std::path::Path;

@@ -9,6 +9,7 @@ use palisade::cache::CacheStore;
 use palisade::config::{LoadError, Report};
 use palisade::reload::Reloader;
 use palisade::runtime::RuntimeHandle;
+use palisade::upgrade::UpgradePlan;
 use palisade::upstream::state::HealthRegistry;
 use tracing::{info, warn};
 
@@ -33,6 +34,14 @@ enum Command {
         /// The configuration file.
         #[arg(short, long, value_name = "FILE", default_value = DEFAULT_CONFIG)]
         config: PathBuf,
+        /// Take the listening sockets over from a running process (graceful
+        /// upgrade): wait on `server.upgrade_socket` until the old process
+        /// gets SIGQUIT. `kill -USR2 <pid>` does both steps for you.
+        #[arg(short, long)]
+        upgrade: bool,
+        /// Run in the background (as `server.daemon: true`).
+        #[arg(short, long)]
+        daemon: bool,
     },
     /// Check the configuration file and exit: 0 when valid, 1 otherwise.
     Check {
@@ -66,7 +75,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { config } => check(&config),
-        Command::Run { config } => run(&config),
+        Command::Run {
+            config,
+            upgrade,
+            daemon,
+        } => run(&config, upgrade, daemon),
         Command::Reload { config } => reload(&config),
         Command::HashPassword { bcrypt } => hash_password(bcrypt),
         Command::GenerateApiKey { name } => generate_api_key(&name),
@@ -193,7 +206,10 @@ fn check(path: &Path) -> ExitCode {
     }
 }
 
-fn run(path: &Path) -> ExitCode {
+fn run(path: &Path, upgrade: bool, daemon: bool) -> ExitCode {
+    // Where to find the next version on SIGUSR2: this path, resolved now,
+    // before a package upgrade replaces the file.
+    let binary = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("palisade"));
     let registry = Arc::new(HealthRegistry::default());
     let (loaded, runtime) = match palisade::load(path, &registry) {
         Ok(ok) => ok,
@@ -202,8 +218,17 @@ fn run(path: &Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let config = &loaded.config;
-    if let Err(e) = palisade::server::check_listeners(config) {
+    let mut config = loaded.config.clone();
+    config.server.daemon |= daemon;
+    let config = &config;
+    // During an upgrade the old process still holds the addresses.
+    if !upgrade {
+        if let Err(e) = palisade::server::check_listeners(config) {
+            eprintln!("palisade: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    if let Err(e) = palisade::observe::access_log::init(&config.logging.access_log) {
         eprintln!("palisade: {e}");
         return ExitCode::FAILURE;
     }
@@ -225,6 +250,8 @@ fn run(path: &Path) -> ExitCode {
         routes = config.routes.len(),
         upstreams = config.upstreams.len(),
         version = env!("CARGO_PKG_VERSION"),
+        pid = std::process::id(),
+        upgrade,
         "palisade starting"
     );
     let runtime = Arc::new(RuntimeHandle::new(runtime));
@@ -232,10 +259,24 @@ fn run(path: &Path) -> ExitCode {
     let reloader = Arc::new(Reloader::new(
         path.to_path_buf(),
         config.clone(),
+        loaded.sha256.clone(),
         runtime.clone(),
         registry.clone(),
     ));
-    let server = match palisade::server::build(config, runtime, cache, registry, reloader) {
+    let plan = UpgradePlan {
+        binary,
+        config: path.to_path_buf(),
+        upgrade_socket: config.server.upgrade_socket.clone(),
+        daemon: config.server.daemon,
+    };
+    let services = palisade::server::Shared {
+        runtime,
+        cache,
+        registry,
+        reloader,
+        upgrade: plan,
+    };
+    let server = match palisade::server::build(config, upgrade, services) {
         Ok(server) => server,
         Err(e) => {
             eprintln!("palisade: {e}");

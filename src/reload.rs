@@ -14,6 +14,7 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use async_trait::async_trait;
 use indexmap::IndexMap;
@@ -23,6 +24,7 @@ use pingora::services::background::BackgroundService;
 use tracing::{error, info, warn};
 
 use crate::config::{Config, LoadError};
+use crate::observe::metrics::metrics;
 use crate::runtime::RuntimeHandle;
 use crate::upstream::state::HealthRegistry;
 
@@ -117,6 +119,7 @@ pub struct Reloader {
     runtime: Arc<RuntimeHandle>,
     registry: Arc<HealthRegistry>,
     current: Mutex<Config>,
+    running: Mutex<Running>,
     /// Reloads applied.
     pub succeeded: AtomicU64,
     /// Reloads refused.
@@ -132,19 +135,35 @@ fn route_map(config: &Config) -> IndexMap<String, &crate::config::RouteConfig> {
         .collect()
 }
 
+/// Which configuration runs, for `/status`.
+#[derive(Debug, Clone)]
+pub struct Running {
+    /// SHA-256 of the file's text.
+    pub sha256: String,
+    /// When it was loaded.
+    pub loaded_at: SystemTime,
+}
+
 impl Reloader {
-    /// A reloader of `path`, whose running configuration is `current`.
+    /// A reloader of `path`, whose running configuration is `current`
+    /// (a file with digest `sha256`).
     pub fn new(
         path: PathBuf,
         current: Config,
+        sha256: String,
         runtime: Arc<RuntimeHandle>,
         registry: Arc<HealthRegistry>,
     ) -> Self {
+        metrics().config_loaded(&sha256);
         Self {
             path,
             runtime,
             registry,
             current: Mutex::new(current),
+            running: Mutex::new(Running {
+                sha256,
+                loaded_at: SystemTime::now(),
+            }),
             succeeded: AtomicU64::new(0),
             failed: AtomicU64::new(0),
         }
@@ -159,11 +178,17 @@ impl Reloader {
                 let summary = compare(&current, &loaded.config)?;
                 self.runtime.store(runtime);
                 *current = loaded.config;
+                metrics().config_loaded(&loaded.sha256);
+                *self.running.lock() = Running {
+                    sha256: loaded.sha256,
+                    loaded_at: SystemTime::now(),
+                };
                 Ok(summary)
             });
         match &result {
             Ok(summary) => {
                 self.succeeded.fetch_add(1, Ordering::Relaxed);
+                metrics().reloaded(true);
                 info!(
                     config = %self.path.display(),
                     routes = %summary.routes,
@@ -177,10 +202,16 @@ impl Reloader {
             }
             Err(e) => {
                 self.failed.fetch_add(1, Ordering::Relaxed);
+                metrics().reloaded(false);
                 error!(config = %self.path.display(), "configuration reload refused; the running configuration stays:\n{e}");
             }
         }
         result
+    }
+
+    /// The running configuration's digest and load time.
+    pub fn running(&self) -> Running {
+        self.running.lock().clone()
     }
 }
 

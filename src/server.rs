@@ -5,13 +5,15 @@ use std::sync::Arc;
 
 use pingora::apps::HttpServerOptions;
 use pingora::proxy::ProxyServiceBuilder;
-use pingora::server::configuration::ServerConf;
+use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::Server;
 use pingora::services::listening::Service;
 
 use pingora::services::background::background_service;
 
 use crate::admin::AdminApp;
+use crate::observe::access_log::AccessLogService;
+use crate::upgrade::{UpgradePlan, UpgradeService};
 use crate::upstream::health::HealthService;
 use crate::upstream::state::HealthRegistry;
 
@@ -65,17 +67,38 @@ pub fn check_listeners(config: &Config) -> Result<(), String> {
     Ok(())
 }
 
+/// The process-wide state the services share.
+pub struct Shared {
+    /// The configuration snapshot in force.
+    pub runtime: Arc<RuntimeHandle>,
+    /// The response cache.
+    pub cache: &'static CacheStore,
+    /// Backend health, kept across reloads.
+    pub registry: Arc<HealthRegistry>,
+    /// Reloads the configuration file.
+    pub reloader: Arc<Reloader>,
+    /// How to start the next process on `SIGUSR2`.
+    pub upgrade: UpgradePlan,
+}
+
 /// A Pingora server with one proxy service per listener, all reading their
-/// routing from `runtime`. Fails only when a TLS listener's acceptor cannot
-/// be set up (its client CA file, say).
-pub fn build(
-    config: &Config,
-    runtime: Arc<RuntimeHandle>,
-    cache: &'static CacheStore,
-    registry: Arc<HealthRegistry>,
-    reloader: Arc<Reloader>,
-) -> Result<Server, String> {
-    let mut server = Server::new_with_opt_and_conf(None, server_conf(config));
+/// routing from `shared.runtime`; with `upgrade`, the listening sockets are
+/// taken from the running process. Fails only when a TLS listener's
+/// acceptor cannot be set up (its client CA file, say).
+pub fn build(config: &Config, upgrade: bool, shared: Shared) -> Result<Server, String> {
+    let Shared {
+        runtime,
+        cache,
+        registry,
+        reloader,
+        upgrade: plan,
+    } = shared;
+    let options = Opt {
+        upgrade,
+        daemon: config.server.daemon,
+        ..Opt::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(Some(options), server_conf(config));
     server.bootstrap();
     for (index, listener) in config.listeners.iter().enumerate() {
         let proxy = Palisade::new(runtime.clone(), cache, &listener.name, index);
@@ -87,7 +110,7 @@ pub fn build(
             .build();
         match &listener.tls {
             Some(tls) => {
-                let resolver = SniResolver::new(runtime.clone(), index);
+                let resolver = SniResolver::new(runtime.clone(), index, &listener.name);
                 let settings = acceptor::settings(tls, resolver)
                     .map_err(|e| format!("listeners[{index}] (`{}`): {e}", listener.name))?;
                 service.add_tls_with_settings(&listener.address.to_string(), None, settings);
@@ -104,6 +127,11 @@ pub fn build(
     server.add_service(background_service(
         "reload on SIGHUP",
         SighupService::new(reloader.clone()),
+    ));
+    server.add_service(background_service("access log", AccessLogService));
+    server.add_service(background_service(
+        "upgrade on SIGUSR2",
+        UpgradeService::new(plan),
     ));
     if let Some(admin) = &config.admin {
         // The token was checked when the configuration was loaded.

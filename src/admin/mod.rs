@@ -1,6 +1,11 @@
 //! The admin listener: a small authenticated HTTP API for operators.
 //!
 //! - `GET /healthz` — liveness, no token needed;
+//! - `GET /readyz` — readiness (a configuration is loaded and every pool
+//!   has a backend to send to), no token needed;
+//! - `GET /metrics` — Prometheus text exposition;
+//! - `GET /status` — the running configuration (digest, load time), pools
+//!   with backend health, cache occupancy (JSON);
 //! - `GET /cache/stats` — cache occupancy (JSON);
 //! - `GET /upstreams` — pools and the health, load and counters of every
 //!   backend (JSON);
@@ -9,7 +14,8 @@
 //! - `POST /reload` — reload the configuration file (what `SIGHUP` does),
 //!   answering what changed or why the file was refused.
 //!
-//! Every endpoint but `/healthz` needs `Authorization: Bearer <token>`.
+//! Every endpoint but `/healthz` and `/readyz` needs
+//! `Authorization: Bearer <token>`.
 
 mod auth;
 pub mod client;
@@ -24,9 +30,12 @@ use pingora::protocols::http::ServerSession;
 use serde_json::json;
 use tracing::{info, warn};
 
+use std::sync::atomic::Ordering;
+
 use crate::cache::CacheStore;
+use crate::observe::metrics::metrics;
 use crate::reload::{Changes, Reloader};
-use crate::runtime::RuntimeHandle;
+use crate::runtime::{Runtime, RuntimeHandle};
 use crate::upstream::state::now_ms;
 pub use purge::PurgeRequest;
 
@@ -124,17 +133,85 @@ async fn read_body(session: &mut ServerSession) -> Result<Vec<u8>, Response<Vec<
 }
 
 impl AdminApp {
-    fn stats(&self) -> Response<Vec<u8>> {
+    fn cache_json(&self) -> serde_json::Value {
         let s = self.cache.storage.stats();
+        json!({
+            "objects": s.objects,
+            "bytes": s.bytes,
+            "inflight_fills": s.inflight_fills,
+            "inflight_bytes": s.inflight_bytes,
+            "evictions": s.evictions,
+            "max_size": s.max_size,
+        })
+    }
+
+    fn stats(&self) -> Response<Vec<u8>> {
+        json_response(StatusCode::OK, self.cache_json())
+    }
+
+    /// `GET /readyz`: 200 when every pool has a backend that is healthy
+    /// and not ejected; 503 naming the pools that have none.
+    fn readyz(&self) -> Response<Vec<u8>> {
+        let runtime = self.runtime.load();
+        let now = now_ms();
+        let unavailable: Vec<&str> = runtime
+            .pools
+            .iter()
+            .filter(|pool| {
+                !pool.backends().iter().any(|b| {
+                    let s = b.state.stats(now);
+                    s.healthy && s.ejected_for_ms == 0
+                })
+            })
+            .map(|pool| &*pool.name)
+            .collect();
+        if unavailable.is_empty() {
+            json_response(StatusCode::OK, json!({"status": "ready"}))
+        } else {
+            json_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({"status": "not ready", "upstreams_without_backends": unavailable}),
+            )
+        }
+    }
+
+    /// `GET /metrics`: the Prometheus text format.
+    fn metrics(&self) -> Response<Vec<u8>> {
+        let runtime = self.runtime.load();
+        let body = metrics()
+            .render(&runtime, self.cache.storage.stats())
+            .into_bytes();
+        Response::builder()
+            .status(StatusCode::OK)
+            .header(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )
+            .header(header::CONTENT_LENGTH, body.len())
+            .header(header::CACHE_CONTROL, "no-store")
+            .body(body)
+            .unwrap_or_default()
+    }
+
+    /// `GET /status`: what runs, how the backends are, what is cached.
+    fn status(&self) -> Response<Vec<u8>> {
+        let running = self.reloader.running();
+        let loaded_at = humantime::format_rfc3339_seconds(running.loaded_at).to_string();
+        let runtime = self.runtime.load();
         json_response(
             StatusCode::OK,
             json!({
-                "objects": s.objects,
-                "bytes": s.bytes,
-                "inflight_fills": s.inflight_fills,
-                "inflight_bytes": s.inflight_bytes,
-                "evictions": s.evictions,
-                "max_size": s.max_size,
+                "version": env!("CARGO_PKG_VERSION"),
+                "config": {
+                    "sha256": running.sha256,
+                    "loaded_at": loaded_at,
+                    "reloads_succeeded": self.reloader.succeeded.load(Ordering::Relaxed),
+                    "reloads_failed": self.reloader.failed.load(Ordering::Relaxed),
+                    "routes": runtime.routes.len(),
+                },
+                "upstreams": self.pools_json(&runtime),
+                "cache": self.cache_json(),
+                "access_log_dropped": metrics().access_log_dropped_count(),
             }),
         )
     }
@@ -156,8 +233,15 @@ impl AdminApp {
 
     fn upstreams(&self) -> Response<Vec<u8>> {
         let runtime = self.runtime.load();
+        json_response(
+            StatusCode::OK,
+            json!({ "upstreams": self.pools_json(&runtime) }),
+        )
+    }
+
+    fn pools_json(&self, runtime: &Runtime) -> Vec<serde_json::Value> {
         let now = now_ms();
-        let pools: Vec<serde_json::Value> = runtime
+        runtime
             .pools
             .iter()
             .map(|pool| {
@@ -187,8 +271,7 @@ impl AdminApp {
                     "backends": backends,
                 })
             })
-            .collect();
-        json_response(StatusCode::OK, json!({ "upstreams": pools }))
+            .collect()
     }
 
     async fn purge(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
@@ -211,6 +294,7 @@ impl AdminApp {
             Err(e) => return error(StatusCode::BAD_REQUEST, &e),
         };
         let purged = self.cache.storage.purge(&selector);
+        metrics().purged(purged as u64);
         info!(selector = ?selector, purged, "cache purge");
         json_response(StatusCode::OK, json!({ "purged": purged }))
     }
@@ -221,8 +305,10 @@ impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let method = session.req_header().method.clone();
         let path = session.req_header().uri.path().to_string();
-        if path == "/healthz" {
-            return json_response(StatusCode::OK, json!({ "status": "ok" }));
+        match path.as_str() {
+            "/healthz" => return json_response(StatusCode::OK, json!({ "status": "ok" })),
+            "/readyz" => return self.readyz(),
+            _ => {}
         }
         let authorization = session
             .req_header()
@@ -242,11 +328,15 @@ impl ServeHttp for AdminApp {
             (Method::GET, "/cache/stats") => self.stats(),
             (Method::GET, "/upstreams") => self.upstreams(),
             (Method::GET, "/limits") => self.limits(),
+            (Method::GET, "/metrics") => self.metrics(),
+            (Method::GET, "/status") => self.status(),
             (Method::POST, "/cache/purge") => self.purge(session).await,
             (Method::POST, "/reload") => self.reload().await,
-            (_, "/cache/stats" | "/cache/purge" | "/upstreams" | "/limits" | "/reload") => {
-                error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
-            }
+            (
+                _,
+                "/cache/stats" | "/cache/purge" | "/upstreams" | "/limits" | "/reload" | "/metrics"
+                | "/status",
+            ) => error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
             _ => error(StatusCode::NOT_FOUND, "no such admin endpoint"),
         }
     }

@@ -131,10 +131,7 @@ impl ApiKeyAuth {
 pub fn generate() -> (String, String) {
     use base64::Engine;
     let key = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
-    let digest = sha256(key.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let digest = crate::config::sha256_hex(key.as_bytes());
     (key, digest)
 }
 

@@ -56,7 +56,9 @@ pub use listener::ListenerConfig;
 pub use one_or_many::OneOrMany;
 pub use path::{KeyPath, Segment};
 pub use route::{EncodedSlashes, HostPattern, HostRewrite, PathPrefix, RouteConfig, RouteMatch};
-pub use server::{LogLevel, LoggingConfig, ServerConfig};
+pub use server::{
+    AccessLogConfig, AccessLogFormat, AccessLogOutput, LogLevel, LoggingConfig, ServerConfig,
+};
 pub use source::{Anchor, Position, SourceMap};
 pub use tls::{
     CertificateConfig, CipherPolicy, ClientAuthConfig, HstsConfig, HttpsMode, ListenerTls,
@@ -106,6 +108,9 @@ impl Config {
         resolve(&mut self.server.pid_file);
         resolve(&mut self.server.upgrade_socket);
         if let Some(p) = self.server.error_log.as_mut() {
+            resolve(p);
+        }
+        if let AccessLogOutput::File(p) = &mut self.logging.access_log.output {
             resolve(p);
         }
         if let Some(p) = self.admin.as_mut().and_then(|a| a.token_file.as_mut()) {
@@ -172,6 +177,8 @@ pub const SECTIONS: &[&str] = &[
 pub struct LoadedConfig {
     /// The configuration.
     pub config: Config,
+    /// SHA-256 of the file's text (hex), to tell which version runs.
+    pub sha256: String,
     /// The file it was read from.
     pub file: PathBuf,
     /// Where each key is in the file.
@@ -231,6 +238,7 @@ pub fn parse(file: &Path, text: &str) -> Result<LoadedConfig, LoadError> {
     if errors.is_empty() {
         Ok(LoadedConfig {
             config,
+            sha256: sha256_hex(text.as_bytes()),
             file: file.to_path_buf(),
             source,
             warnings: findings.warnings,
@@ -490,3 +498,11 @@ fn serde_error(path: KeyPath, error: &serde_yaml::Error) -> ConfigError {
 
 #[cfg(test)]
 mod tests;
+
+/// The SHA-256 of `data`, in lower-case hexadecimal.
+pub fn sha256_hex(data: &[u8]) -> String {
+    openssl::sha::sha256(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}

@@ -90,10 +90,76 @@ impl LogLevel {
     }
 }
 
-/// The error log (`logging:`).
+/// The error log and the access log (`logging:`).
 #[derive(Debug, Clone, Deserialize, PartialEq, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct LoggingConfig {
     /// Minimum level written to the error log. `RUST_LOG` overrides it.
     pub level: LogLevel,
+    /// One line per request.
+    pub access_log: AccessLogConfig,
+}
+
+/// The access log (`logging.access_log:`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccessLogConfig {
+    /// `off`, `stdout`, `stderr` or a file path (appended to; reopened on
+    /// `SIGUSR1` for logrotate).
+    pub output: AccessLogOutput,
+    /// Line format.
+    pub format: AccessLogFormat,
+    /// Lines queued for the writer; when full, lines are dropped and
+    /// counted, requests never wait.
+    pub buffer: usize,
+}
+
+impl Default for AccessLogConfig {
+    fn default() -> Self {
+        Self {
+            output: AccessLogOutput::Off,
+            format: AccessLogFormat::Json,
+            buffer: 16 * 1024,
+        }
+    }
+}
+
+/// Where access log lines go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessLogOutput {
+    /// No access log.
+    Off,
+    /// Standard output (the journal, under systemd).
+    Stdout,
+    /// Standard error.
+    Stderr,
+    /// A file, opened for appending.
+    File(PathBuf),
+}
+
+impl<'de> Deserialize<'de> for AccessLogOutput {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Ok(match s.as_str() {
+            "off" => AccessLogOutput::Off,
+            "stdout" => AccessLogOutput::Stdout,
+            "stderr" => AccessLogOutput::Stderr,
+            "" => {
+                return Err(serde::de::Error::custom(
+                    "expected off, stdout, stderr or a file path",
+                ))
+            }
+            _ => AccessLogOutput::File(PathBuf::from(s)),
+        })
+    }
+}
+
+/// Access log line format.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AccessLogFormat {
+    /// One JSON object per line with every field.
+    Json,
+    /// NCSA combined (what nginx and Apache call `combined`).
+    Combined,
 }

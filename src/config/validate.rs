@@ -2,6 +2,7 @@
 //! duplicates, and values that parse but make no sense.
 
 use std::collections::HashMap;
+use std::path::Path;
 
 use super::path::KeyPath;
 use super::route::{HostPattern, PathPrefix};
@@ -75,7 +76,29 @@ pub(super) fn validate(config: &Config, origins: &Origins) -> Findings {
     super::validate_auth::auth_policies(config, &mut f);
     super::validate_limits::limit_policies(config, &mut f);
     admin(config, &mut f);
+    access_log(config, &mut f);
     f
+}
+
+fn access_log(config: &Config, f: &mut Findings) {
+    let path = KeyPath::root().key("logging").key("access_log");
+    let a = &config.logging.access_log;
+    if a.buffer == 0 {
+        f.errors
+            .push(ConfigError::value(path.key("buffer"), "must be at least 1"));
+    }
+    if let super::AccessLogOutput::File(file) = &a.output {
+        let dir = match file.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        if !dir.is_dir() {
+            f.errors.push(ConfigError::value(
+                path.key("output"),
+                format!("directory {} does not exist", dir.display()),
+            ));
+        }
+    }
 }
 
 fn cache(config: &Config, origins: &Origins, f: &mut Findings) {

@@ -13,6 +13,7 @@ use crate::cache::request::{RequestDirectives, StoredUse};
 use crate::cache::revalidate::merge_not_modified;
 use crate::cache::status::{CacheStatus, Forward};
 use crate::cache::{key, no_cache_reason, surrogate, CachePolicy};
+use crate::observe::metrics::CacheResult;
 
 /// Per-request cache state (present when the route has a cache policy).
 #[derive(Debug)]
@@ -403,4 +404,22 @@ mod tests {
             ["http://h.test/items", "http://h.test/items/7"]
         );
     }
+}
+
+/// What the cache did for a finished request, as metrics count it; the
+/// same reading as its `Cache-Status` ([`status`]). `None` when the request
+/// ended before the cache phases.
+pub fn result(cc: &CacheCtx, phase: CachePhase) -> Option<CacheResult> {
+    if cc.skipped.is_some() {
+        return Some(CacheResult::Bypass);
+    }
+    Some(match phase {
+        CachePhase::Hit => CacheResult::Hit,
+        CachePhase::Stale | CachePhase::StaleUpdating => CacheResult::Stale,
+        CachePhase::Miss | CachePhase::Disabled(_) => CacheResult::Miss,
+        CachePhase::Expired => CacheResult::Expired,
+        CachePhase::Revalidated | CachePhase::RevalidatedNoCache(_) => CacheResult::Revalidated,
+        CachePhase::Bypass => CacheResult::Bypass,
+        CachePhase::Uninit | CachePhase::CacheKey => return None,
+    })
 }

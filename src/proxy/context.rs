@@ -43,6 +43,10 @@ pub struct RequestCtx {
     pub request_body_bytes: u64,
     /// When the request started.
     pub started: Instant,
+    /// When the first backend was chosen.
+    pub upstream_started: Option<Instant>,
+    /// From the first backend choice to the upstream response header.
+    pub upstream_elapsed: Option<std::time::Duration>,
     /// Cache state, when the route caches.
     pub cache: Option<CacheCtx>,
     /// Who the request was authenticated as, on routes with `auth`.
@@ -70,6 +74,8 @@ impl RequestCtx {
             response_started: false,
             request_body_bytes: 0,
             started: Instant::now(),
+            upstream_started: None,
+            upstream_elapsed: None,
             cache: None,
             identity: None,
             rate_reports: Vec::new(),

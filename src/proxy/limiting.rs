@@ -9,6 +9,7 @@ use super::context::RequestCtx;
 use super::respond;
 use crate::config::LimitScope;
 use crate::limits::{header_values, KeyFacts, Outcome};
+use crate::observe::metrics::metrics;
 
 /// `RateLimit-Policy` (draft-ietf-httpapi-ratelimit-headers).
 pub const RATELIMIT_POLICY: &str = "ratelimit-policy";
@@ -41,6 +42,7 @@ pub async fn enforce(
                 ctx.permits.extend(permit);
             }
             Outcome::Refuse(retry_after, report) => {
+                metrics().limit_rejected(&limit.name);
                 info!(
                     limit = %limit.name,
                     route = %route.name,
@@ -68,6 +70,7 @@ pub async fn enforce(
                 return Ok(true);
             }
             Outcome::Unavailable => {
+                metrics().limit_rejected(&limit.name);
                 respond::send(session, 503, ctx.request_id.as_ref()).await?;
                 return Ok(true);
             }

@@ -8,6 +8,7 @@ mod context;
 pub mod forwarded;
 pub mod hop_by_hop;
 mod limiting;
+mod observe;
 pub mod request_id;
 pub mod respond;
 
@@ -32,6 +33,8 @@ pub use context::RequestCtx;
 use crate::cache::key::for_url;
 use crate::cache::{surrogate, vary, CacheStore};
 use crate::config::LimitScope;
+use crate::observe::access_log;
+use crate::observe::metrics::{metrics, unrouted};
 use crate::runtime::{normalize_host, ListenerPolicy, Runtime, RuntimeHandle};
 use crate::upstream::{self, Backend, Pool};
 use admission::Verdict;
@@ -82,6 +85,7 @@ fn record_failure(pool: &Pool, backend: &Backend) {
         .state
         .record_failure(pool.ejection_rules(), upstream::state::now_ms())
     {
+        metrics().ejected(&pool.name, &backend.label);
         warn!(upstream = %pool.name, backend = %backend.label, address = %backend.addr, ejected_for = ?length, "backend ejected after repeated failures");
     }
 }
@@ -176,6 +180,7 @@ impl ProxyHttp for Palisade {
             match auth.authenticator.authenticate(req).await {
                 Ok(identity) => ctx.identity = Some(identity),
                 Err(denial) => {
+                    metrics().auth_rejected(&auth.policy, denial.status());
                     debug!(route = %route.name, client = ?ctx.client_ip, reason = denial.reason(), request_id = %ctx.request_id_str(), "authentication failed");
                     let challenges = if denial.status() == 401 {
                         auth.authenticator.challenges(&denial)
@@ -430,6 +435,7 @@ impl ProxyHttp for Palisade {
             ));
         };
         backend.state.begin();
+        ctx.upstream_started.get_or_insert_with(Instant::now);
         ctx.tried.push(backend.addr);
         let peer = backend.peer(remaining);
         ctx.backend = Some(backend);
@@ -447,6 +453,7 @@ impl ProxyHttp for Palisade {
             return e;
         };
         if let Some(backend) = &ctx.backend {
+            metrics().connect_failed(&pool.name, &backend.label);
             record_failure(&pool, backend);
         }
         // Nothing reached the backend: any method may go to another one.
@@ -455,6 +462,7 @@ impl ProxyHttp for Palisade {
             && pool.has_untried(&ctx.tried);
         if retry {
             ctx.retries += 1;
+            pool.metrics.retries.inc();
         }
         e.set_retry(retry);
         e
@@ -521,6 +529,7 @@ impl ProxyHttp for Palisade {
         };
         if retry {
             ctx.retries += 1;
+            pool.metrics.retries.inc();
         }
         e.set_retry(retry);
         e
@@ -590,6 +599,11 @@ impl ProxyHttp for Palisade {
     ) -> Result<()> {
         hop_by_hop::strip_response(upstream_response);
         ctx.response_started = true;
+        if let (Some(pool), Some(started)) = (ctx.pool(), ctx.upstream_started) {
+            let elapsed = started.elapsed();
+            pool.metrics.duration.observe(elapsed.as_secs_f64());
+            ctx.upstream_elapsed = Some(elapsed);
+        }
         if let (Some(pool), Some(backend)) = (ctx.pool(), &ctx.backend) {
             if upstream_response.status.is_server_error() && pool.count_5xx {
                 record_failure(pool, backend);
@@ -715,7 +729,27 @@ impl ProxyHttp for Palisade {
         }
     }
 
-    async fn logging(&self, _session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let cache = ctx
+            .cache
+            .as_ref()
+            .and_then(|cc| caching::result(cc, session.cache.phase()));
+        let route_metrics = ctx.route().map_or(unrouted(), |r| &r.metrics);
+        route_metrics.request(&session.req_header().method, status, ctx.started.elapsed());
+        if let Some(result) = cache {
+            route_metrics.cache_lookup(result);
+        }
+        if let Some(log) = access_log::get() {
+            log.log(&observe::entry(
+                session,
+                e,
+                ctx,
+                &self.listener,
+                status,
+                cache,
+            ));
+        }
         if let Some(backend) = ctx.backend.take() {
             backend.state.end();
         }

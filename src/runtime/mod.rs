@@ -24,6 +24,7 @@ use crate::config::{
 use crate::edge::IpFilter;
 use crate::limits::{Limit, LimitRegistry};
 use crate::net::IpSet;
+use crate::observe::metrics::{metrics, RouteMetrics};
 use crate::tls::store::CertStore;
 use crate::upstream::state::HealthRegistry;
 use crate::upstream::Pool;
@@ -57,11 +58,15 @@ pub struct Route {
     pub auth: Option<RouteAuth>,
     /// Limits every request must pass, in the order listed.
     pub limits: Vec<Arc<Limit>>,
+    /// The route's metric handles.
+    pub metrics: Arc<RouteMetrics>,
 }
 
 /// A route's authentication.
 #[derive(Debug)]
 pub struct RouteAuth {
+    /// The policy's name (`auth.<name>`).
+    pub policy: Arc<str>,
     /// The policy.
     pub authenticator: Arc<Authenticator>,
     /// Header carrying the identity to the origin.
@@ -155,8 +160,10 @@ impl Runtime {
                 }
             }
             .filter(|p| p.enabled);
+            let name: Arc<str> = config.route_name(id).into();
             routes.push(Route {
-                name: config.route_name(id).into(),
+                metrics: metrics().route(&name),
+                name,
                 pool,
                 host_rewrite: r.host_rewrite.as_ref().map(|h| h.0.clone()),
                 request_headers: HeaderEdits::new(&r.request_headers),
@@ -180,6 +187,7 @@ impl Runtime {
                     .collect(),
                 auth: r.auth.as_ref().and_then(|a| {
                     Some(RouteAuth {
+                        policy: a.policy.as_str().into(),
                         authenticator: auth_policies.get(&a.policy)?.clone(),
                         identity_header: a
                             .identity_header

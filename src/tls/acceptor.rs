@@ -3,38 +3,77 @@
 //! picked per handshake from the current runtime snapshot, so a reload that
 //! changes certificate files takes effect for the next handshake.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
+use openssl::ex_data::Index;
 use pingora::listeners::tls::TlsSettings;
 use pingora::listeners::TlsAccept;
 use pingora::protocols::tls::TlsRef;
 use pingora::tls::ext::{ssl_add_chain_cert, ssl_use_certificate, ssl_use_private_key};
-use pingora::tls::ssl::{NameType, SslVerifyMode, SslVersion};
+use pingora::tls::ssl::{NameType, Ssl, SslVerifyMode, SslVersion};
 use pingora::tls::x509::store::X509StoreBuilder;
 use tracing::warn;
 
 use super::load_certs;
 use crate::config::{CipherPolicy, ListenerTls, TlsVersion};
+use crate::observe::metrics::metrics;
 use crate::runtime::RuntimeHandle;
 
-/// Picks the certificate for each handshake of one listener.
+/// Picks the certificate for each handshake of one listener, and counts
+/// handshakes.
 pub struct SniResolver {
     runtime: Arc<RuntimeHandle>,
     listener: usize,
+    name: Arc<str>,
 }
 
 impl SniResolver {
     /// The resolver of listener number `listener` (its index in
-    /// `listeners:`).
-    pub fn new(runtime: Arc<RuntimeHandle>, listener: usize) -> Self {
-        Self { runtime, listener }
+    /// `listeners:`), named `name` in metrics.
+    pub fn new(runtime: Arc<RuntimeHandle>, listener: usize, name: &str) -> Self {
+        Self {
+            runtime,
+            listener,
+            name: name.into(),
+        }
     }
+}
+
+/// Rides on a connection from certificate selection on: dropped with the
+/// connection, it counts a handshake failure unless the handshake completed.
+struct HandshakeWatch {
+    listener: Arc<str>,
+    completed: AtomicBool,
+}
+
+impl Drop for HandshakeWatch {
+    fn drop(&mut self) {
+        if !self.completed.load(Ordering::Relaxed) {
+            metrics().tls_handshake(&self.listener, false);
+        }
+    }
+}
+
+/// Where a connection's [`HandshakeWatch`] is kept (OpenSSL ex_data).
+fn watch_index() -> Option<Index<Ssl, HandshakeWatch>> {
+    static INDEX: OnceLock<Option<Index<Ssl, HandshakeWatch>>> = OnceLock::new();
+    *INDEX.get_or_init(|| Ssl::new_ex_index().ok())
 }
 
 #[async_trait]
 impl TlsAccept for SniResolver {
     async fn certificate_callback(&self, ssl: &mut TlsRef) {
+        if let Some(index) = watch_index() {
+            ssl.set_ex_data(
+                index,
+                HandshakeWatch {
+                    listener: self.name.clone(),
+                    completed: AtomicBool::new(false),
+                },
+            );
+        }
         let runtime = self.runtime.load();
         let Some(store) = runtime
             .listeners
@@ -54,6 +93,17 @@ impl TlsAccept for SniResolver {
         if let Err(e) = result {
             warn!(certificate = %ck.source, error = %e, "cannot use certificate for a TLS handshake");
         }
+    }
+
+    async fn handshake_complete_callback(
+        &self,
+        ssl: &TlsRef,
+    ) -> Option<Arc<dyn std::any::Any + Send + Sync>> {
+        if let Some(watch) = watch_index().and_then(|i| ssl.ex_data(i)) {
+            watch.completed.store(true, Ordering::Relaxed);
+        }
+        metrics().tls_handshake(&self.name, true);
+        None
     }
 }
 

@@ -16,6 +16,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use tracing::{info, warn};
 
+use crate::observe::metrics::PoolMetrics;
 pub use backend::Backend;
 pub use balancer::{Balancer, WeightedRoundRobin};
 use peer::PeerSettings;
@@ -52,6 +53,8 @@ pub struct Pool {
     pub health_check: Option<HealthCheckConfig>,
     /// How often host names are resolved again.
     pub resolve_interval: Option<Duration>,
+    /// The pool's metric handles.
+    pub metrics: PoolMetrics,
     ejection: Option<EjectionRules>,
     fail_open: bool,
     all_down_logged: AtomicBool,
@@ -120,6 +123,7 @@ impl Pool {
             count_5xx: config.passive_health.count_5xx,
             health_check: config.health_check.clone(),
             resolve_interval: config.resolve_interval.map(|d| d.get()),
+            metrics: crate::observe::metrics::metrics().pool(name),
             ejection: config.passive_health.enabled.then(|| EjectionRules {
                 consecutive_failures: config.passive_health.consecutive_failures,
                 base: config.passive_health.base_ejection.get(),

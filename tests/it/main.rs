@@ -5,6 +5,7 @@
 
 mod harness;
 
+mod access_log;
 mod auth;
 mod bodies;
 mod cache;
@@ -13,7 +14,9 @@ mod edge;
 mod errors;
 mod fleet;
 mod forwarding;
+mod lifecycle;
 mod limits;
+mod metrics;
 mod protocols;
 mod reload;
 mod routing;

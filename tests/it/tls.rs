@@ -438,3 +438,61 @@ async fn certificates_are_swapped_by_a_reload_without_a_restart() {
     let still = connect(proxy.addr, &options).await.unwrap();
     assert_eq!(still.peer_names(), ["site.test", "www.site.test"]);
 }
+
+#[tokio::test]
+async fn handshakes_and_failed_handshakes_are_counted() {
+    let origin = Origin::start("web").await;
+    let ca = Ca::new("Server CA");
+    let stranger = Ca::new("Unrelated CA");
+    let dir = tempfile::tempdir().unwrap();
+    let entry = cert_entry(&ca, dir.path(), "site", &["site.test"], "");
+    let proxy = Proxy::builder(route_to(&origin))
+        .listener(&tls_listener(&entry, ""))
+        .admin()
+        .start()
+        .await;
+    for _ in 0..2 {
+        let ok = https_get(
+            proxy.addr,
+            &TlsOptions::new("site.test", ca.cert_pem()),
+            "site.test",
+            "/",
+        )
+        .await
+        .unwrap();
+        assert_eq!(ok.status, 200);
+    }
+    // A client that does not trust the certificate aborts the handshake.
+    let refused = connect(
+        proxy.addr,
+        &TlsOptions::new("site.test", stranger.cert_pem()),
+    )
+    .await;
+    assert!(refused.is_err());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let text = client()
+            .get(proxy.admin_url("/metrics"))
+            .bearer_auth(crate::harness::ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let ok = text.contains("palisade_tls_handshakes_total{listener=\"main\"} 2");
+        let failed = text.contains("palisade_tls_handshake_failures_total{listener=\"main\"} 1");
+        if ok && failed {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "handshake counters never reached 2 / 1:\n{}",
+            text.lines()
+                .filter(|l| l.starts_with("palisade_tls"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

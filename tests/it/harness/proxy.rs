@@ -123,8 +123,14 @@ impl ProxyBuilder {
             .lines()
             .map(|l| format!("    {l}\n"))
             .collect();
+        // Pingora sleeps the whole grace period on SIGTERM: none by default.
+        let grace = if self.server_extra.contains("grace_period:") {
+            ""
+        } else {
+            "  grace_period: 0s\n"
+        };
         format!(
-            "server:\n  threads: 1\n  grace_period: 0s\n  shutdown_timeout: 1s\n  pid_file: {dir}/palisade.pid\n  upgrade_socket: {dir}/upgrade.sock\n{server_extra}\
+            "server:\n  threads: 1\n{grace}  shutdown_timeout: 1s\n  pid_file: {dir}/palisade.pid\n  upgrade_socket: {dir}/upgrade.sock\n{server_extra}\
              listeners:\n  - name: main\n    address: 127.0.0.1:{port}\n    h2c: {h2c}\n{listener_extra}{admin}{body}\n",
             dir = dir.display(),
             h2c = self.h2c,
@@ -295,6 +301,34 @@ impl Proxy {
             .json()
             .await
             .expect("admin JSON")
+    }
+
+    /// Sends `signal` (a `kill` name such as `TERM` or `USR1`).
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -{signal} failed");
+    }
+
+    /// Waits up to `timeout` for the process to exit; its status if it did.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        None
+    }
+
+    /// The directory holding the configuration (relative paths in it
+    /// resolve here).
+    pub fn dir(&self) -> &Path {
+        self._dir.path()
     }
 
     /// Everything the proxy logged so far.

@@ -1,0 +1,400 @@
+//! The access log: one line per request, JSON or NCSA combined, written by
+//! a dedicated thread so that a slow disk or a blocked pipe never holds a
+//! request up.
+//!
+//! Request threads format their line and hand it to a bounded channel; when
+//! the channel is full the line is dropped and counted
+//! (`palisade_access_log_dropped_total`). The writer thread batches what is
+//! queued, flushes once per batch, and reopens a file output on `SIGUSR1`
+//! (after logrotate has moved it).
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use parking_lot::Mutex;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+use serde::Serialize;
+use tracing::{error, info};
+
+use super::metrics::metrics;
+use crate::config::{AccessLogConfig, AccessLogFormat, AccessLogOutput};
+
+/// How often the writer looks for a reopen request while idle.
+const IDLE_WAKEUP: Duration = Duration::from_millis(100);
+
+/// One request, as the access log records it.
+#[derive(Debug, Serialize)]
+pub struct Entry<'a> {
+    /// When the request ended (RFC 3339, UTC, milliseconds).
+    pub time: String,
+    /// The `X-Request-Id` sent upstream and back.
+    pub request_id: &'a str,
+    /// The client's address (after trusted proxies).
+    pub client_ip: Option<std::net::IpAddr>,
+    /// Request method.
+    pub method: &'a str,
+    /// The requested host.
+    pub host: &'a str,
+    /// Path and query as forwarded (normalised; API keys in the query
+    /// removed).
+    pub uri: &'a str,
+    /// `HTTP/1.1`, `HTTP/2.0`…
+    pub protocol: &'a str,
+    /// Status sent; 0 when the client went away before a response.
+    pub status: u16,
+    /// Response body bytes sent.
+    pub bytes_sent: usize,
+    /// Request body bytes received.
+    pub bytes_received: u64,
+    /// Whole request, in milliseconds.
+    pub duration_ms: f64,
+    /// Until the upstream response header, in milliseconds (none when no
+    /// upstream answered).
+    pub upstream_ms: Option<f64>,
+    /// The listener's name.
+    pub listener: &'a str,
+    /// The route's name, `-` when none matched.
+    pub route: &'a str,
+    /// The upstream pool, when one was used.
+    pub upstream: Option<&'a str>,
+    /// The last backend tried.
+    pub backend: Option<&'a str>,
+    /// Backends tried.
+    pub tries: usize,
+    /// What the cache did, on caching routes.
+    pub cache: Option<&'a str>,
+    /// Who the request was authenticated as.
+    pub identity: Option<&'a str>,
+    /// `User-Agent`.
+    pub user_agent: Option<&'a str>,
+    /// `Referer`.
+    pub referer: Option<&'a str>,
+    /// What went wrong, when the request failed.
+    pub error: Option<String>,
+}
+
+impl Entry<'_> {
+    /// The line in `format`, newline included.
+    pub fn format(&self, format: AccessLogFormat) -> String {
+        match format {
+            AccessLogFormat::Json => {
+                let mut line = serde_json::to_string(self).unwrap_or_default();
+                line.push('\n');
+                line
+            }
+            AccessLogFormat::Combined => self.combined(),
+        }
+    }
+
+    /// `$remote_addr - $remote_user [$time_local] "$request" $status
+    /// $body_bytes_sent "$http_referer" "$http_user_agent"`.
+    fn combined(&self) -> String {
+        let client = self
+            .client_ip
+            .map_or_else(|| "-".to_string(), |ip| ip.to_string());
+        format!(
+            "{client} - {user} [{time}] \"{method} {uri} {protocol}\" {status} {bytes} \"{referer}\" \"{agent}\"\n",
+            user = escape(self.identity.unwrap_or("-")),
+            time = clf_time(&self.time),
+            method = escape(self.method),
+            uri = escape(self.uri),
+            protocol = self.protocol,
+            status = self.status,
+            bytes = self.bytes_sent,
+            referer = escape(self.referer.unwrap_or("-")),
+            agent = escape(self.user_agent.unwrap_or("-")),
+        )
+    }
+}
+
+/// The current time as the access log writes it.
+pub fn now() -> String {
+    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
+}
+
+/// `2026-12-01T21:55:36.123Z` as `01/Dec/2026:21:55:36 +0000`.
+fn clf_time(rfc3339: &str) -> String {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let part = |r: std::ops::Range<usize>| rfc3339.get(r).unwrap_or("00");
+    let month = part(5..7)
+        .parse::<usize>()
+        .ok()
+        .and_then(|m| MONTHS.get(m.wrapping_sub(1)))
+        .unwrap_or(&"Jan");
+    format!(
+        "{}/{month}/{}:{} +0000",
+        part(8..10),
+        part(0..4),
+        part(11..19)
+    )
+}
+
+/// Quotes, backslashes and control bytes as `\xHH`, like nginx.
+fn escape(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s
+        .bytes()
+        .any(|b| b == b'"' || b == b'\\' || b < 0x20 || b == 0x7f)
+    {
+        return s.into();
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '"' | '\\' | '\x00'..='\x1f' | '\x7f' => out.push_str(&format!("\\x{:02X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.into()
+}
+
+/// Where the writer thread writes.
+enum Sink {
+    Stdout,
+    Stderr,
+    File { path: PathBuf, file: File },
+}
+
+impl Sink {
+    fn open(output: &AccessLogOutput) -> io::Result<Option<Sink>> {
+        Ok(Some(match output {
+            AccessLogOutput::Off => return Ok(None),
+            AccessLogOutput::Stdout => Sink::Stdout,
+            AccessLogOutput::Stderr => Sink::Stderr,
+            AccessLogOutput::File(path) => Sink::File {
+                file: append(path)?,
+                path: path.clone(),
+            },
+        }))
+    }
+
+    fn write_batch(&mut self, lines: &[String]) -> io::Result<()> {
+        fn all(w: &mut dyn Write, lines: &[String]) -> io::Result<()> {
+            let mut w = io::BufWriter::with_capacity(64 * 1024, w);
+            for line in lines {
+                w.write_all(line.as_bytes())?;
+            }
+            w.flush()
+        }
+        match self {
+            Sink::Stdout => all(&mut io::stdout().lock(), lines),
+            Sink::Stderr => all(&mut io::stderr().lock(), lines),
+            Sink::File { file, .. } => all(file, lines),
+        }
+    }
+
+    fn reopen(&mut self) {
+        if let Sink::File { path, file } = self {
+            match append(path) {
+                Ok(new) => {
+                    *file = new;
+                    info!(file = %path.display(), "access log reopened");
+                }
+                Err(e) => {
+                    error!(file = %path.display(), error = %e, "cannot reopen the access log; still writing to the old file")
+                }
+            }
+        }
+    }
+}
+
+fn append(path: &PathBuf) -> io::Result<File> {
+    OpenOptions::new().create(true).append(true).open(path)
+}
+
+/// The access log of the process.
+pub struct AccessLog {
+    format: AccessLogFormat,
+    lines: SyncSender<String>,
+    reopen: Arc<AtomicBool>,
+    /// Taken by the writer thread when it starts.
+    pending: Mutex<Option<(Receiver<String>, Sink)>>,
+}
+
+static ACCESS_LOG: OnceLock<AccessLog> = OnceLock::new();
+
+/// Opens the access log configured by `config` (no thread is started until
+/// the server runs: daemon mode forks first). An output that cannot be
+/// opened is an error; `off` is not.
+pub fn init(config: &AccessLogConfig) -> Result<(), String> {
+    let sink = match Sink::open(&config.output) {
+        Ok(Some(sink)) => sink,
+        Ok(None) => return Ok(()),
+        Err(e) => {
+            return Err(format!(
+                "cannot open the access log (logging.access_log.output): {e}"
+            ))
+        }
+    };
+    let (tx, rx) = mpsc::sync_channel(config.buffer.max(1));
+    let log = AccessLog {
+        format: config.format,
+        lines: tx,
+        reopen: Arc::new(AtomicBool::new(false)),
+        pending: Mutex::new(Some((rx, sink))),
+    };
+    ACCESS_LOG
+        .set(log)
+        .map_err(|_| "the access log is already open".to_string())
+}
+
+/// The access log, when one is configured.
+pub fn get() -> Option<&'static AccessLog> {
+    ACCESS_LOG.get()
+}
+
+impl AccessLog {
+    /// Queues `entry`; drops (and counts) it when the writer is behind.
+    pub fn log(&self, entry: &Entry<'_>) {
+        match self.lines.try_send(entry.format(self.format)) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                metrics().access_log_dropped()
+            }
+        }
+    }
+
+    /// Starts the writer thread (once).
+    fn start_writer(&self) {
+        let Some((rx, sink)) = self.pending.lock().take() else {
+            return;
+        };
+        let reopen = self.reopen.clone();
+        let spawned = std::thread::Builder::new()
+            .name("access-log".into())
+            .spawn(move || write_loop(rx, sink, &reopen));
+        if let Err(e) = spawned {
+            error!(error = %e, "cannot start the access log writer; access log lines will be dropped");
+        }
+    }
+}
+
+fn write_loop(rx: Receiver<String>, mut sink: Sink, reopen: &AtomicBool) {
+    let mut batch = Vec::with_capacity(256);
+    let mut failing = false;
+    loop {
+        match rx.recv_timeout(IDLE_WAKEUP) {
+            Ok(line) => {
+                batch.push(line);
+                while batch.len() < 4096 {
+                    match rx.try_recv() {
+                        Ok(line) => batch.push(line),
+                        Err(_) => break,
+                    }
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+        if reopen.swap(false, Ordering::AcqRel) {
+            sink.reopen();
+        }
+        if batch.is_empty() {
+            continue;
+        }
+        match sink.write_batch(&batch) {
+            Ok(()) => failing = false,
+            Err(e) => {
+                // Reported once per outage, not once per batch.
+                if !failing {
+                    error!(error = %e, "cannot write the access log; lines are lost until it works again");
+                }
+                failing = true;
+            }
+        }
+        batch.clear();
+    }
+}
+
+/// Runs the access log writer and reopens its file on `SIGUSR1`.
+pub struct AccessLogService;
+
+#[async_trait]
+impl BackgroundService for AccessLogService {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Some(log) = get() else { return };
+        log.start_writer();
+        let mut usr1 = match signal(SignalKind::user_defined1()) {
+            Ok(s) => s,
+            Err(e) => {
+                error!(error = %e, "cannot listen for SIGUSR1; the access log will not be reopened");
+                return;
+            }
+        };
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                Some(()) = usr1.recv() => {
+                    info!("SIGUSR1: reopening the access log");
+                    log.reopen.store(true, Ordering::Release);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry() -> Entry<'static> {
+        Entry {
+            time: "2026-12-01T21:55:36.123Z".into(),
+            request_id: "abc",
+            client_ip: Some("192.0.2.7".parse().unwrap()),
+            method: "GET",
+            host: "example.com",
+            uri: "/a?b=\"c\"",
+            protocol: "HTTP/1.1",
+            status: 200,
+            bytes_sent: 512,
+            bytes_received: 0,
+            duration_ms: 1.25,
+            upstream_ms: Some(1.0),
+            listener: "http",
+            route: "site",
+            upstream: Some("app"),
+            backend: Some("127.0.0.1:9000"),
+            tries: 1,
+            cache: Some("miss"),
+            identity: None,
+            user_agent: Some("curl/8"),
+            referer: None,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn combined_matches_the_ncsa_layout() {
+        assert_eq!(
+            entry().format(AccessLogFormat::Combined),
+            "192.0.2.7 - - [01/Dec/2026:21:55:36 +0000] \"GET /a?b=\\x22c\\x22 HTTP/1.1\" 200 512 \"-\" \"curl/8\"\n"
+        );
+    }
+
+    #[test]
+    fn json_is_one_object_per_line() {
+        let line = entry().format(AccessLogFormat::Json);
+        assert!(line.ends_with('\n') && !line.trim_end().contains('\n'));
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["status"], 200);
+        assert_eq!(v["route"], "site");
+        assert_eq!(v["cache"], "miss");
+        assert_eq!(v["identity"], serde_json::Value::Null);
+    }
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(escape("a\nb\\"), "a\\x0Ab\\x5C");
+        assert_eq!(escape("plain"), "plain");
+    }
+}

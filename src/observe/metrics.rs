@@ -1,0 +1,602 @@
+//! Prometheus metrics: one registry for the process, exposed by the admin
+//! listener's `/metrics`.
+//!
+//! Labels are bounded by the configuration: route, upstream, backend
+//! (`host:port` as configured), limit, auth policy and listener names, plus
+//! fixed classes (method, status class, cache result). No path, query or
+//! client address ever becomes a label.
+//!
+//! The request path never formats a label: a route's and a pool's handles
+//! are looked up once when the configuration is compiled ([`RouteMetrics`],
+//! [`PoolMetrics`]), and each (method, status class) counter is resolved on
+//! its first use and then read lock-free.
+
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, OnceLock};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+use crate::cache::storage::StorageStats;
+use crate::runtime::Runtime;
+use crate::upstream::state::now_ms;
+
+/// Downstream request duration buckets, in seconds (0.5 ms … 30 s).
+const REQUEST_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// Method classes used as the `method` label.
+const METHODS: [&str; 8] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "OTHER",
+];
+
+/// Status classes used as the `status` label; `none` when no response was
+/// sent (the client went away first).
+const STATUS_CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "none"];
+
+/// What a cache lookup found, the `result` label of
+/// `palisade_cache_lookups_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheResult {
+    /// A fresh stored response was served.
+    Hit,
+    /// Nothing usable was stored; the origin answered.
+    Miss,
+    /// A stale response was served (stale-while-revalidate, stale-if-error).
+    Stale,
+    /// A stored response had expired and the origin sent a new one.
+    Expired,
+    /// The origin confirmed a stored response (304) and it was served.
+    Revalidated,
+    /// The request or response could not use the cache.
+    Bypass,
+}
+
+impl CacheResult {
+    const ALL: [CacheResult; 6] = [
+        CacheResult::Hit,
+        CacheResult::Miss,
+        CacheResult::Stale,
+        CacheResult::Expired,
+        CacheResult::Revalidated,
+        CacheResult::Bypass,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheResult::Hit => "hit",
+            CacheResult::Miss => "miss",
+            CacheResult::Stale => "stale",
+            CacheResult::Expired => "expired",
+            CacheResult::Revalidated => "revalidated",
+            CacheResult::Bypass => "bypass",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Every metric Palisade exports.
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    request_duration: HistogramVec,
+    upstream_duration: HistogramVec,
+    upstream_retries: IntCounterVec,
+    connect_failures: IntCounterVec,
+    ejections: IntCounterVec,
+    backend_up: IntGaugeVec,
+    backend_in_flight: IntGaugeVec,
+    backend_requests: IntCounterVec,
+    backend_failures: IntCounterVec,
+    cache_lookups: IntCounterVec,
+    cache_bytes: IntGauge,
+    cache_max_bytes: IntGauge,
+    cache_objects: IntGauge,
+    cache_evictions: IntCounter,
+    cache_purges: IntCounter,
+    cache_purged_objects: IntCounter,
+    limit_rejections: IntCounterVec,
+    auth_rejections: IntCounterVec,
+    tls_handshakes: IntCounterVec,
+    tls_handshake_failures: IntCounterVec,
+    reloads: IntCounterVec,
+    config_info: IntGaugeVec,
+    config_loaded: IntGauge,
+    access_log_dropped: IntCounter,
+    routes: Mutex<HashMap<Arc<str>, Arc<RouteMetrics>>>,
+    /// Serialises scrapes: gauges of backends are rebuilt on each.
+    scrape: Mutex<()>,
+}
+
+/// The process's metrics.
+pub fn metrics() -> &'static Metrics {
+    static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+    &METRICS
+}
+
+fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let vec = IntCounterVec::new(Opts::new(name, help), labels).unwrap_or_else(|e| bad(name, e));
+    register(registry, name, Box::new(vec.clone()));
+    vec
+}
+
+fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let vec = IntGaugeVec::new(Opts::new(name, help), labels).unwrap_or_else(|e| bad(name, e));
+    register(registry, name, Box::new(vec.clone()));
+    vec
+}
+
+fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
+    let c = IntCounter::new(name, help).unwrap_or_else(|e| bad(name, e));
+    register(registry, name, Box::new(c.clone()));
+    c
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::new(name, help).unwrap_or_else(|e| bad(name, e));
+    register(registry, name, Box::new(g.clone()));
+    g
+}
+
+fn histogram_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> HistogramVec {
+    let opts = HistogramOpts::new(name, help).buckets(REQUEST_BUCKETS.to_vec());
+    let vec = HistogramVec::new(opts, labels).unwrap_or_else(|e| bad(name, e));
+    register(registry, name, Box::new(vec.clone()));
+    vec
+}
+
+fn register(registry: &Registry, name: &str, collector: Box<dyn prometheus::core::Collector>) {
+    if let Err(e) = registry.register(collector) {
+        bad(name, e)
+    }
+}
+
+/// A metric definition the code got wrong: a programming error caught by
+/// every test run, never a runtime condition.
+fn bad(name: &str, e: prometheus::Error) -> ! {
+    panic!("invalid metric {name}: {e}")
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let r = Registry::new();
+        let build = gauge_vec(
+            &r,
+            "palisade_build_info",
+            "Version of the running binary (always 1).",
+            &["version"],
+        );
+        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        Self {
+            requests: counter_vec(
+                &r,
+                "palisade_requests_total",
+                "Requests answered, by route, method class and status class.",
+                &["route", "method", "status"],
+            ),
+            request_duration: histogram_vec(
+                &r,
+                "palisade_request_duration_seconds",
+                "Time from the request's arrival to the end of its response, by route.",
+                &["route"],
+            ),
+            upstream_duration: histogram_vec(
+                &r,
+                "palisade_upstream_duration_seconds",
+                "Time from choosing the first backend to the upstream response header, retries included, by upstream.",
+                &["upstream"],
+            ),
+            upstream_retries: counter_vec(
+                &r,
+                "palisade_upstream_retries_total",
+                "Attempts made after a request's first, by upstream.",
+                &["upstream"],
+            ),
+            connect_failures: counter_vec(
+                &r,
+                "palisade_upstream_connect_failures_total",
+                "Connections to a backend that could not be established.",
+                &["upstream", "backend"],
+            ),
+            ejections: counter_vec(
+                &r,
+                "palisade_upstream_ejections_total",
+                "Times a backend was ejected by passive health checking.",
+                &["upstream", "backend"],
+            ),
+            backend_up: gauge_vec(
+                &r,
+                "palisade_upstream_backend_up",
+                "1 when the backend is healthy and not ejected, 0 otherwise.",
+                &["upstream", "backend"],
+            ),
+            backend_in_flight: gauge_vec(
+                &r,
+                "palisade_upstream_backend_in_flight",
+                "Requests in flight to the backend.",
+                &["upstream", "backend"],
+            ),
+            backend_requests: counter_vec(
+                &r,
+                "palisade_upstream_backend_requests_total",
+                "Attempts sent to the backend.",
+                &["upstream", "backend"],
+            ),
+            backend_failures: counter_vec(
+                &r,
+                "palisade_upstream_backend_failures_total",
+                "Attempts to the backend that failed (connect errors, timeouts, counted 5xx).",
+                &["upstream", "backend"],
+            ),
+            cache_lookups: counter_vec(
+                &r,
+                "palisade_cache_lookups_total",
+                "Requests on caching routes, by route and what the cache did.",
+                &["route", "result"],
+            ),
+            cache_bytes: gauge(
+                &r,
+                "palisade_cache_size_bytes",
+                "Bytes held by stored responses (in-flight fills included).",
+            ),
+            cache_max_bytes: gauge(
+                &r,
+                "palisade_cache_max_size_bytes",
+                "The configured cache.max_size.",
+            ),
+            cache_objects: gauge(&r, "palisade_cache_objects", "Stored responses."),
+            cache_evictions: counter(
+                &r,
+                "palisade_cache_evictions_total",
+                "Stored responses dropped to make room.",
+            ),
+            cache_purges: counter(
+                &r,
+                "palisade_cache_purges_total",
+                "Purge requests served by the admin API.",
+            ),
+            cache_purged_objects: counter(
+                &r,
+                "palisade_cache_purged_objects_total",
+                "Stored responses removed by purge requests.",
+            ),
+            limit_rejections: counter_vec(
+                &r,
+                "palisade_limit_rejections_total",
+                "Requests refused by a rate or concurrency limit, by limit.",
+                &["limit"],
+            ),
+            auth_rejections: counter_vec(
+                &r,
+                "palisade_auth_rejections_total",
+                "Requests refused by an auth policy, by policy and status (401, 403).",
+                &["policy", "status"],
+            ),
+            tls_handshakes: counter_vec(
+                &r,
+                "palisade_tls_handshakes_total",
+                "TLS handshakes completed, by listener.",
+                &["listener"],
+            ),
+            tls_handshake_failures: counter_vec(
+                &r,
+                "palisade_tls_handshake_failures_total",
+                "TLS handshakes that reached certificate selection but did not complete, by listener.",
+                &["listener"],
+            ),
+            reloads: counter_vec(
+                &r,
+                "palisade_config_reloads_total",
+                "Configuration reloads, by result (success, failure).",
+                &["result"],
+            ),
+            config_info: gauge_vec(
+                &r,
+                "palisade_config_info",
+                "The running configuration: its SHA-256 (always 1).",
+                &["sha256"],
+            ),
+            config_loaded: gauge(
+                &r,
+                "palisade_config_loaded_timestamp_seconds",
+                "When the running configuration was loaded (Unix time).",
+            ),
+            access_log_dropped: counter(
+                &r,
+                "palisade_access_log_dropped_total",
+                "Access log lines dropped because the writer fell behind.",
+            ),
+            routes: Mutex::new(HashMap::new()),
+            scrape: Mutex::new(()),
+            registry: r,
+        }
+    }
+
+    /// The handles of route `name` (the same ones across reloads).
+    pub fn route(&self, name: &Arc<str>) -> Arc<RouteMetrics> {
+        self.routes
+            .lock()
+            .entry(name.clone())
+            .or_insert_with(|| {
+                Arc::new(RouteMetrics {
+                    name: name.clone(),
+                    requests: Default::default(),
+                    duration: self.request_duration.with_label_values(&[&**name]),
+                    cache: Default::default(),
+                })
+            })
+            .clone()
+    }
+
+    /// The handles of upstream pool `name`.
+    pub fn pool(&self, name: &str) -> PoolMetrics {
+        PoolMetrics {
+            duration: self.upstream_duration.with_label_values(&[name]),
+            retries: self.upstream_retries.with_label_values(&[name]),
+        }
+    }
+
+    /// A connection to `backend` of `upstream` failed.
+    pub fn connect_failed(&self, upstream: &str, backend: &str) {
+        self.connect_failures
+            .with_label_values(&[upstream, backend])
+            .inc();
+    }
+
+    /// Passive health checking ejected `backend` of `upstream`.
+    pub fn ejected(&self, upstream: &str, backend: &str) {
+        self.ejections.with_label_values(&[upstream, backend]).inc();
+    }
+
+    /// Limit `name` refused a request.
+    pub fn limit_rejected(&self, name: &str) {
+        self.limit_rejections.with_label_values(&[name]).inc();
+    }
+
+    /// Auth policy `policy` refused a request with `status`.
+    pub fn auth_rejected(&self, policy: &str, status: u16) {
+        let status = if status == 401 { "401" } else { "403" };
+        self.auth_rejections
+            .with_label_values(&[policy, status])
+            .inc();
+    }
+
+    /// A TLS handshake on `listener` completed (`ok`) or failed.
+    pub fn tls_handshake(&self, listener: &str, ok: bool) {
+        let vec = if ok {
+            &self.tls_handshakes
+        } else {
+            &self.tls_handshake_failures
+        };
+        vec.with_label_values(&[listener]).inc();
+    }
+
+    /// A purge request removed `objects` stored responses.
+    pub fn purged(&self, objects: u64) {
+        self.cache_purges.inc();
+        self.cache_purged_objects.inc_by(objects);
+    }
+
+    /// A reload was applied (`ok`) or refused.
+    pub fn reloaded(&self, ok: bool) {
+        let result = if ok { "success" } else { "failure" };
+        self.reloads.with_label_values(&[result]).inc();
+    }
+
+    /// The configuration with digest `sha256` is now running.
+    pub fn config_loaded(&self, sha256: &str) {
+        self.config_info.reset();
+        self.config_info.with_label_values(&[sha256]).set(1);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.config_loaded
+            .set(i64::try_from(now).unwrap_or(i64::MAX));
+    }
+
+    /// An access log line was dropped.
+    pub fn access_log_dropped(&self) {
+        self.access_log_dropped.inc();
+    }
+
+    /// Lines dropped so far by the access log.
+    pub fn access_log_dropped_count(&self) -> u64 {
+        self.access_log_dropped.get()
+    }
+
+    /// The text exposition of every metric, after refreshing those read from
+    /// the cache store and the backends of `runtime`.
+    pub fn render(&self, runtime: &Runtime, cache: StorageStats) -> String {
+        let _serial = self.scrape.lock();
+        self.cache_bytes
+            .set(i64::try_from(cache.bytes + cache.inflight_bytes).unwrap_or(i64::MAX));
+        self.cache_max_bytes
+            .set(i64::try_from(cache.max_size).unwrap_or(i64::MAX));
+        self.cache_objects
+            .set(i64::try_from(cache.objects).unwrap_or(i64::MAX));
+        catch_up(&self.cache_evictions, cache.evictions);
+        self.refresh_backends(runtime);
+        let mut out = Vec::with_capacity(16 * 1024);
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            tracing::error!(error = %e, "cannot encode the metrics");
+        }
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    fn refresh_backends(&self, runtime: &Runtime) {
+        // Backends that left the configuration leave the gauges; counters
+        // keep their last value (Prometheus handles series that stop).
+        self.backend_up.reset();
+        self.backend_in_flight.reset();
+        let now = now_ms();
+        for pool in &runtime.pools {
+            for b in pool.backends().iter() {
+                let s = b.state.stats(now);
+                let labels = [&*pool.name, &*b.label];
+                let up = s.healthy && s.ejected_for_ms == 0;
+                self.backend_up
+                    .with_label_values(&labels)
+                    .set(i64::from(up));
+                self.backend_in_flight
+                    .with_label_values(&labels)
+                    .set(i64::from(s.in_flight));
+                catch_up(
+                    &self.backend_requests.with_label_values(&labels),
+                    s.requests,
+                );
+                catch_up(
+                    &self.backend_failures.with_label_values(&labels),
+                    s.failures,
+                );
+            }
+        }
+    }
+}
+
+/// Moves `counter` up to `total`, a monotonic count kept elsewhere.
+fn catch_up(counter: &IntCounter, total: u64) {
+    let seen = counter.get();
+    if total > seen {
+        counter.inc_by(total - seen);
+    }
+}
+
+/// The metric handles of one route.
+pub struct RouteMetrics {
+    name: Arc<str>,
+    requests: [[OnceLock<IntCounter>; STATUS_CLASSES.len()]; METHODS.len()],
+    duration: Histogram,
+    cache: [OnceLock<IntCounter>; CacheResult::ALL.len()],
+}
+
+impl std::fmt::Debug for RouteMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RouteMetrics")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The handles of requests that matched no route (`route="-"`).
+pub fn unrouted() -> &'static Arc<RouteMetrics> {
+    static UNROUTED: LazyLock<Arc<RouteMetrics>> = LazyLock::new(|| metrics().route(&"-".into()));
+    &UNROUTED
+}
+
+impl RouteMetrics {
+    /// Counts a finished request: `status` 0 when no response was sent.
+    pub fn request(&self, method: &http::Method, status: u16, elapsed: Duration) {
+        let m = method_index(method);
+        let s = match status {
+            100..=599 => usize::from(status / 100 - 1),
+            _ => STATUS_CLASSES.len() - 1,
+        };
+        self.requests[m][s]
+            .get_or_init(|| {
+                metrics()
+                    .requests
+                    .with_label_values(&[&*self.name, METHODS[m], STATUS_CLASSES[s]])
+            })
+            .inc();
+        self.duration.observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts a cache lookup.
+    pub fn cache_lookup(&self, result: CacheResult) {
+        self.cache[result.index()]
+            .get_or_init(|| {
+                metrics()
+                    .cache_lookups
+                    .with_label_values(&[&*self.name, result.as_str()])
+            })
+            .inc();
+    }
+}
+
+fn method_index(method: &http::Method) -> usize {
+    use http::Method as M;
+    match *method {
+        M::GET => 0,
+        M::HEAD => 1,
+        M::POST => 2,
+        M::PUT => 3,
+        M::DELETE => 4,
+        M::PATCH => 5,
+        M::OPTIONS => 6,
+        _ => 7,
+    }
+}
+
+/// The metric handles of one upstream pool.
+#[derive(Clone)]
+pub struct PoolMetrics {
+    /// Upstream response time.
+    pub duration: Histogram,
+    /// Attempts after the first.
+    pub retries: IntCounter,
+}
+
+impl std::fmt::Debug for PoolMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PoolMetrics")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_counted_by_class() {
+        let route = metrics().route(&"unit-test-route".into());
+        route.request(&http::Method::GET, 204, Duration::from_millis(3));
+        route.request(
+            &http::Method::from_bytes(b"PURGE").unwrap(),
+            503,
+            Duration::ZERO,
+        );
+        route.request(&http::Method::POST, 0, Duration::ZERO);
+        route.cache_lookup(CacheResult::Stale);
+        let text = String::from_utf8({
+            let mut out = Vec::new();
+            TextEncoder::new()
+                .encode(&metrics().registry.gather(), &mut out)
+                .unwrap();
+            out
+        })
+        .unwrap();
+        for line in [
+            r#"palisade_requests_total{method="GET",route="unit-test-route",status="2xx"} 1"#,
+            r#"palisade_requests_total{method="OTHER",route="unit-test-route",status="5xx"} 1"#,
+            r#"palisade_requests_total{method="POST",route="unit-test-route",status="none"} 1"#,
+            r#"palisade_cache_lookups_total{result="stale",route="unit-test-route"} 1"#,
+            r#"palisade_request_duration_seconds_count{route="unit-test-route"} 3"#,
+        ] {
+            assert!(text.contains(line), "missing {line} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn the_same_route_name_shares_its_handles() {
+        let a = metrics().route(&"shared".into());
+        let b = metrics().route(&"shared".into());
+        assert!(Arc::ptr_eq(&a, &b));
+    }
+
+    #[test]
+    fn catch_up_never_goes_backwards() {
+        let c = IntCounter::new("t", "t").unwrap();
+        catch_up(&c, 5);
+        catch_up(&c, 3);
+        assert_eq!(c.get(), 5);
+    }
+}

@@ -1,0 +1,150 @@
+//! The access log: JSON and combined lines with the expected fields, written
+//! to a file that logrotate can move (reopened on SIGUSR1).
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::harness::{client, Origin, Proxy, Reply};
+
+fn config(origin: &Origin, format: &str) -> String {
+    format!(
+        "logging:\n  access_log:\n    output: access.log\n    format: {format}\n\
+         upstreams:\n  web:\n    backends: [\"{}\"]\nroutes:\n  - name: site\n    upstream: web\n    cache: {{}}\n",
+        origin.address()
+    )
+}
+
+/// Waits until `file` holds at least `n` lines; returns them.
+async fn lines(file: &Path, n: usize) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        let lines: Vec<String> = text.lines().map(str::to_string).collect();
+        if lines.len() >= n {
+            return lines;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} has {} lines, expected {n}:\n{text}",
+            file.display(),
+            lines.len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn json_lines_carry_every_field() {
+    let origin = Origin::start("web").await;
+    origin.on(
+        "/page",
+        Reply::text("hello").header("cache-control", "max-age=60"),
+    );
+    let proxy = Proxy::start(config(&origin, "json")).await;
+    let first = client()
+        .get(proxy.url("/page?q=1"))
+        .header("user-agent", "k6/test")
+        .header("referer", "https://example.com/")
+        .send()
+        .await
+        .unwrap();
+    let request_id = first.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(first.text().await.unwrap(), "hello");
+    client().get(proxy.url("/page?q=1")).send().await.unwrap();
+
+    let log = proxy.dir().join("access.log");
+    let lines = lines(&log, 2).await;
+    let entry: serde_json::Value = serde_json::from_str(&lines[0]).expect("a JSON line");
+    assert_eq!(entry["request_id"], request_id.as_str());
+    assert_eq!(entry["client_ip"], "127.0.0.1");
+    assert_eq!(entry["method"], "GET");
+    assert_eq!(entry["uri"], "/page?q=1");
+    assert_eq!(entry["protocol"], "HTTP/1.1");
+    assert_eq!(entry["status"], 200);
+    assert_eq!(entry["bytes_sent"], 5);
+    assert_eq!(entry["listener"], "main");
+    assert_eq!(entry["route"], "site");
+    assert_eq!(entry["upstream"], "web");
+    assert_eq!(entry["backend"], origin.address().as_str());
+    assert_eq!(entry["tries"], 1);
+    assert_eq!(entry["cache"], "miss");
+    assert_eq!(entry["user_agent"], "k6/test");
+    assert_eq!(entry["referer"], "https://example.com/");
+    assert!(entry["duration_ms"].as_f64().unwrap() > 0.0);
+    assert!(entry["upstream_ms"].as_f64().unwrap() > 0.0);
+    assert!(entry["time"].as_str().unwrap().ends_with('Z'));
+    let hit: serde_json::Value = serde_json::from_str(&lines[1]).unwrap();
+    assert_eq!(hit["cache"], "hit");
+    assert_eq!(
+        hit["upstream"],
+        serde_json::Value::Null,
+        "a hit uses no upstream"
+    );
+    assert_eq!(hit["upstream_ms"], serde_json::Value::Null);
+}
+
+#[tokio::test]
+async fn combined_lines_follow_the_ncsa_layout() {
+    let origin = Origin::start("web").await;
+    let proxy = Proxy::start(config(&origin, "combined")).await;
+    client()
+        .get(proxy.url("/a\"b"))
+        .header("user-agent", "curl/8.0")
+        .send()
+        .await
+        .unwrap();
+    let lines = lines(&proxy.dir().join("access.log"), 1).await;
+    let line = &lines[0];
+    assert!(line.starts_with("127.0.0.1 - - ["), "{line}");
+    assert!(
+        line.contains(" +0000] \"GET /a%22b HTTP/1.1\" 200 "),
+        "{line}"
+    );
+    assert!(line.ends_with(" \"-\" \"curl/8.0\""), "{line}");
+}
+
+#[tokio::test]
+async fn sigusr1_reopens_the_file_after_logrotate_moved_it() {
+    let origin = Origin::start("web").await;
+    let proxy = Proxy::start(config(&origin, "json")).await;
+    let log = proxy.dir().join("access.log");
+    client().get(proxy.url("/before")).send().await.unwrap();
+    lines(&log, 1).await;
+    let rotated = proxy.dir().join("access.log.1");
+    std::fs::rename(&log, &rotated).unwrap();
+    // Until reopened, lines keep going to the moved file.
+    client().get(proxy.url("/moved")).send().await.unwrap();
+    assert!(lines(&rotated, 2).await[1].contains("/moved"));
+    proxy.signal("USR1");
+    let errors = proxy.wait_for_log("access log reopened").await;
+    assert!(errors.contains("access log reopened"), "{errors}");
+    client().get(proxy.url("/after")).send().await.unwrap();
+    let fresh = lines(&log, 1).await;
+    assert!(fresh[0].contains("/after"), "{fresh:?}");
+    assert_eq!(lines(&rotated, 2).await.len(), 2);
+}
+
+#[tokio::test]
+async fn an_access_log_in_a_missing_directory_is_a_config_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("p.yaml");
+    std::fs::write(
+        &file,
+        "logging:\n  access_log:\n    output: /nonexistent/dir/access.log\nupstreams:\n  web:\n    backends: [\"127.0.0.1:1\"]\nroutes:\n  - upstream: web\n",
+    )
+    .unwrap();
+    let out = crate::harness::run_cli(&["check", "-c", file.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains(":3:") && stderr.contains("logging.access_log.output"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("/nonexistent/dir does not exist"),
+        "{stderr}"
+    );
+}

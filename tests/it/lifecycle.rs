@@ -1,0 +1,236 @@
+//! The process lifecycle under traffic: hot reload with zero failed
+//! requests, SIGTERM draining an in-flight request, and a graceful binary
+//! upgrade (SIGUSR2) that hands the listening sockets to a new process.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::harness::{Origin, Proxy, Reply};
+
+/// Requests `url` over fresh connections until `stop`; counts successes and
+/// failures (anything but a 200 with a body).
+fn client_loop(
+    url: String,
+    stop: Arc<AtomicBool>,
+) -> (
+    tokio::task::JoinHandle<()>,
+    Arc<AtomicU32>,
+    Arc<AtomicU32>,
+    Arc<parking_lot::Mutex<Vec<String>>>,
+) {
+    let ok = Arc::new(AtomicU32::new(0));
+    let failed = Arc::new(AtomicU32::new(0));
+    let bodies = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let (o, f, b) = (ok.clone(), failed.clone(), bodies.clone());
+    let task = tokio::spawn(async move {
+        // A new connection per request: a keep-alive connection closed by a
+        // draining process is a client-side race, not what is tested here.
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap();
+        while !stop.load(Ordering::Relaxed) {
+            match client.get(&url).send().await {
+                Ok(r) if r.status() == 200 => match r.text().await {
+                    Ok(body) => {
+                        o.fetch_add(1, Ordering::Relaxed);
+                        b.lock().push(body);
+                    }
+                    Err(e) => {
+                        eprintln!("body failed: {e}");
+                        f.fetch_add(1, Ordering::Relaxed);
+                    }
+                },
+                Ok(r) => {
+                    eprintln!("status {}", r.status());
+                    f.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    eprintln!("request failed: {e:?}");
+                    f.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    });
+    (task, ok, failed, bodies)
+}
+
+fn pool_config(a: &Origin, b: &Origin, target: &str) -> String {
+    format!(
+        "upstreams:\n  a:\n    backends: [\"{}\"]\n  b:\n    backends: [\"{}\"]\nroutes:\n  - name: main\n    upstream: {target}\n",
+        a.address(),
+        b.address()
+    )
+}
+
+#[tokio::test]
+async fn reloads_under_load_switch_routing_without_a_failed_request() {
+    let a = Origin::start("a").await;
+    let b = Origin::start("b").await;
+    a.on("/", Reply::text("a"));
+    b.on("/", Reply::text("b"));
+    let proxy = Proxy::start(pool_config(&a, &b, "a")).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let (task, ok, failed, bodies) = client_loop(proxy.url("/"), stop.clone());
+    for round in 0..6 {
+        let (from, to) = if round % 2 == 0 {
+            ("a", "b")
+        } else {
+            ("b", "a")
+        };
+        let log = proxy
+            .reload_with(|t| {
+                t.replace(&format!("upstream: {from}\n"), &format!("upstream: {to}\n"))
+            })
+            .await;
+        assert!(log.contains("configuration reloaded"), "{log}");
+        // An invalid file in the middle: refused, the old one keeps serving.
+        if round == 3 {
+            let log = proxy
+                .reload_with(|t| t.replace("routes:", "routes:\n  - upstream: missing"))
+                .await;
+            assert!(log.contains("configuration reload refused"), "{log}");
+            proxy
+                .reload_with(|t| t.replace("routes:\n  - upstream: missing", "routes:"))
+                .await;
+        }
+        let seen = ok.load(Ordering::Relaxed);
+        while ok.load(Ordering::Relaxed) < seen + 20 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    task.await.unwrap();
+    assert_eq!(failed.load(Ordering::Relaxed), 0, "failed requests");
+    let bodies = bodies.lock();
+    assert!(bodies.len() > 100, "only {} requests", bodies.len());
+    assert!(bodies.iter().any(|b| b == "a") && bodies.iter().any(|b| b == "b"));
+    // Six switches from a: the last one routes to a again.
+    assert_eq!(bodies.last().map(String::as_str), Some("a"));
+}
+
+#[tokio::test]
+async fn sigterm_lets_an_in_flight_request_finish() {
+    let origin = Origin::start("slow").await;
+    origin.on(
+        "/",
+        Reply::text("finished").delay(Duration::from_millis(800)),
+    );
+    let mut proxy = Proxy::builder(format!(
+        "upstreams:\n  slow:\n    backends: [\"{}\"]\nroutes:\n  - upstream: slow\n",
+        origin.address()
+    ))
+    .server("grace_period: 3s")
+    .start()
+    .await;
+    let url = proxy.url("/");
+    let request = tokio::spawn(async move {
+        let r = reqwest::get(url).await?;
+        let status = r.status().as_u16();
+        Ok::<_, reqwest::Error>((status, r.text().await?))
+    });
+    while origin.hits() == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    proxy.signal("TERM");
+    let (status, body) = request.await.unwrap().expect("the in-flight request");
+    assert_eq!((status, body.as_str()), (200, "finished"));
+    let exit = proxy.wait_exit(Duration::from_secs(15)).await;
+    assert!(exit.is_some_and(|s| s.success()), "exit: {exit:?}");
+    let log = proxy.log();
+    assert!(log.contains("SIGTERM received"), "{log}");
+}
+
+/// Kills a process by pid when dropped (the upgraded process is not the
+/// harness's child).
+struct KillOnDrop(Option<u32>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0 {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
+    }
+}
+
+fn new_pid(log: &str, old: u32) -> Option<u32> {
+    log.lines()
+        .filter(|l| l.contains("palisade starting") && l.contains("upgrade=true"))
+        .find_map(|l| {
+            let pid = l.split("pid=").nth(1)?.split_whitespace().next()?;
+            pid.parse().ok().filter(|p| *p != old)
+        })
+}
+
+#[tokio::test]
+async fn sigusr2_upgrades_to_a_new_process_without_refusing_a_connection() {
+    let a = Origin::start("a").await;
+    a.on("/", Reply::text("served"));
+    let mut proxy = Proxy::builder(format!(
+        "upstreams:\n  a:\n    backends: [\"{}\"]\nroutes:\n  - upstream: a\n",
+        a.address()
+    ))
+    .admin()
+    .start()
+    .await;
+    let old = proxy.pid();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (task, ok, failed, _) = client_loop(proxy.url("/"), stop.clone());
+    while ok.load(Ordering::Relaxed) < 20 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    proxy.signal("USR2");
+    let exit = proxy.wait_exit(Duration::from_secs(30)).await;
+    let log = proxy.log();
+    let mut guard = KillOnDrop(new_pid(&log, old));
+    assert!(
+        exit.is_some_and(|s| s.success()),
+        "old process: {exit:?}\n{log}"
+    );
+    assert!(guard.0.is_some(), "no new process logged:\n{log}");
+    // The new process serves on the same address.
+    let served_before = ok.load(Ordering::Relaxed);
+    while ok.load(Ordering::Relaxed) < served_before + 20 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    task.await.unwrap();
+    assert_eq!(failed.load(Ordering::Relaxed), 0, "failed requests:\n{log}");
+    let status = proxy.admin_json("/status").await;
+    assert!(status["config"]["sha256"].is_string());
+    // Its admin listener came along too; stop it through a signal.
+    let pid = guard.0.take().unwrap();
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+}
+
+#[tokio::test]
+async fn an_upgrade_to_an_invalid_configuration_keeps_the_old_process() {
+    let a = Origin::start("a").await;
+    a.on("/", Reply::text("still here"));
+    let proxy = Proxy::start(format!(
+        "upstreams:\n  a:\n    backends: [\"{}\"]\nroutes:\n  - upstream: a\n",
+        a.address()
+    ))
+    .await;
+    let text = std::fs::read_to_string(&proxy.config).unwrap();
+    std::fs::write(
+        &proxy.config,
+        text.replace("upstream: a", "upstream: nowhere"),
+    )
+    .unwrap();
+    proxy.signal("USR2");
+    let log = proxy
+        .wait_for_log("the new process exited before taking over")
+        .await;
+    assert!(
+        log.contains("the new process exited before taking over"),
+        "{log}"
+    );
+    let r = reqwest::get(proxy.url("/")).await.unwrap();
+    assert_eq!(r.text().await.unwrap(), "still here");
+}
