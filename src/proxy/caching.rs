@@ -350,6 +350,24 @@ pub fn invalidation_urls(
 /// Headers meant for this cache only, removed before the client sees them.
 pub const SURROGATE_HEADERS: [&str; 3] = [surrogate::HEADER, "surrogate-key", "cache-tag"];
 
+/// What the cache did for a finished request, as metrics count it; the
+/// same reading as its `Cache-Status` ([`status`]). `None` when the request
+/// ended before the cache phases.
+pub fn result(cc: &CacheCtx, phase: CachePhase) -> Option<CacheResult> {
+    if cc.skipped.is_some() {
+        return Some(CacheResult::Bypass);
+    }
+    Some(match phase {
+        CachePhase::Hit => CacheResult::Hit,
+        CachePhase::Stale | CachePhase::StaleUpdating => CacheResult::Stale,
+        CachePhase::Miss | CachePhase::Disabled(_) => CacheResult::Miss,
+        CachePhase::Expired => CacheResult::Expired,
+        CachePhase::Revalidated | CachePhase::RevalidatedNoCache(_) => CacheResult::Revalidated,
+        CachePhase::Bypass => CacheResult::Bypass,
+        CachePhase::Uninit | CachePhase::CacheKey => return None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -404,22 +422,4 @@ mod tests {
             ["http://h.test/items", "http://h.test/items/7"]
         );
     }
-}
-
-/// What the cache did for a finished request, as metrics count it; the
-/// same reading as its `Cache-Status` ([`status`]). `None` when the request
-/// ended before the cache phases.
-pub fn result(cc: &CacheCtx, phase: CachePhase) -> Option<CacheResult> {
-    if cc.skipped.is_some() {
-        return Some(CacheResult::Bypass);
-    }
-    Some(match phase {
-        CachePhase::Hit => CacheResult::Hit,
-        CachePhase::Stale | CachePhase::StaleUpdating => CacheResult::Stale,
-        CachePhase::Miss | CachePhase::Disabled(_) => CacheResult::Miss,
-        CachePhase::Expired => CacheResult::Expired,
-        CachePhase::Revalidated | CachePhase::RevalidatedNoCache(_) => CacheResult::Revalidated,
-        CachePhase::Bypass => CacheResult::Bypass,
-        CachePhase::Uninit | CachePhase::CacheKey => return None,
-    })
 }
