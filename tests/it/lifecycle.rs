@@ -8,6 +8,9 @@ use std::time::Duration;
 
 use crate::harness::{Origin, Proxy, Reply};
 
+/// Bodies received by a client loop.
+type Bodies = Arc<parking_lot::Mutex<Vec<String>>>;
+
 /// Requests `url` over fresh connections until `stop`; counts successes and
 /// failures (anything but a 200 with a body).
 fn client_loop(
@@ -17,7 +20,7 @@ fn client_loop(
     tokio::task::JoinHandle<()>,
     Arc<AtomicU32>,
     Arc<AtomicU32>,
-    Arc<parking_lot::Mutex<Vec<String>>>,
+    Bodies,
 ) {
     let ok = Arc::new(AtomicU32::new(0));
     let failed = Arc::new(AtomicU32::new(0));
