@@ -593,6 +593,32 @@ mod tests {
     }
 
     #[test]
+    fn the_grafana_dashboard_only_queries_metrics_that_exist() {
+        let dashboard = include_str!("../../conf/grafana/palisade.json");
+        let source = include_str!("metrics.rs");
+        let mut checked = 0;
+        for (i, _) in dashboard.match_indices("palisade_") {
+            let name: String = dashboard[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                .collect();
+            let base = ["_bucket", "_count", "_sum"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s))
+                .unwrap_or(&name);
+            if base == "palisade_" {
+                continue; // the dashboard's uid
+            }
+            assert!(
+                source.contains(&format!("\"{base}\"")),
+                "the dashboard queries {name}, which is not exported"
+            );
+            checked += 1;
+        }
+        assert!(checked > 20);
+    }
+
+    #[test]
     fn catch_up_never_goes_backwards() {
         let c = IntCounter::new("t", "t").unwrap();
         catch_up(&c, 5);
