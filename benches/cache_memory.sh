@@ -6,6 +6,8 @@
 #   benches/cache_memory.sh [N]        (default 100000; needs scripts/setup --bench)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=benches/lib.sh
+source benches/lib.sh
 N=${1:-100000}
 work=$(mktemp -d)
 chmod 755 "$work"   # the nginx worker (nobody) serves the body from here
@@ -15,7 +17,6 @@ trap cleanup EXIT
 
 scripts/setup --bench >/dev/null
 cargo build --release --locked --quiet
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 origin=$(free_port); proxy=$(free_port); admin=$(free_port)
 token=bench-token-0123456789
 

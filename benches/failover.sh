@@ -9,6 +9,8 @@
 # Loopback only; ports are picked free at start.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=benches/lib.sh
+source benches/lib.sh
 
 duration_s="${1:-30s}"
 duration_s="${duration_s%s}"
@@ -16,48 +18,19 @@ work="$(mktemp -d /tmp/palisade-failover.XXXXXX)"
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
-  for n in a b c; do
-    [ -f "$work/$n/nginx.pid" ] && kill_origin "$n" 2>/dev/null
-  done
+  for n in a b c; do kill_nginx "$work/$n"; done
   rm -rf "$work"
 }
 trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; exit 1; }
 
 cargo build --release --quiet --bin palisade
 
 declare -A port
 for n in a b c; do
   port[$n]="$(free_port)"
-  mkdir -p "$work/$n"
-  cat > "$work/$n/nginx.conf" <<CONF
-worker_processes 1;
-daemon on;
-pid $work/$n/nginx.pid;
-error_log $work/$n/error.log;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  server {
-    listen 127.0.0.1:${port[$n]};
-    location / { add_header X-Backend $n; return 200 "backend $n\n"; }
-    location = /healthz { return 200 "ok\n"; }
-  }
-}
-CONF
+  static_origin "$n" "${port[$n]}" "$work/$n"
 done
-# nginx's master respawns a killed worker, and its workers do not name the
-# prefix on their command line: note the workers, kill the master, then them.
-kill_origin() {
-  local master workers
-  master="$(cat "$work/$1/nginx.pid")"
-  workers="$(pgrep -P "$master" || true)"
-  kill -9 "$master" || true
-  [ -z "$workers" ] || kill -9 $workers || true
-}
+kill_origin() { kill_nginx "$work/$1"; }
 start_origin() { nginx -q -p "$work/$1" -c "$work/$1/nginx.conf"; wait_port "${port[$1]}"; }
 for n in a b c; do start_origin "$n"; done
 

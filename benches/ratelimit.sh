@@ -7,6 +7,8 @@
 # Needs `scripts/setup --bench` (nginx, k6). Loopback only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=benches/lib.sh
+source benches/lib.sh
 
 rate="${1:-500}"
 duration="${2:-30s}"
@@ -22,8 +24,6 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; exit 1; }
 
 cargo build --release --quiet --bin palisade
 origin_port="$(free_port)"; proxy_port="$(free_port)"

@@ -11,6 +11,8 @@
 # Loopback only; ports are picked free at start.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=benches/lib.sh
+source benches/lib.sh
 
 duration_s="${1:-40s}"
 duration_s="${duration_s%s}"
@@ -19,37 +21,17 @@ work="$(mktemp -d /tmp/palisade-reload.XXXXXX)"
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
-  for n in a b; do
-    [ -f "$work/$n/nginx.pid" ] && kill -QUIT "$(cat "$work/$n/nginx.pid")" 2>/dev/null || true
-  done
+  for n in a b; do kill_nginx "$work/$n"; done
   rm -rf "$work"
 }
 trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; exit 1; }
 
 cargo build --release --quiet --bin palisade
 
 declare -A port
 for n in a b; do
   port[$n]="$(free_port)"
-  mkdir -p "$work/$n"
-  cat > "$work/$n/nginx.conf" <<CONF
-worker_processes 1;
-daemon on;
-pid $work/$n/nginx.pid;
-error_log $work/$n/error.log;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  server {
-    listen 127.0.0.1:${port[$n]};
-    location / { add_header X-Backend $n; return 200 "backend $n\n"; }
-  }
-}
-CONF
+  static_origin "$n" "${port[$n]}" "$work/$n"
   nginx -q -p "$work/$n" -c "$work/$n/nginx.conf"
   wait_port "${port[$n]}"
 done

@@ -19,6 +19,7 @@ pub mod proxy;
 pub mod reload;
 pub mod runtime;
 pub mod server;
+pub mod signals;
 pub mod tls;
 pub mod upgrade;
 pub mod upstream;

@@ -276,25 +276,16 @@ impl SighupService {
 #[async_trait]
 impl BackgroundService for SighupService {
     async fn start(&self, mut shutdown: ShutdownWatch) {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut hangups = match signal(SignalKind::hangup()) {
-            Ok(s) => s,
-            Err(e) => {
-                error!(error = %e, "cannot listen for SIGHUP; reload through the admin API only");
-                return;
-            }
-        };
-        loop {
-            tokio::select! {
-                _ = shutdown.changed() => return,
-                Some(()) = hangups.recv() => {
-                    info!("SIGHUP: reloading the configuration");
-                    let reloader = self.reloader.clone();
-                    // Reading files and resolving host names block.
-                    let _ = tokio::task::spawn_blocking(move || reloader.reload()).await;
-                }
-            }
-        }
+        let kind = tokio::signal::unix::SignalKind::hangup();
+        let without = "reload through the admin API only";
+        crate::signals::each(kind, "SIGHUP", without, &mut shutdown, || async {
+            info!("SIGHUP: reloading the configuration");
+            let reloader = self.reloader.clone();
+            // Reading files and resolving host names block.
+            let _ = tokio::task::spawn_blocking(move || reloader.reload()).await;
+            true
+        })
+        .await;
     }
 }
 

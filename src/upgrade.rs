@@ -50,33 +50,23 @@ impl UpgradeService {
 #[async_trait]
 impl BackgroundService for UpgradeService {
     async fn start(&self, mut shutdown: ShutdownWatch) {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut usr2 = match signal(SignalKind::user_defined2()) {
-            Ok(s) => s,
-            Err(e) => {
-                error!(error = %e, "cannot listen for SIGUSR2; binary upgrades need `palisade run --upgrade` and SIGQUIT by hand");
-                return;
+        let kind = tokio::signal::unix::SignalKind::user_defined2();
+        let without = "binary upgrades need `palisade run --upgrade` and SIGQUIT by hand";
+        crate::signals::each(kind, "SIGUSR2", without, &mut shutdown, || async {
+            info!(binary = %self.plan.binary.display(), "SIGUSR2: starting a new process for a graceful upgrade");
+            let plan = self.plan.clone();
+            let handed_over = tokio::task::spawn_blocking(move || start_successor(&plan))
+                .await
+                .unwrap_or(false);
+            if handed_over {
+                // Pingora sends the sockets to the new process and drains
+                // this one.
+                // SAFETY: kill(2) on our own pid with a valid signal.
+                unsafe { libc::kill(libc::getpid(), libc::SIGQUIT) };
             }
-        };
-        loop {
-            tokio::select! {
-                _ = shutdown.changed() => return,
-                Some(()) = usr2.recv() => {
-                    info!(binary = %self.plan.binary.display(), "SIGUSR2: starting a new process for a graceful upgrade");
-                    let plan = self.plan.clone();
-                    let handed_over = tokio::task::spawn_blocking(move || start_successor(&plan))
-                        .await
-                        .unwrap_or(false);
-                    if handed_over {
-                        // Pingora sends the sockets to the new process and
-                        // drains this one.
-                        // SAFETY: kill(2) on our own pid with a valid signal.
-                        unsafe { libc::kill(libc::getpid(), libc::SIGQUIT) };
-                        return;
-                    }
-                }
-            }
-        }
+            !handed_over
+        })
+        .await;
     }
 }
 

@@ -320,25 +320,16 @@ pub struct AccessLogService;
 #[async_trait]
 impl BackgroundService for AccessLogService {
     async fn start(&self, mut shutdown: ShutdownWatch) {
-        use tokio::signal::unix::{signal, SignalKind};
         let Some(log) = get() else { return };
         log.start_writer();
-        let mut usr1 = match signal(SignalKind::user_defined1()) {
-            Ok(s) => s,
-            Err(e) => {
-                error!(error = %e, "cannot listen for SIGUSR1; the access log will not be reopened");
-                return;
-            }
-        };
-        loop {
-            tokio::select! {
-                _ = shutdown.changed() => return,
-                Some(()) = usr1.recv() => {
-                    info!("SIGUSR1: reopening the access log");
-                    log.reopen.store(true, Ordering::Release);
-                }
-            }
-        }
+        let kind = tokio::signal::unix::SignalKind::user_defined1();
+        let without = "the access log will not be reopened";
+        crate::signals::each(kind, "SIGUSR1", without, &mut shutdown, || async {
+            info!("SIGUSR1: reopening the access log");
+            log.reopen.store(true, Ordering::Release);
+            true
+        })
+        .await;
     }
 }
 
