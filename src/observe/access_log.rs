@@ -384,6 +384,23 @@ mod tests {
     }
 
     #[test]
+    fn a_full_queue_drops_and_counts_instead_of_waiting() {
+        let (tx, rx) = mpsc::sync_channel(1);
+        let log = AccessLog {
+            format: AccessLogFormat::Json,
+            lines: tx,
+            reopen: Arc::new(AtomicBool::new(false)),
+            pending: Mutex::new(None),
+        };
+        let before = metrics().access_log_dropped_count();
+        log.log(&entry());
+        log.log(&entry());
+        log.log(&entry());
+        assert_eq!(metrics().access_log_dropped_count() - before, 2);
+        assert!(rx.try_recv().unwrap().contains("\"route\":\"site\""));
+    }
+
+    #[test]
     fn control_characters_are_escaped() {
         assert_eq!(escape("a\nb\\"), "a\\x0Ab\\x5C");
         assert_eq!(escape("plain"), "plain");
