@@ -227,8 +227,8 @@ for scenario in hit1k hit1m pass; do
     printf "%-9s %-9s %12.0f %9s %9s %10.1f %11s %10s %10s\n" "$scenario" "$proxy" \
       "${result[$proxy.$scenario.rps]}" "$(ms "${result[$proxy.$scenario.p50]}")" "$(ms "${result[$proxy.$scenario.p99]}")" \
       "${result[$proxy.$scenario.mbs]}" "${result[$proxy.$scenario.cpu]}" \
-      "$(ratio "${result[$proxy.$scenario.rps]}" "${result[nginx.$scenario.rps]}")" \
-      "$(ratio "${result[$proxy.$scenario.cpu]}" "${result[nginx.$scenario.cpu]}")"
+      "$(ratio "${result[$proxy.$scenario.rps]}" "${result[nginx.$scenario.rps]:-}")" \
+      "$(ratio "${result[$proxy.$scenario.cpu]}" "${result[nginx.$scenario.cpu]:-}")"
   done
 done
 printf "\n%-9s %-9s %16s\n" scenario proxy "origin requests"
@@ -238,6 +238,6 @@ done
 printf "\n%-9s %-9s %14s %16s %10s\n" scenario proxy "RSS growth MiB" "bytes/object" "÷nginx"
 for proxy in "${proxies[@]}"; do
   printf "%-9s %-9s %14.1f %16s %10s\n" "memory" "$proxy" "$(awk -v k="${result[$proxy.mem.kib]}" 'BEGIN { print k / 1024 }')" \
-    "${result[$proxy.mem.per_object]}" "$(ratio "${result[$proxy.mem.per_object]}" "${result[nginx.mem.per_object]}")"
+    "${result[$proxy.mem.per_object]}" "$(ratio "${result[$proxy.mem.per_object]}" "${result[nginx.mem.per_object]:-}")"
 done
 echo "(memory: $objects distinct 1 KiB bodies; nginx keeps bodies in files, i.e. the page cache, not its RSS)"

@@ -13,6 +13,12 @@ use palisade::upgrade::UpgradePlan;
 use palisade::upstream::state::HealthRegistry;
 use tracing::{info, warn};
 
+/// mimalloc instead of the system allocator: the request path allocates and
+/// frees many small buffers per request (headers, bodies, futures), and
+/// glibc's malloc/free took about 16 % of the CPU of a cache hit.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const DEFAULT_CONFIG: &str = "conf/palisade.yaml";
 
 #[derive(Parser)]
