@@ -17,6 +17,11 @@
 #   herd       200 concurrent requests (k6) for a cold key behind a 200 ms
 #              origin: how many reach the origin
 #   memory     RSS growth after caching 100 000 distinct 1 KiB objects
+#   k6         benches/k6/cache_hit.js and mixed.js (Zipf hits + 10 %
+#              misses) at a moderate constant rate (K6_RATE, default 2000
+#              req/s) for K6_SECONDS (default 10) each: thresholds and p99
+#              (one k6 process saturates its core far below wrk's rate, so
+#              k6 measures latency here, not throughput)
 # Reported: req/s, p50/p99 latency, MB/s, CPU time per request on the
 # proxy's core (user+system ticks of the proxy's processes from /proc, per
 # request), and ratios relative to nginx. TLS is compared by
@@ -187,6 +192,18 @@ herd_run() {
   result[$proxy.herd.origin]=$((after - before))
 }
 
+# k6_run PROXY NAME SCRIPT ARGS...: thresholds verdict and p99 of a k6 scenario.
+k6_run() {
+  local proxy="$1" name="$2" script="$3" port verdict; shift 3
+  port="$(port_of "$proxy")"
+  verdict=pass
+  taskset -c 1 k6 run --quiet --summary-export "$work/k6-$proxy-$name.json" \
+    -e "DURATION=${K6_SECONDS:-10}s" -e "RATE=${K6_RATE:-2000}" "$@" -e "BASE=http://127.0.0.1:$port" \
+    -e "TARGET=http://127.0.0.1:$port/cached/1k" "$script" >"$work/k6-$proxy-$name.log" 2>&1 || verdict=FAIL
+  result[$proxy.k6$name.verdict]="$verdict"
+  result[$proxy.k6$name.p99]="$(python3 -c 'import json,sys; m=json.load(open(sys.argv[1]))["metrics"]; print("%.2f" % m["http_req_duration"]["p(99)"]); ' "$work/k6-$proxy-$name.json" 2>/dev/null || echo -)"
+}
+
 # Fills OBJECTS distinct 1 KiB objects (/obj/N) and reports RSS growth.
 memory_run() {
   local proxy="$1" port before after
@@ -214,7 +231,9 @@ for proxy in "${proxies[@]}"; do
   wrk_run "$proxy" hit1m /cached/1m 10
   wrk_run "$proxy" pass /nostore 50
   herd_run "$proxy"
-  memory_run "$proxy"
+  memory_run "$proxy"   # before mixed.js, which caches /obj/N keys too
+  k6_run "$proxy" hit benches/k6/cache_hit.js -e VUS=100
+  k6_run "$proxy" mixed benches/k6/mixed.js -e VUS=100
 done
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0) print "-"; else printf "%.2f", a / b }'; }
@@ -234,6 +253,12 @@ done
 printf "\n%-9s %-9s %16s\n" scenario proxy "origin requests"
 for proxy in "${proxies[@]}"; do
   printf "%-9s %-9s %16s %s\n" herd "$proxy" "${result[$proxy.herd.origin]}" "${result[$proxy.herd.failed]:-}"
+done
+printf "\n%-9s %-9s %12s %10s   (k6 at %s req/s)\n" scenario proxy "thresholds" "p99 ms" "${K6_RATE:-2000}"
+for name in hit mixed; do
+  for proxy in "${proxies[@]}"; do
+    printf "%-9s %-9s %12s %10s\n" "k6-$name" "$proxy" "${result[$proxy.k6$name.verdict]}" "${result[$proxy.k6$name.p99]}"
+  done
 done
 printf "\n%-9s %-9s %14s %16s %10s\n" scenario proxy "RSS growth MiB" "bytes/object" "÷nginx"
 for proxy in "${proxies[@]}"; do

@@ -5,7 +5,8 @@
 //   k6 run -e BASE=http://127.0.0.1:8080 benches/k6/mixed.js
 //
 // Options: BASE, KEYS (default 10000), ZIPF_S (default 1.1), VUS (default
-// 100), DURATION (default 30s). Paths: BASE/obj/<n> (cacheable, 1 KiB) and
+// 100), DURATION (default 30s), RATE (requests per second: constant arrival
+// rate instead of a closed loop of VUS clients). Paths: BASE/obj/<n> (cacheable, 1 KiB) and
 // BASE/nostore?<n>.
 import http from 'k6/http'
 import { check } from 'k6'
@@ -33,7 +34,9 @@ function zipf () {
 
 export const options = {
   scenarios: {
-    mixed: { executor: 'constant-vus', vus: parseInt(__ENV.VUS || '100'), duration: __ENV.DURATION || '30s' },
+    mixed: __ENV.RATE
+      ? { executor: 'constant-arrival-rate', rate: parseInt(__ENV.RATE), timeUnit: '1s', duration: __ENV.DURATION || '30s', preAllocatedVUs: parseInt(__ENV.VUS || '100'), maxVUs: 2 * parseInt(__ENV.VUS || '100') }
+      : { executor: 'constant-vus', vus: parseInt(__ENV.VUS || '100'), duration: __ENV.DURATION || '30s' },
   },
   thresholds: { http_req_failed: ['rate==0'], checks: ['rate==1'], http_req_duration: ['p(99)<100'] },
   summaryTrendStats: ['avg', 'p(50)', 'p(99)', 'max'],
