@@ -224,9 +224,10 @@ fn run(path: &Path, upgrade: bool, daemon: bool) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let mut config = loaded.config.clone();
-    config.server.daemon |= daemon;
-    let config = &config;
+    let config = &loaded.config;
+    // `--daemon` is a process option like `--upgrade`: the configuration
+    // stays as written, so that a reload does not see `server` changed.
+    let daemon = daemon || config.server.daemon;
     // During an upgrade the old process still holds the addresses.
     if !upgrade {
         if let Err(e) = palisade::server::check_listeners(config) {
@@ -273,7 +274,7 @@ fn run(path: &Path, upgrade: bool, daemon: bool) -> ExitCode {
         binary,
         config: path.to_path_buf(),
         upgrade_socket: config.server.upgrade_socket.clone(),
-        daemon: config.server.daemon,
+        daemon,
     };
     let services = palisade::server::Shared {
         runtime,
@@ -282,7 +283,7 @@ fn run(path: &Path, upgrade: bool, daemon: bool) -> ExitCode {
         reloader,
         upgrade: plan,
     };
-    let server = match palisade::server::build(config, upgrade, services) {
+    let server = match palisade::server::build(config, upgrade, daemon, services) {
         Ok(server) => server,
         Err(e) => {
             eprintln!("palisade: {e}");

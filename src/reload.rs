@@ -12,7 +12,6 @@
 //! cache's size limits and the admin listener.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -120,10 +119,6 @@ pub struct Reloader {
     registry: Arc<HealthRegistry>,
     current: Mutex<Config>,
     running: Mutex<Running>,
-    /// Reloads applied.
-    pub succeeded: AtomicU64,
-    /// Reloads refused.
-    pub failed: AtomicU64,
 }
 
 fn route_map(config: &Config) -> IndexMap<String, &crate::config::RouteConfig> {
@@ -164,8 +159,6 @@ impl Reloader {
                 sha256,
                 loaded_at: SystemTime::now(),
             }),
-            succeeded: AtomicU64::new(0),
-            failed: AtomicU64::new(0),
         }
     }
 
@@ -187,7 +180,6 @@ impl Reloader {
             });
         match &result {
             Ok(summary) => {
-                self.succeeded.fetch_add(1, Ordering::Relaxed);
                 metrics().reloaded(true);
                 info!(
                     config = %self.path.display(),
@@ -201,7 +193,6 @@ impl Reloader {
                 }
             }
             Err(e) => {
-                self.failed.fetch_add(1, Ordering::Relaxed);
                 metrics().reloaded(false);
                 error!(config = %self.path.display(), "configuration reload refused; the running configuration stays:\n{e}");
             }

@@ -24,12 +24,12 @@ use crate::reload::{Reloader, SighupService};
 use crate::runtime::RuntimeHandle;
 use crate::tls::acceptor::{self, SniResolver};
 
-/// Pingora's server settings for `config`.
-pub fn server_conf(config: &Config) -> ServerConf {
+/// Pingora's server settings for `config`, daemonizing when `daemon`.
+pub fn server_conf(config: &Config, daemon: bool) -> ServerConf {
     let s = &config.server;
     ServerConf {
         threads: s.threads,
-        daemon: s.daemon,
+        daemon,
         pid_file: s.pid_file.display().to_string(),
         upgrade_sock: s.upgrade_socket.display().to_string(),
         user: s.user.clone(),
@@ -83,9 +83,16 @@ pub struct Shared {
 
 /// A Pingora server with one proxy service per listener, all reading their
 /// routing from `shared.runtime`; with `upgrade`, the listening sockets are
-/// taken from the running process. Fails only when a TLS listener's
-/// acceptor cannot be set up (its client CA file, say).
-pub fn build(config: &Config, upgrade: bool, shared: Shared) -> Result<Server, String> {
+/// taken from the running process; with `daemon`, it forks into the
+/// background (the `server.daemon` setting or `run --daemon`). Fails only
+/// when a TLS listener's acceptor cannot be set up (its client CA file,
+/// say).
+pub fn build(
+    config: &Config,
+    upgrade: bool,
+    daemon: bool,
+    shared: Shared,
+) -> Result<Server, String> {
     let Shared {
         runtime,
         cache,
@@ -95,10 +102,10 @@ pub fn build(config: &Config, upgrade: bool, shared: Shared) -> Result<Server, S
     } = shared;
     let options = Opt {
         upgrade,
-        daemon: config.server.daemon,
+        daemon,
         ..Opt::default()
     };
-    let mut server = Server::new_with_opt_and_conf(Some(options), server_conf(config));
+    let mut server = Server::new_with_opt_and_conf(Some(options), server_conf(config, daemon));
     server.bootstrap();
     for (index, listener) in config.listeners.iter().enumerate() {
         let proxy = Palisade::new(runtime.clone(), cache, &listener.name, index);

@@ -30,8 +30,6 @@ use pingora::protocols::http::ServerSession;
 use serde_json::json;
 use tracing::{info, warn};
 
-use std::sync::atomic::Ordering;
-
 use crate::cache::CacheStore;
 use crate::observe::metrics::metrics;
 use crate::reload::{Changes, Reloader};
@@ -158,10 +156,10 @@ impl AdminApp {
             .pools
             .iter()
             .filter(|pool| {
-                !pool.backends().iter().any(|b| {
-                    let s = b.state.stats(now);
-                    s.healthy && s.ejected_for_ms == 0
-                })
+                !pool
+                    .backends()
+                    .iter()
+                    .any(|b| b.state.stats(now).available())
             })
             .map(|pool| &*pool.name)
             .collect();
@@ -205,8 +203,8 @@ impl AdminApp {
                 "config": {
                     "sha256": running.sha256,
                     "loaded_at": loaded_at,
-                    "reloads_succeeded": self.reloader.succeeded.load(Ordering::Relaxed),
-                    "reloads_failed": self.reloader.failed.load(Ordering::Relaxed),
+                    "reloads_succeeded": metrics().reloads(true),
+                    "reloads_failed": metrics().reloads(false),
                     "routes": runtime.routes.len(),
                 },
                 "upstreams": self.pools_json(&runtime),
@@ -257,7 +255,7 @@ impl AdminApp {
                             "healthy": s.healthy,
                             "ejected": s.ejected_for_ms > 0,
                             "ejected_for_ms": s.ejected_for_ms,
-                            "available": s.healthy && s.ejected_for_ms == 0,
+                            "available": s.available(),
                             "in_flight": s.in_flight,
                             "requests": s.requests,
                             "failures": s.failures,

@@ -76,8 +76,8 @@ pub struct Entry<'a> {
     pub user_agent: Option<&'a str>,
     /// `Referer`.
     pub referer: Option<&'a str>,
-    /// What went wrong, when the request failed.
-    pub error: Option<String>,
+    /// What went wrong, when the request failed (Pingora's error type).
+    pub error: Option<&'static str>,
 }
 
 impl Entry<'_> {

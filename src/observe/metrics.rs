@@ -388,8 +388,12 @@ impl Metrics {
 
     /// A reload was applied (`ok`) or refused.
     pub fn reloaded(&self, ok: bool) {
-        let result = if ok { "success" } else { "failure" };
-        self.reloads.with_label_values(&[result]).inc();
+        self.reloads.with_label_values(&[reload_result(ok)]).inc();
+    }
+
+    /// Reloads applied (`ok`) or refused so far.
+    pub fn reloads(&self, ok: bool) -> u64 {
+        self.reloads.with_label_values(&[reload_result(ok)]).get()
     }
 
     /// The configuration with digest `sha256` is now running.
@@ -442,10 +446,9 @@ impl Metrics {
             for b in pool.backends().iter() {
                 let s = b.state.stats(now);
                 let labels = [&*pool.name, &*b.label];
-                let up = s.healthy && s.ejected_for_ms == 0;
                 self.backend_up
                     .with_label_values(&labels)
-                    .set(i64::from(up));
+                    .set(i64::from(s.available()));
                 self.backend_in_flight
                     .with_label_values(&labels)
                     .set(i64::from(s.in_flight));
@@ -459,6 +462,14 @@ impl Metrics {
                 );
             }
         }
+    }
+}
+
+fn reload_result(ok: bool) -> &'static str {
+    if ok {
+        "success"
+    } else {
+        "failure"
     }
 }
 

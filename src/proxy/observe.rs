@@ -43,7 +43,7 @@ pub fn entry<'a>(
         identity: ctx.identity.as_ref().map(|i| &*i.name),
         user_agent: header(header::USER_AGENT),
         referer: header(header::REFERER),
-        error: error.map(|e| e.etype().as_str().to_string()),
+        error: error.map(|e| e.etype().as_str()),
     }
 }
 

@@ -77,6 +77,13 @@ pub struct BackendStats {
     pub failures: u64,
 }
 
+impl BackendStats {
+    /// Whether requests may be sent to it: healthy and not ejected.
+    pub fn available(&self) -> bool {
+        self.healthy && self.ejected_for_ms == 0
+    }
+}
+
 /// What an active probe result changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HealthChange {

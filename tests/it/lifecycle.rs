@@ -262,3 +262,72 @@ async fn an_upgrade_to_an_invalid_configuration_keeps_the_old_process() {
     let r = reqwest::get(proxy.url("/")).await.unwrap();
     assert_eq!(r.text().await.unwrap(), "still here");
 }
+
+#[tokio::test]
+async fn a_daemon_started_with_the_flag_reloads_without_reporting_a_server_change() {
+    let a = Origin::start("a").await;
+    a.on("/", Reply::text("from a"));
+    let dir = tempfile::tempdir().unwrap();
+    let port = crate::harness::free_port();
+    let d = dir.path().display();
+    let config = dir.path().join("palisade.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "server:\n  threads: 1\n  grace_period: 0s\n  shutdown_timeout: 1s\n  pid_file: {d}/palisade.pid\n  upgrade_socket: {d}/upgrade.sock\n\
+             listeners:\n  - name: main\n    address: 127.0.0.1:{port}\n\
+             upstreams:\n  a:\n    backends: [\"{}\"]\nroutes:\n  - upstream: a\n",
+            a.address()
+        ),
+    )
+    .unwrap();
+    let log_path = dir.path().join("palisade.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    // The started process forks and exits; the daemon keeps the log.
+    let status = std::process::Command::new(crate::harness::proxy::BIN)
+        .args(["run", "--daemon", "-c"])
+        .arg(&config)
+        .env("RUST_LOG", "info")
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let pid = loop {
+        let pid = std::fs::read_to_string(dir.path().join("palisade.pid"))
+            .ok()
+            .and_then(|p| p.trim().parse::<u32>().ok());
+        let served = reqwest::get(format!("http://127.0.0.1:{port}/")).await;
+        if let (Some(pid), Ok(r)) = (pid, served) {
+            assert_eq!(r.text().await.unwrap(), "from a");
+            break pid;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the daemon never served"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let _guard = KillOnDrop(Some(pid));
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let log = loop {
+        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        if log.contains("configuration reloaded") {
+            break log;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no reload logged:\n{log}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        !log.contains("server changed"),
+        "--daemon must not look like a configuration change:\n{log}"
+    );
+}
