@@ -8,7 +8,10 @@
 #
 # Environment: OBJECTS (memory scenario, default 100000), ACCESS_LOG (json or
 # combined: Palisade writes an access log file, as nginx and Varnish do not
-# here; default off), PROXIES (default "palisade nginx varnish").
+# here; default off), PROXIES (default "palisade nginx varnish"), SCENARIOS
+# (default "hit1k hit1m pass herd memory k6"; the table shows what ran),
+# PALISADE_BIN (a prebuilt binary to measure instead of building
+# target/release/palisade, e.g. to compare two builds).
 #
 # Scenarios (wrk for throughput, k6 for coalescing):
 #   hit-1k     1 KiB cached object, keep-alive, wrk -c50
@@ -52,7 +55,11 @@ hz="$(getconf CLK_TCK)"
 for tool in nginx varnishd wrk k6 taskset; do
   command -v "$tool" >/dev/null || { echo "compare: $tool not found (run scripts/setup --bench)" >&2; exit 1; }
 done
-cargo build --release --quiet --bin palisade
+palisade_bin="${PALISADE_BIN:-}"
+if [ -z "$palisade_bin" ]; then
+  cargo build --release --quiet --bin palisade
+  palisade_bin=./target/release/palisade
+fi
 
 # --- Origins ------------------------------------------------------------------
 origin_port="$(free_port)"; slow_port="$(free_port)"
@@ -142,7 +149,7 @@ sub vcl_recv { if (req.url ~ "^/slow") { set req.backend_hint = slow; } else { s
 CONF
 chmod 644 "$work/varnish.vcl"
 
-taskset -c 0 ./target/release/palisade run -c "$work/palisade.yaml" 2>"$work/palisade.log" &
+taskset -c 0 "$palisade_bin" run -c "$work/palisade.yaml" 2>"$work/palisade.log" &
 pids+=("$!"); palisade_pid="$!"
 taskset -c 0 nginx -q -p "$work/nginx" -c "$work/nginx/nginx.conf"
 taskset -c 0 varnishd -n "$work/varnish" -P "$work/varnish.pid" -a "127.0.0.1:$varnish_port" \
@@ -224,16 +231,20 @@ LUA
 }
 
 read -r -a proxies <<<"${PROXIES:-palisade nginx varnish}"
+read -r -a scenarios <<<"${SCENARIOS:-hit1k hit1m pass herd memory k6}"
+wants() { [[ " ${scenarios[*]} " == *" $1 "* ]]; }
 echo "compare: ${secs}s per wrk run; proxies pinned to CPU 0, wrk/k6 and origins to CPU 1" >&2
 for proxy in "${proxies[@]}"; do
   echo "compare: $proxy" >&2
-  wrk_run "$proxy" hit1k /cached/1k 50
-  wrk_run "$proxy" hit1m /cached/1m 10
-  wrk_run "$proxy" pass /nostore 50
-  herd_run "$proxy"
-  memory_run "$proxy"   # before mixed.js, which caches /obj/N keys too
-  k6_run "$proxy" hit benches/k6/cache_hit.js -e VUS=100
-  k6_run "$proxy" mixed benches/k6/mixed.js -e VUS=100
+  wants hit1k && wrk_run "$proxy" hit1k /cached/1k 50
+  wants hit1m && wrk_run "$proxy" hit1m /cached/1m 10
+  wants pass && wrk_run "$proxy" pass /nostore 50
+  wants herd && herd_run "$proxy"
+  wants memory && memory_run "$proxy"   # before mixed.js, which caches /obj/N keys too
+  if wants k6; then
+    k6_run "$proxy" hit benches/k6/cache_hit.js -e VUS=100
+    k6_run "$proxy" mixed benches/k6/mixed.js -e VUS=100
+  fi
 done
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0) print "-"; else printf "%.2f", a / b }'; }
@@ -242,6 +253,7 @@ ms() { awk -v v="$1" 'BEGIN { u = v; gsub(/[0-9.]/, "", u); n = v + 0; if (u == 
 printf "\n%s, %s, %s\n" "$(date -u +%Y-%m-%d)" "$(nproc) CPUs ($(lscpu | awk -F: '/Model name/ {gsub(/^ +/, "", $2); print $2; exit}'))" "1 worker each"
 printf "%-9s %-9s %12s %9s %9s %10s %11s %10s %10s\n" scenario proxy "req/s" "p50 ms" "p99 ms" "MB/s" "CPU us/req" "req/s÷ng" "CPU÷ng"
 for scenario in hit1k hit1m pass; do
+  wants "$scenario" || continue
   for proxy in "${proxies[@]}"; do
     printf "%-9s %-9s %12.0f %9s %9s %10.1f %11s %10s %10s\n" "$scenario" "$proxy" \
       "${result[$proxy.$scenario.rps]}" "$(ms "${result[$proxy.$scenario.p50]}")" "$(ms "${result[$proxy.$scenario.p99]}")" \
@@ -250,16 +262,17 @@ for scenario in hit1k hit1m pass; do
       "$(ratio "${result[$proxy.$scenario.cpu]}" "${result[nginx.$scenario.cpu]:-}")"
   done
 done
-printf "\n%-9s %-9s %16s\n" scenario proxy "origin requests"
-for proxy in "${proxies[@]}"; do
+wants herd && printf "\n%-9s %-9s %16s\n" scenario proxy "origin requests"
+wants herd && for proxy in "${proxies[@]}"; do
   printf "%-9s %-9s %16s %s\n" herd "$proxy" "${result[$proxy.herd.origin]}" "${result[$proxy.herd.failed]:-}"
 done
-printf "\n%-9s %-9s %12s %10s   (k6 at %s req/s)\n" scenario proxy "thresholds" "p99 ms" "${K6_RATE:-2000}"
-for name in hit mixed; do
+wants k6 && printf "\n%-9s %-9s %12s %10s   (k6 at %s req/s)\n" scenario proxy "thresholds" "p99 ms" "${K6_RATE:-2000}"
+wants k6 && for name in hit mixed; do
   for proxy in "${proxies[@]}"; do
     printf "%-9s %-9s %12s %10s\n" "k6-$name" "$proxy" "${result[$proxy.k6$name.verdict]}" "${result[$proxy.k6$name.p99]}"
   done
 done
+wants memory || exit 0
 printf "\n%-9s %-9s %14s %16s %10s\n" scenario proxy "RSS growth MiB" "bytes/object" "÷nginx"
 for proxy in "${proxies[@]}"; do
   printf "%-9s %-9s %14.1f %16s %10s\n" "memory" "$proxy" "$(awk -v k="${result[$proxy.mem.kib]}" 'BEGIN { print k / 1024 }')" \

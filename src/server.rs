@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use pingora::apps::HttpServerOptions;
+use pingora::listeners::{L4BufferSettings, ListenerConfig as PingoraListener};
 use pingora::proxy::ProxyServiceBuilder;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::Server;
@@ -115,15 +116,15 @@ pub fn build(
             .name(format!("listener {}", listener.name))
             .server_options(options)
             .build();
-        match &listener.tls {
-            Some(tls) => {
-                let resolver = SniResolver::new(runtime.clone(), index, &listener.name);
-                let settings = acceptor::settings(tls, resolver)
-                    .map_err(|e| format!("listeners[{index}] (`{}`): {e}", listener.name))?;
-                service.add_tls_with_settings(&listener.address.to_string(), None, settings);
-            }
-            None => service.add_tcp(&listener.address.to_string()),
+        let buffers = L4BufferSettings::default().write(listener.write_buffer_bytes());
+        let mut endpoint = PingoraListener::tcp(listener.address.to_string()).l4_buffer(buffers);
+        if let Some(tls) = &listener.tls {
+            let resolver = SniResolver::new(runtime.clone(), index, &listener.name);
+            let settings = acceptor::settings(tls, resolver)
+                .map_err(|e| format!("listeners[{index}] (`{}`): {e}", listener.name))?;
+            endpoint = endpoint.tls(settings);
         }
+        service.add_listener(endpoint);
         service.threads = listener.threads;
         server.add_service(service);
     }

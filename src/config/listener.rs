@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use serde::Deserialize;
 
 use super::tls::{HstsConfig, HttpsMode, ListenerTls};
+use super::units::ByteSize;
 
 /// One listening socket (`listeners[i]`).
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -38,6 +39,28 @@ pub struct ListenerConfig {
     /// Which client addresses may use this listener at all.
     #[serde(default)]
     pub ip_filter: Option<super::IpFilterConfig>,
+    /// Per-connection write buffer: a response header and the start of its
+    /// body (or their TLS records) leave in one write when they fit.
+    /// Default [`DEFAULT_WRITE_BUFFER`]; `0` writes straight through.
+    #[serde(default)]
+    pub write_buffer: Option<ByteSize>,
+}
+
+/// Default `write_buffer`: like nginx's `ssl_buffer_size`, one full TLS
+/// record. Pingora's own default (1460 bytes, one segment) splits a small
+/// response with a few hundred bytes of headers into two writes, two TLS
+/// records and two packets.
+pub const DEFAULT_WRITE_BUFFER: ByteSize = ByteSize(16 * 1024);
+
+/// Largest accepted `write_buffer`.
+pub const MAX_WRITE_BUFFER: ByteSize = ByteSize(1 << 20);
+
+impl ListenerConfig {
+    /// The write buffer size in bytes.
+    pub fn write_buffer_bytes(&self) -> usize {
+        let size = self.write_buffer.unwrap_or(DEFAULT_WRITE_BUFFER);
+        usize::try_from(size.bytes()).unwrap_or(usize::MAX)
+    }
 }
 
 pub(super) fn deserialize_socket_addr<'de, D: serde::Deserializer<'de>>(

@@ -463,3 +463,23 @@ fn impossible_pool_settings_are_reported() {
         "{e}"
     );
 }
+
+#[test]
+fn listener_write_buffers_default_to_one_tls_record_and_are_bounded() {
+    let loaded = parse(Path::new("test.yaml"), VALID).unwrap();
+    assert_eq!(loaded.config.listeners[0].write_buffer_bytes(), 16 * 1024);
+    let text = VALID.replace(
+        "    address: 127.0.0.1:8080\n",
+        "    address: 127.0.0.1:8080\n    write_buffer: 0\n",
+    );
+    let loaded = parse(Path::new("test.yaml"), &text).unwrap();
+    assert_eq!(loaded.config.listeners[0].write_buffer_bytes(), 0);
+    let e = one_error(&VALID.replace(
+        "    address: 127.0.0.1:8080\n",
+        "    address: 127.0.0.1:8080\n    write_buffer: 2MiB\n",
+    ));
+    assert!(
+        e.contains(":8:19: error: listeners[0].write_buffer: must be at most 1MiB"),
+        "{e}"
+    );
+}

@@ -268,6 +268,14 @@ fn listeners(config: &Config, origins: &Origins, f: &mut Findings) {
                 "must be at least 1",
             ));
         }
+        if l.write_buffer
+            .is_some_and(|b| b > super::listener::MAX_WRITE_BUFFER)
+        {
+            f.errors.push(ConfigError::value(
+                path.key("write_buffer"),
+                format!("must be at most {}", super::listener::MAX_WRITE_BUFFER),
+            ));
+        }
         listener_tls(l, &path, f);
         if let Some(filter) = &l.ip_filter {
             ip_filter(filter, path.key("ip_filter"), f);

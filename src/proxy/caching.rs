@@ -45,6 +45,15 @@ pub struct CacheCtx {
     pub body_bytes: u64,
     /// The predictor has been told the body is too large.
     pub oversize_reported: bool,
+    /// The request goes through Pingora's cache phases (set when it was
+    /// not answered earlier as a fresh hit).
+    pub lookup: bool,
+    /// Answered in `request_filter` from a fresh stored response, whose
+    /// freshness ends then (see [`super::fresh_hit`]).
+    pub fresh_hit_until: Option<SystemTime>,
+    /// The key, computed once for the fresh-hit check and handed to
+    /// Pingora's cache phases.
+    pub key: Option<pingora::cache::CacheKey>,
 }
 
 impl CacheCtx {
@@ -63,6 +72,9 @@ impl CacheCtx {
             not_storable: None,
             body_bytes: 0,
             oversize_reported: false,
+            lookup: false,
+            fresh_hit_until: None,
+            key: None,
         }
     }
 }
@@ -200,7 +212,10 @@ pub fn decide_storage(
 }
 
 fn seconds_left(meta: &CacheMeta, now: SystemTime) -> i64 {
-    let until = meta.fresh_until();
+    seconds_until(meta.fresh_until(), now)
+}
+
+fn seconds_until(until: SystemTime, now: SystemTime) -> i64 {
     match until.duration_since(now) {
         Ok(left) => i64::try_from(left.as_secs()).unwrap_or(i64::MAX),
         Err(e) => -i64::try_from(e.duration().as_secs()).unwrap_or(i64::MAX),
@@ -232,6 +247,13 @@ pub fn status(
         Forward::Stale
     };
     let detail = cc.not_storable.map(NotStorable::as_str);
+    if let Some(until) = cc.fresh_hit_until {
+        return CacheStatus {
+            hit: true,
+            ttl: Some(seconds_until(until, now)),
+            ..CacheStatus::default()
+        };
+    }
     if let Some(skipped) = cc.skipped {
         return CacheStatus {
             forward: Some(skipped),
@@ -354,6 +376,9 @@ pub const SURROGATE_HEADERS: [&str; 3] = [surrogate::HEADER, "surrogate-key", "c
 /// same reading as its `Cache-Status` ([`status`]). `None` when the request
 /// ended before the cache phases.
 pub fn result(cc: &CacheCtx, phase: CachePhase) -> Option<CacheResult> {
+    if cc.fresh_hit_until.is_some() {
+        return Some(CacheResult::Hit);
+    }
     if cc.skipped.is_some() {
         return Some(CacheResult::Bypass);
     }

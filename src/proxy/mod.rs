@@ -6,6 +6,7 @@ pub mod admission;
 mod caching;
 mod context;
 pub mod forwarded;
+mod fresh_hit;
 pub mod hop_by_hop;
 mod limiting;
 mod observe;
@@ -17,7 +18,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 use http::header;
-use pingora::cache::key::HashBinary;
+use pingora::cache::key::{CacheHashKey, HashBinary};
 use pingora::cache::{
     CacheKey, CacheMeta, ForcedFreshness, HitHandler, NoCacheReason, RespCacheable,
 };
@@ -101,6 +102,48 @@ fn request_host(req: &RequestHeader) -> Option<&str> {
 
 fn is_tls(session: &Session) -> bool {
     session.digest().is_some_and(|d| d.ssl_digest.is_some())
+}
+
+impl Palisade {
+    /// Answers the request from a fresh stored response when nothing but
+    /// the URL selects it (see [`fresh_hit`]); `Ok(true)` when it did.
+    /// Otherwise the request continues to Pingora's cache phases, with the
+    /// key already computed.
+    async fn serve_fresh_hit(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let Some(cc) = ctx.cache.as_mut() else {
+            return Ok(false);
+        };
+        let per_identity = ctx.identity.is_some() && !cc.policy.shared_for_authenticated;
+        // A request body left unread would be taken for the next request.
+        let body_done = session.as_downstream_mut().is_body_done();
+        let req = session.req_header();
+        let qualifies = body_done && fresh_hit::request_qualifies(req, cc, per_identity);
+        let key = for_url(&cc.url);
+        let stored = if qualifies {
+            self.cache.storage.stored_primary(&key.primary_bin())
+        } else {
+            None
+        };
+        cc.key = Some(key);
+        let Some((meta, body)) = stored else {
+            return Ok(false);
+        };
+        let Some(mut header) = fresh_hit::response_header(&meta, body.len(), SystemTime::now())
+        else {
+            return Ok(false);
+        };
+        cc.fresh_hit_until = Some(meta.fresh_until());
+        cc.lookup = false;
+        let header_only = req.method == http::Method::HEAD;
+        self.response_filter(session, &mut header, ctx).await?;
+        session
+            .write_response_header(Box::new(header), header_only)
+            .await?;
+        if !header_only {
+            session.write_response_body(Some(body), true).await?;
+        }
+        Ok(true)
+    }
 }
 
 #[async_trait]
@@ -218,6 +261,14 @@ impl ProxyHttp for Palisade {
                 return Ok(true);
             }
         }
+        if let Some(policy) = route.cache.clone() {
+            let (mut cc, lookup) = caching::begin(session.req_header(), is_tls(session), policy);
+            cc.lookup = lookup;
+            ctx.cache = Some(cc);
+            if lookup {
+                return self.serve_fresh_hit(session, ctx).await;
+            }
+        }
         Ok(false)
     }
 
@@ -243,20 +294,15 @@ impl ProxyHttp for Palisade {
     }
 
     fn request_cache_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
-        let Some(policy) = ctx.route().and_then(|r| r.cache.clone()) else {
-            return Ok(());
-        };
-        let (cache_ctx, enable) = caching::begin(session.req_header(), is_tls(session), policy);
-        ctx.cache = Some(cache_ctx);
-        if enable {
+        if ctx.cache.as_ref().is_some_and(|cc| cc.lookup) {
             self.cache.enable(&mut session.cache);
         }
         Ok(())
     }
 
     fn cache_key_callback(&self, _session: &Session, ctx: &mut RequestCtx) -> Result<CacheKey> {
-        match &ctx.cache {
-            Some(cc) => Ok(for_url(&cc.url)),
+        match &mut ctx.cache {
+            Some(cc) => Ok(cc.key.take().unwrap_or_else(|| for_url(&cc.url))),
             None => Error::e_explain(
                 ErrorType::InternalError,
                 "cache enabled without a cache context",

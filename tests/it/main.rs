@@ -14,6 +14,7 @@ mod edge;
 mod errors;
 mod fleet;
 mod forwarding;
+mod fresh_hit;
 mod lifecycle;
 mod limits;
 mod metrics;

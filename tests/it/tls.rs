@@ -5,8 +5,8 @@ use std::path::Path;
 
 use openssl::ssl::SslVersion;
 
-use crate::harness::tls_client::{connect, https_get, TlsOptions};
-use crate::harness::{client, run_cli, Ca, Origin, Proxy};
+use crate::harness::tls_client::{connect, get_each, https_get, TlsOptions};
+use crate::harness::{client, pattern, run_cli, Ca, Origin, Proxy, Reply};
 
 /// Writes a server certificate for `names` and returns its `certificates:`
 /// entry.
@@ -494,5 +494,58 @@ async fn handshakes_and_failed_handshakes_are_counted() {
                 .join("\n")
         );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn responses_of_every_size_arrive_whole_whatever_the_write_buffer() {
+    let origin = Origin::start("web").await;
+    origin.on(
+        "/small",
+        Reply::text("tiny").header("cache-control", "max-age=60"),
+    );
+    // Header and body together straddle a 1 460-byte segment.
+    origin.on(
+        "/edge",
+        Reply::text(vec![b'e'; 1300]).header("cache-control", "max-age=60"),
+    );
+    origin.on(
+        "/large",
+        Reply::generated(200_000, false).header("cache-control", "max-age=60"),
+    );
+    let ca = Ca::new("Test CA");
+    let dir = tempfile::tempdir().unwrap();
+    let entry = cert_entry(&ca, dir.path(), "site", &["site.test"], "");
+    for write_buffer in ["", "write_buffer: 0\n", "write_buffer: 1000\n"] {
+        let proxy = Proxy::builder(format!(
+            "upstreams:\n  web:\n    backends: [\"{}\"]\ncache:\n  max_size: 64MiB\nroutes:\n  - upstream: web\n    cache: {{}}\n",
+            origin.address()
+        ))
+        .listener(&format!("{write_buffer}{}", tls_listener(&entry, "")))
+        .start()
+        .await;
+        let options = TlsOptions::new("site.test", ca.cert_pem());
+        let conn = connect(proxy.addr, &options).await.unwrap();
+        // Misses, then hits, all on one connection.
+        let paths = ["/small", "/edge", "/large", "/small", "/edge", "/large"];
+        let responses = get_each(conn, "site.test", &paths).await.unwrap();
+        for (path, response) in paths.iter().zip(&responses) {
+            assert_eq!(response.status, 200, "{write_buffer:?} {path}");
+            let expected: Vec<u8> = match *path {
+                "/small" => b"tiny".to_vec(),
+                "/edge" => vec![b'e'; 1300],
+                _ => pattern(200_000),
+            };
+            assert_eq!(
+                response.body.len(),
+                expected.len(),
+                "{write_buffer:?} {path}"
+            );
+            assert!(response.body[..] == expected[..], "{write_buffer:?} {path}");
+        }
+        assert!(responses[3].headers["cache-status"]
+            .to_str()
+            .unwrap()
+            .starts_with("palisade; hit"));
     }
 }

@@ -28,6 +28,9 @@ pub fn epoch_secs(t: SystemTime) -> u64 {
 
 /// The parts an entry is assembled from.
 pub struct EntryParts<'a> {
+    /// Identifies this version of the response among everything the store
+    /// ever held (a refreshed or refetched response gets a new one).
+    pub id: u64,
     /// The body.
     pub body: &'a [u8],
     /// Pingora's serialized internal meta.
@@ -55,6 +58,7 @@ pub struct Entry {
     url_len: u32,
     fresh_until: u64,
     retain_until: u64,
+    id: u64,
 }
 
 fn len32(n: usize) -> u32 {
@@ -88,12 +92,20 @@ impl Entry {
             url_len: len32(parts.url.len()),
             fresh_until: epoch_secs(parts.fresh_until),
             retain_until: epoch_secs(parts.retain_until),
+            id: parts.id,
         }
     }
 
-    /// The same response with new meta (after a revalidation).
+    /// The version of the response (see [`EntryParts::id`]).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The same response with new meta (after a revalidation), as version
+    /// `id`.
     pub fn with_meta(
         &self,
+        id: u64,
         internal: &[u8],
         header: &[u8],
         tags: &[Box<str>],
@@ -101,6 +113,7 @@ impl Entry {
         retain_until: SystemTime,
     ) -> Self {
         Self::new(EntryParts {
+            id,
             body: &self.data[..self.body_len as usize],
             internal,
             header,
@@ -264,6 +277,7 @@ mod tests {
         let now = SystemTime::now();
         let tags: Vec<Box<str>> = vec!["a".into(), "blue".into()];
         let e = Entry::new(EntryParts {
+            id: 3,
             body: b"body",
             internal: b"INT",
             header: b"HDR",
@@ -276,6 +290,7 @@ mod tests {
         assert_eq!(e.url(), "http://h/x");
         assert!(e.has_tag("blue") && e.has_tag("a") && !e.has_tag("b"));
         assert_eq!(e.tags(), tags);
+        assert_eq!(e.id(), 3);
         assert_eq!(e.weight() as usize, 4 + 3 + 3 + 10 + 7 + ENTRY_OVERHEAD);
     }
 }

@@ -248,6 +248,7 @@ impl Fill {
             body.extend_from_slice(chunk);
         }
         let entry = Entry::new(EntryParts {
+            id: self.id,
             body: &body,
             internal: &self.internal,
             header: &self.header,

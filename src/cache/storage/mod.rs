@@ -9,6 +9,7 @@
 //! it.
 
 mod budget;
+mod decoded;
 mod entry;
 mod fill;
 
@@ -115,7 +116,9 @@ pub struct MemoryStorage {
     budget: Budget,
     limits: FillLimits,
     settings: StorageSettings,
-    next_fill_id: AtomicU64,
+    /// Numbers each version of a stored response: a fill's id becomes its
+    /// entry's, an entry refreshed in place gets a new one.
+    next_version: AtomicU64,
     evictions: Arc<AtomicU64>,
 }
 
@@ -171,7 +174,7 @@ impl MemoryStorage {
                 max_object_size: usize::try_from(settings.max_object_size).unwrap_or(usize::MAX),
             },
             settings,
-            next_fill_id: AtomicU64::new(1),
+            next_version: AtomicU64::new(1),
             evictions,
         }
     }
@@ -230,6 +233,21 @@ impl MemoryStorage {
             removed += usize::from(self.entries.remove(&key::primary_hash(url)).is_some());
         }
         removed
+    }
+
+    /// The complete response stored in the primary slot of `key`, decoded,
+    /// with its body: what a fresh hit served before Pingora's cache phases
+    /// needs. `None` when nothing complete is stored (a fill in progress is
+    /// not returned) or the entry is past its retention. The decoded meta
+    /// comes from this thread's table of recently served entries when the
+    /// same version was decoded before.
+    pub fn stored_primary(&self, key: &HashBinary) -> Option<(Arc<CacheMeta>, Bytes)> {
+        let entry = self.entries.get(key)?;
+        if entry.is_expired(epoch_secs(SystemTime::now())) {
+            return None;
+        }
+        let meta = decoded::meta(key, &entry).ok()?;
+        Some((meta, entry.body()))
     }
 
     fn commit(&self, fill: &Fill) -> usize {
@@ -365,7 +383,7 @@ impl Storage for MemoryStorage {
         _trace: &SpanHandle,
     ) -> Result<MissHandler> {
         let (internal, header) = meta.serialize()?;
-        let id = self.next_fill_id.fetch_add(1, Ordering::Relaxed);
+        let id = self.next_version.fetch_add(1, Ordering::Relaxed);
         let fill = Fill::new(FillSpec {
             id,
             key: key.combined_bin(),
@@ -413,6 +431,7 @@ impl Storage for MemoryStorage {
         };
         let (internal, header) = meta.serialize()?;
         let entry = old.with_meta(
+            self.next_version.fetch_add(1, Ordering::Relaxed),
             &internal,
             &header,
             &tags_of(meta),

@@ -204,3 +204,42 @@ async fn invalidation_drops_the_primary_slot() {
     assert!(read(s, "http://h/doc").await.is_none());
     assert!(!s.invalidate_url("http://h/doc"));
 }
+
+#[tokio::test]
+async fn stored_primary_decodes_each_version_once_per_thread() {
+    let s = storage(1 << 20, 1 << 16);
+    let key = key::primary_hash("http://h/doc");
+    assert!(s.stored_primary(&key).is_none());
+    store(s, "http://h/doc", b"v1", &meta(60, &[("x-v", "1")])).await;
+    let (first, body) = s.stored_primary(&key).unwrap();
+    assert_eq!(body, "v1");
+    assert_eq!(first.headers()["x-v"], "1");
+    let (again, _) = s.stored_primary(&key).unwrap();
+    assert!(
+        Arc::ptr_eq(&first, &again),
+        "the same version is decoded once"
+    );
+
+    // A refresh in place is a new version: its headers are seen at once.
+    let span = Span::inactive().handle();
+    s.update_meta(
+        &key::for_url("http://h/doc"),
+        &meta(60, &[("x-v", "2")]),
+        &span,
+    )
+    .await
+    .unwrap();
+    let (refreshed, body) = s.stored_primary(&key).unwrap();
+    assert_eq!(body, "v1");
+    assert_eq!(refreshed.headers()["x-v"], "2");
+
+    // So is a refetch after a purge.
+    s.purge(&PurgeSelector::Url("http://h/doc".into()));
+    assert!(s.stored_primary(&key).is_none());
+    store(s, "http://h/doc", b"v3", &meta(60, &[("x-v", "3")])).await;
+    let (refetched, body) = s.stored_primary(&key).unwrap();
+    assert_eq!(
+        (body, &refetched.headers()["x-v"]),
+        (Bytes::from("v3"), &http::HeaderValue::from_static("3"))
+    );
+}

@@ -200,3 +200,43 @@ pub async fn https_get(
 ) -> Result<TlsResponse, String> {
     get(connect(addr, options).await?, host, path).await
 }
+
+/// Sends one HTTP/1.1 GET per path, in order, over the one connection
+/// `conn` (keep-alive), and returns the responses.
+pub async fn get_each(
+    conn: TlsConnection,
+    host: &str,
+    paths: &[&str],
+) -> Result<Vec<TlsResponse>, String> {
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(conn.stream))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(connection);
+    let mut responses = Vec::new();
+    for path in paths {
+        let request = http::Request::get(*path)
+            .header(http::header::HOST, host)
+            .body(Empty::<Bytes>::new())
+            .map_err(|e| e.to_string())?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = response.status().as_u16();
+        let version = response.version();
+        let headers = response.headers().clone();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        responses.push(TlsResponse {
+            status,
+            headers,
+            body,
+            version,
+        });
+    }
+    Ok(responses)
+}
