@@ -1,5 +1,6 @@
 //! Cache hot paths: key construction, policy decisions, and the store's
-//! lookup (hit) and insert paths.
+//! lookup (hit through Pingora's `Storage` trait, and the fresh-hit path
+//! that answers before Pingora's cache phases) and insert paths.
 //!
 //! `cargo bench --bench cache`
 
@@ -13,6 +14,8 @@ use palisade::cache::key::{self, QueryOptions};
 use palisade::cache::storage::{MemoryStorage, StorageSettings};
 use palisade::cache::vary::{variance, KeyExtras, Vary};
 use palisade::config::EvictionPolicy;
+use palisade::proxy::fresh_hit::response_header;
+use pingora::cache::key::CacheHashKey;
 use pingora::cache::storage::Storage;
 use pingora::cache::trace::Span;
 use pingora::cache::CacheMeta;
@@ -151,6 +154,16 @@ fn bench_storage(c: &mut Criterion) {
                 let body = hit.read_body().await.unwrap();
                 black_box((meta, body))
             })
+        })
+    });
+    // The fresh-hit path: the store's primary slot, the meta decoded once
+    // per thread and version, and the header to send.
+    let primary = hot.primary_bin();
+    group.bench_function("fresh_hit_1KiB", |b| {
+        b.iter(|| {
+            let (meta, body) = store.stored_primary(black_box(&primary)).unwrap();
+            let header = response_header(&meta, body.len(), SystemTime::now()).unwrap();
+            black_box((header, body))
         })
     });
     group.bench_function("lookup_miss", |b| {

@@ -1,6 +1,7 @@
 //! The glue between Pingora's cache phases and the cache policy modules:
 //! what each phase decides, with the per-request cache state it needs.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -89,12 +90,21 @@ pub fn request_url(req: &RequestHeader, tls: bool, policy: &CachePolicy) -> Stri
         .map(|a| a.as_str())
         .or_else(|| req.headers.get(header::HOST).and_then(|h| h.to_str().ok()))
         .unwrap_or("");
-    let host = raw_host.to_ascii_lowercase();
+    // Borrowed in the common case: already lowercase, no trailing dot.
+    let host: Cow<str> = if raw_host.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(raw_host.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(raw_host)
+    };
     let (name, port) = split_host_port(&host);
-    let name = name.trim_end_matches('.');
-    let host = match port {
-        Some(port) => format!("{name}:{port}"),
-        None => name.to_string(),
+    let trimmed = name.trim_end_matches('.');
+    let host = if trimmed.len() == name.len() {
+        host
+    } else {
+        Cow::Owned(match port {
+            Some(port) => format!("{trimmed}:{port}"),
+            None => trimmed.to_string(),
+        })
     };
     key::url(scheme, &host, req.uri.path(), req.uri.query(), policy.query)
 }
@@ -422,6 +432,14 @@ mod tests {
         assert_eq!(
             request_url(&req("GET", "/", "example.com:443"), true, &p),
             "https://example.com/"
+        );
+        assert_eq!(
+            request_url(&req("GET", "/x", "Example.com.:8080"), false, &p),
+            "http://example.com:8080/x"
+        );
+        assert_eq!(
+            request_url(&req("GET", "/x", "example.com."), false, &p),
+            "http://example.com/x"
         );
     }
 

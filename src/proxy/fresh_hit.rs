@@ -39,7 +39,7 @@ const SELECTING_HEADERS: [HeaderName; 6] = [
 /// cache directives, conditions or ranges, and nothing but the URL selects
 /// the stored response (no policy key headers or cookies, no per-identity
 /// entries).
-pub fn request_qualifies(req: &RequestHeader, cc: &CacheCtx, per_identity: bool) -> bool {
+pub(crate) fn request_qualifies(req: &RequestHeader, cc: &CacheCtx, per_identity: bool) -> bool {
     cc.skipped.is_none()
         && cc.directives.is_empty()
         && !per_identity

@@ -6,7 +6,7 @@ pub mod admission;
 mod caching;
 mod context;
 pub mod forwarded;
-mod fresh_hit;
+pub mod fresh_hit;
 pub mod hop_by_hop;
 mod limiting;
 mod observe;
