@@ -174,6 +174,13 @@ pub async fn get(conn: TlsConnection, host: &str, path: &str) -> Result<TlsRespo
             .await
             .map_err(|e| e.to_string())?
     };
+    read_response(response).await
+}
+
+/// Reads a whole response.
+async fn read_response(
+    response: http::Response<hyper::body::Incoming>,
+) -> Result<TlsResponse, String> {
     let status = response.status().as_u16();
     let version = response.version();
     let headers = response.headers().clone();
@@ -222,21 +229,7 @@ pub async fn get_each(
             .send_request(request)
             .await
             .map_err(|e| e.to_string())?;
-        let status = response.status().as_u16();
-        let version = response.version();
-        let headers = response.headers().clone();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| e.to_string())?
-            .to_bytes();
-        responses.push(TlsResponse {
-            status,
-            headers,
-            body,
-            version,
-        });
+        responses.push(read_response(response).await?);
     }
     Ok(responses)
 }
