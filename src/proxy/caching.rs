@@ -184,24 +184,28 @@ pub fn decide_storage(
         cc.not_storable = None;
         return RespCacheable::Uncacheable(NoCacheReason::ResponseTooLarge);
     }
+    let merged;
     let header = match (cc.not_modified.take(), stored) {
         (Some(not_modified), Some(stored)) => {
             // The stored Age was accounted for when it was stored; only the
             // 304's own Age (if any) says how old the freshened response is.
             let mut base = stored.response_header().clone();
             base.remove_header(&header::AGE);
-            merge_not_modified(&base, &not_modified)
+            merged = merge_not_modified(&base, &not_modified);
+            &merged
         }
-        _ => resp.clone(),
+        _ => resp,
     };
     let facts = RequestFacts {
         authorization: cc.authorization,
         no_store: cc.directives.no_store,
         request_time: cc.request_time,
     };
-    match freshness::evaluate(&header, facts, &cc.policy.freshness, SystemTime::now()) {
+    match freshness::evaluate(header, facts, &cc.policy.freshness, SystemTime::now()) {
         Ok(f) => {
-            let mut header = header;
+            // Copied only when stored: uncacheable responses (pass-through
+            // traffic is evaluated on every response) cost no copy.
+            let mut header = header.clone();
             freshness::strip_private_fields(&mut header);
             let mut meta = CacheMeta::new(
                 f.fresh_until(),
