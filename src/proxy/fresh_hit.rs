@@ -2,21 +2,24 @@
 //! state machine runs.
 //!
 //! Most cached traffic is a plain GET or HEAD for a response that is fresh,
-//! stored without variants, and asked for without conditions, ranges or
-//! cache directives. The answer to such a request is the stored response
-//! plus its `Age`: this module recognises those requests and builds the
-//! header the way Pingora's hit path does (`Age`, HTTP/1.1, framing), so
-//! the proxy can send it without a cache key lock check, a hit handler or
-//! the phase machinery. Everything else — variants, stale or expired
-//! entries, revalidation, conditional and range requests, client cache
-//! directives, request bodies — goes through Pingora's cache phases as
-//! before, which hold the full RFC 9111 logic.
+//! stored without variants, and asked for without ranges or cache
+//! directives (a browser's `If-None-Match` / `If-Modified-Since`
+//! revalidation included). The answer to such a request is the stored
+//! response plus its `Age`, or a `304`: this module recognises those
+//! requests and builds the header the way Pingora's hit path does (`Age`,
+//! HTTP/1.1, framing, `304` conversion), so the proxy can send it without a
+//! cache key lock check, a hit handler or the phase machinery. Everything
+//! else — variants, stale or expired entries, revalidation with the origin,
+//! range requests and the rarer preconditions (`If-Match`,
+//! `If-Unmodified-Since`, `If-Range`), client cache directives, request
+//! bodies — goes through Pingora's cache phases as before, which hold the
+//! full RFC 9111 logic.
 
 use std::time::SystemTime;
 
 use http::header::{
-    HeaderName, ACCEPT_RANGES, AGE, CONTENT_LENGTH, IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH,
-    IF_RANGE, IF_UNMODIFIED_SINCE, RANGE, TRANSFER_ENCODING, VARY,
+    HeaderName, ACCEPT_RANGES, AGE, CONTENT_LENGTH, IF_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE, RANGE,
+    TRANSFER_ENCODING, VARY,
 };
 use http::{StatusCode, Version};
 use pingora::cache::CacheMeta;
@@ -24,21 +27,15 @@ use pingora::http::{RequestHeader, ResponseHeader};
 
 use super::caching::CacheCtx;
 
-/// Request headers whose answer depends on more than the stored response.
-const SELECTING_HEADERS: [HeaderName; 6] = [
-    RANGE,
-    IF_NONE_MATCH,
-    IF_MODIFIED_SINCE,
-    IF_MATCH,
-    IF_UNMODIFIED_SINCE,
-    IF_RANGE,
-];
+/// Request headers left to Pingora's hit path: ranges and the
+/// preconditions that interact with them or with unsafe methods.
+const SELECTING_HEADERS: [HeaderName; 4] = [RANGE, IF_MATCH, IF_UNMODIFIED_SINCE, IF_RANGE];
 
 /// Whether `req` may be answered from a fresh stored response without
 /// Pingora's cache phases: the cache is in use for it, the client sent no
-/// cache directives, conditions or ranges, and nothing but the URL selects
-/// the stored response (no policy key headers or cookies, no per-identity
-/// entries).
+/// cache directives, ranges or preconditions other than `If-None-Match` /
+/// `If-Modified-Since`, and nothing but the URL selects the stored response
+/// (no policy key headers or cookies, no per-identity entries).
 pub(crate) fn request_qualifies(req: &RequestHeader, cc: &CacheCtx, per_identity: bool) -> bool {
     cc.skipped.is_none()
         && cc.directives.is_empty()
@@ -49,7 +46,7 @@ pub(crate) fn request_qualifies(req: &RequestHeader, cc: &CacheCtx, per_identity
             .any(|name| req.headers.contains_key(name))
 }
 
-/// The header to send for the stored response `meta` (whose body is
+/// The `200` header to send for the stored response `meta` (whose body is
 /// `body_len` bytes) at `now`, or `None` when this stored response needs
 /// Pingora's cache phases: it is not fresh, it has variants (`Vary`, policy
 /// key parts), or its status has no body to frame.
@@ -127,9 +124,16 @@ mod tests {
     }
 
     #[test]
-    fn plain_requests_qualify() {
+    fn plain_and_revalidating_requests_qualify() {
         let r = request(&[]);
         assert!(request_qualifies(&r, &ctx(&r), false));
+        for h in [
+            ("if-none-match", "\"x\""),
+            ("if-modified-since", "Tue, 01 Dec 2026 00:00:00 GMT"),
+        ] {
+            let r = request(&[h]);
+            assert!(request_qualifies(&r, &ctx(&r), false), "{h:?}");
+        }
         assert!(
             !request_qualifies(&r, &ctx(&r), true),
             "per-identity entries"
@@ -137,14 +141,12 @@ mod tests {
     }
 
     #[test]
-    fn directives_conditions_and_ranges_take_the_full_path() {
+    fn directives_ranges_and_other_preconditions_take_the_full_path() {
         for h in [
             ("cache-control", "no-cache"),
             ("cache-control", "max-age=0"),
             ("pragma", "no-cache"),
             ("range", "bytes=0-1"),
-            ("if-none-match", "\"x\""),
-            ("if-modified-since", "Tue, 01 Dec 2026 00:00:00 GMT"),
             ("if-match", "*"),
             ("if-unmodified-since", "Tue, 01 Dec 2026 00:00:00 GMT"),
             ("if-range", "\"x\""),

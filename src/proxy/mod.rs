@@ -24,6 +24,7 @@ use pingora::cache::{
 };
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
+use pingora::protocols::http::conditional_filter::to_304;
 use pingora::proxy::{FailToProxy, ProxyWarnLogContext};
 use pingora::ErrorType;
 use std::time::{Duration, Instant, SystemTime};
@@ -134,7 +135,13 @@ impl Palisade {
         };
         cc.fresh_hit_until = Some(meta.fresh_until());
         cc.lookup = false;
-        let header_only = req.method == http::Method::HEAD;
+        // As Pingora's hit path: the preconditions are evaluated against the
+        // header about to be sent.
+        let not_modified = crate::cache::conditional::not_modified(req, &header);
+        if not_modified {
+            to_304(&mut header);
+        }
+        let header_only = not_modified || req.method == http::Method::HEAD;
         self.response_filter(session, &mut header, ctx).await?;
         session
             .write_response_header(Box::new(header), header_only)

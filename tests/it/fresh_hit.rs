@@ -66,10 +66,25 @@ async fn a_fresh_hit_is_the_response_the_full_cache_path_gives() {
     assert_eq!(early.text().await.unwrap(), "fresh body");
     assert_eq!(full.text().await.unwrap(), "fresh body");
 
-    // Conditions and ranges take the full path and are still answered
-    // from the store.
-    let not_modified = get_with(proxy.url("/doc"), &[("if-none-match", "\"v1\"")]).await;
-    assert_eq!(not_modified.status(), 304);
+    // A browser's revalidation is answered early too, with the same 304.
+    let early_304 = get_with(proxy.url("/doc"), &[("if-none-match", "\"v1\"")]).await;
+    let full_304 = get_with(
+        proxy.url("/doc"),
+        &[
+            ("if-none-match", "\"v1\""),
+            ("cache-control", "max-stale=5"),
+        ],
+    )
+    .await;
+    assert_eq!(early_304.status(), 304);
+    assert_eq!(full_304.status(), 304);
+    assert_eq!(comparable(&early_304), comparable(&full_304));
+    assert!(early_304.headers().get("content-length").is_none());
+    assert!(early_304.bytes().await.unwrap().is_empty());
+    let changed = get_with(proxy.url("/doc"), &[("if-none-match", "\"v0\"")]).await;
+    assert_eq!(changed.status(), 200);
+    assert_eq!(changed.text().await.unwrap(), "fresh body");
+    // Ranges take the full path and are still answered from the store.
     let range = get_with(proxy.url("/doc"), &[("range", "bytes=0-4")]).await;
     assert_eq!(range.status(), 206);
     assert_eq!(range.text().await.unwrap(), "fresh");
@@ -77,7 +92,7 @@ async fn a_fresh_hit_is_the_response_the_full_cache_path_gives() {
 
     // Hits count as hits, however they were answered (metrics are
     // recorded once the response is sent: wait for the last one).
-    let hits = r#"palisade_cache_lookups_total{result="hit",route="doc"} 4"#;
+    let hits = r#"palisade_cache_lookups_total{result="hit",route="doc"} 6"#;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
         let metrics = client()
