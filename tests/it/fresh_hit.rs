@@ -92,27 +92,9 @@ async fn a_fresh_hit_is_the_response_the_full_cache_path_gives() {
 
     // Hits count as hits, however they were answered (metrics are
     // recorded once the response is sent: wait for the last one).
-    let hits = r#"palisade_cache_lookups_total{result="hit",route="doc"} 6"#;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let metrics = client()
-            .get(proxy.admin_url("/metrics"))
-            .bearer_auth(ADMIN_TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        if metrics.contains(hits) {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{hits} not in {metrics}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    proxy
+        .wait_for_metrics(&[r#"palisade_cache_lookups_total{result="hit",route="doc"} 6"#])
+        .await;
 }
 
 #[tokio::test]

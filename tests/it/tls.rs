@@ -469,32 +469,12 @@ async fn handshakes_and_failed_handshakes_are_counted() {
     )
     .await;
     assert!(refused.is_err());
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let text = client()
-            .get(proxy.admin_url("/metrics"))
-            .bearer_auth(crate::harness::ADMIN_TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let ok = text.contains("palisade_tls_handshakes_total{listener=\"main\"} 2");
-        let failed = text.contains("palisade_tls_handshake_failures_total{listener=\"main\"} 1");
-        if ok && failed {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "handshake counters never reached 2 / 1:\n{}",
-            text.lines()
-                .filter(|l| l.starts_with("palisade_tls"))
-                .collect::<Vec<_>>()
-                .join("\n")
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    proxy
+        .wait_for_metrics(&[
+            "palisade_tls_handshakes_total{listener=\"main\"} 2",
+            "palisade_tls_handshake_failures_total{listener=\"main\"} 1",
+        ])
+        .await;
 }
 
 #[tokio::test]

@@ -290,6 +290,32 @@ impl Proxy {
         }
     }
 
+    /// Scrapes `/metrics` until every line of `expected` is in it (metrics
+    /// are recorded after a response is sent), and returns the scrape;
+    /// fails after 10 s, showing what the scrape held instead.
+    pub async fn wait_for_metrics(&self, expected: &[&str]) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let text = reqwest::Client::new()
+                .get(self.admin_url("/metrics"))
+                .bearer_auth(ADMIN_TOKEN)
+                .send()
+                .await
+                .expect("metrics request")
+                .text()
+                .await
+                .expect("metrics text");
+            if expected.iter().all(|line| text.contains(line)) {
+                return text;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{expected:?} never all appeared in:\n{text}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// `GET path` on the admin API (with the token), as JSON.
     pub async fn admin_json(&self, path: &str) -> serde_json::Value {
         reqwest::Client::new()
