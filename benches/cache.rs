@@ -161,7 +161,9 @@ fn bench_storage(c: &mut Criterion) {
     let primary = hot.primary_bin();
     group.bench_function("fresh_hit_1KiB", |b| {
         b.iter(|| {
-            let (meta, body) = store.stored_primary(black_box(&primary)).unwrap();
+            let (meta, body) = store
+                .stored_primary(black_box(&primary), SystemTime::now())
+                .unwrap();
             let header = response_header(&meta, body.len(), SystemTime::now()).unwrap();
             black_box((header, body))
         })

@@ -43,7 +43,7 @@ work="$(mktemp -d /tmp/palisade-compare.XXXXXX)"
 chmod 755 "$work"   # nginx workers and varnish run as other users
 pids=()
 cleanup() {
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+  kill_pids "${pids[@]}"
   kill_nginx "$work/origin"; kill_nginx "$work/nginx"
   [ -f "$work/varnish.pid" ] && kill -9 "$(cat "$work/varnish.pid")" 2>/dev/null || true
   pkill -9 -f "varnishd.*$work" 2>/dev/null || true

@@ -17,7 +17,7 @@ duration_s="${duration_s%s}"
 work="$(mktemp -d /tmp/palisade-failover.XXXXXX)"
 pids=()
 cleanup() {
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+  kill_pids "${pids[@]}"
   for n in a b c; do kill_nginx "$work/$n"; done
   rm -rf "$work"
 }

@@ -33,6 +33,12 @@ http {
 CONF
 }
 
+# Stops the processes with these pids at once and reaps them.
+kill_pids() {
+  local p
+  for p in "$@"; do kill -9 "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+}
+
 # Stops the nginx whose pid file is in DIR at once. Its master respawns a
 # killed worker, and workers do not name the prefix on their command line:
 # note the workers, kill the master, then them.

@@ -16,11 +16,8 @@ work="$(mktemp -d /tmp/palisade-ratelimit.XXXXXX)"
 chmod 755 "$work"
 pids=()
 cleanup() {
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
-  if [ -f "$work/nginx.pid" ]; then
-    master="$(cat "$work/nginx.pid")"; workers="$(pgrep -P "$master" || true)"
-    kill -9 "$master" 2>/dev/null || true; [ -z "$workers" ] || kill -9 $workers 2>/dev/null || true
-  fi
+  kill_pids "${pids[@]}"
+  kill_nginx "$work"
   rm -rf "$work"
 }
 trap cleanup EXIT

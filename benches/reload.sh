@@ -20,7 +20,7 @@ reloads="${2:-20}"
 work="$(mktemp -d /tmp/palisade-reload.XXXXXX)"
 pids=()
 cleanup() {
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+  kill_pids "${pids[@]}"
   for n in a b; do kill_nginx "$work/$n"; done
   rm -rf "$work"
 }

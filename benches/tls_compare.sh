@@ -18,14 +18,8 @@ secs="${1:-10}"
 work="$(mktemp -d /tmp/palisade-tls.XXXXXX)"
 pids=()
 cleanup() {
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
-  for d in origin nginx; do
-    [ -f "$work/$d/nginx.pid" ] || continue
-    master="$(cat "$work/$d/nginx.pid")"
-    workers="$(pgrep -P "$master" || true)"
-    kill -9 "$master" 2>/dev/null || true
-    [ -z "$workers" ] || kill -9 $workers 2>/dev/null || true
-  done
+  kill_pids "${pids[@]}"
+  kill_nginx "$work/origin"; kill_nginx "$work/nginx"
   rm -rf "$work"
 }
 trap cleanup EXIT

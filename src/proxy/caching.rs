@@ -46,9 +46,6 @@ pub struct CacheCtx {
     pub body_bytes: u64,
     /// The predictor has been told the body is too large.
     pub oversize_reported: bool,
-    /// The request goes through Pingora's cache phases (set when it was
-    /// not answered earlier as a fresh hit).
-    pub lookup: bool,
     /// Answered in `request_filter` from a fresh stored response, whose
     /// freshness ends then (see [`super::fresh_hit`]).
     pub fresh_hit_until: Option<SystemTime>,
@@ -58,6 +55,12 @@ pub struct CacheCtx {
 }
 
 impl CacheCtx {
+    /// Whether the request goes through Pingora's cache phases: the cache
+    /// was not skipped (method, bypass rule) and no fresh hit answered it.
+    pub fn uses_cache_phases(&self) -> bool {
+        self.skipped.is_none() && self.fresh_hit_until.is_none()
+    }
+
     fn new(policy: Arc<CachePolicy>, url: String) -> Self {
         Self {
             policy,
@@ -73,7 +76,6 @@ impl CacheCtx {
             not_storable: None,
             body_bytes: 0,
             oversize_reported: false,
-            lookup: false,
             fresh_hit_until: None,
             key: None,
         }
@@ -122,23 +124,23 @@ fn split_host_port(host: &str) -> (&str, Option<&str>) {
     }
 }
 
-/// Decides whether this request uses the cache. Returns the per-request
-/// state, and whether Pingora's cache should be enabled.
-pub fn begin(req: &RequestHeader, tls: bool, policy: Arc<CachePolicy>) -> (CacheCtx, bool) {
+/// Decides whether this request uses the cache: the per-request state, with
+/// `skipped` set when it does not ([`CacheCtx::uses_cache_phases`]).
+pub fn begin(req: &RequestHeader, tls: bool, policy: Arc<CachePolicy>) -> CacheCtx {
     let url = request_url(req, tls, &policy);
     let mut cc = CacheCtx::new(policy, url);
     if req.method != Method::GET && req.method != Method::HEAD {
         cc.skipped = Some(Forward::Method);
         cc.invalidates = !req.method.is_safe();
-        return (cc, false);
+        return cc;
     }
     if cc.policy.bypassed_by(req) {
         cc.skipped = Some(Forward::Bypass);
-        return (cc, false);
+        return cc;
     }
     cc.directives = RequestDirectives::parse(req);
     cc.authorization = req.headers.contains_key(header::AUTHORIZATION);
-    (cc, true)
+    cc
 }
 
 fn lifetime(meta: &CacheMeta) -> Duration {
@@ -254,13 +256,6 @@ pub fn status(
     upstream_status: u16,
 ) -> CacheStatus {
     let now = SystemTime::now();
-    let ttl = meta.map(|m| seconds_left(m, now));
-    let forwarded = if cc.forced_by_request {
-        Forward::Request
-    } else {
-        Forward::Stale
-    };
-    let detail = cc.not_storable.map(NotStorable::as_str);
     if let Some(until) = cc.fresh_hit_until {
         return CacheStatus {
             hit: true,
@@ -268,6 +263,13 @@ pub fn status(
             ..CacheStatus::default()
         };
     }
+    let ttl = meta.map(|m| seconds_left(m, now));
+    let forwarded = if cc.forced_by_request {
+        Forward::Request
+    } else {
+        Forward::Stale
+    };
+    let detail = cc.not_storable.map(NotStorable::as_str);
     if let Some(skipped) = cc.skipped {
         return CacheStatus {
             forward: Some(skipped),
@@ -449,17 +451,17 @@ mod tests {
 
     #[test]
     fn only_get_and_head_use_the_cache() {
-        let (cc, enabled) = begin(&req("POST", "/", "h"), false, policy());
-        assert!(!enabled && cc.invalidates);
-        let (cc, enabled) = begin(&req("OPTIONS", "/", "h"), false, policy());
-        assert!(!enabled && !cc.invalidates);
-        assert!(begin(&req("HEAD", "/", "h"), false, policy()).1);
+        let cc = begin(&req("POST", "/", "h"), false, policy());
+        assert!(!cc.uses_cache_phases() && cc.invalidates);
+        let cc = begin(&req("OPTIONS", "/", "h"), false, policy());
+        assert!(!cc.uses_cache_phases() && !cc.invalidates);
+        assert!(begin(&req("HEAD", "/", "h"), false, policy()).uses_cache_phases());
     }
 
     #[test]
     fn unsafe_requests_invalidate_same_host_locations() {
         let r = req("POST", "/items", "h.test");
-        let (cc, _) = begin(&r, false, policy());
+        let cc = begin(&r, false, policy());
         let mut resp = ResponseHeader::build(201, None).unwrap();
         resp.insert_header("location", "/items/7").unwrap();
         resp.insert_header("content-location", "http://other.test/x")

@@ -11,9 +11,10 @@
 //! cache key lock check, a hit handler or the phase machinery. Everything
 //! else — variants, stale or expired entries, revalidation with the origin,
 //! range requests and the rarer preconditions (`If-Match`,
-//! `If-Unmodified-Since`, `If-Range`), client cache directives, request
-//! bodies — goes through Pingora's cache phases as before, which hold the
-//! full RFC 9111 logic.
+//! `If-Unmodified-Since`, `If-Range`), client cache directives — goes
+//! through Pingora's cache phases as before, which hold the full RFC 9111
+//! logic. A request body is not read on either path; Pingora drains it
+//! before the connection is reused.
 
 use std::time::SystemTime;
 
@@ -32,12 +33,13 @@ use super::caching::CacheCtx;
 const SELECTING_HEADERS: [HeaderName; 4] = [RANGE, IF_MATCH, IF_UNMODIFIED_SINCE, IF_RANGE];
 
 /// Whether `req` may be answered from a fresh stored response without
-/// Pingora's cache phases: the cache is in use for it, the client sent no
+/// Pingora's cache phases: the cache is in use for it (and not yet
+/// answered), the client sent no
 /// cache directives, ranges or preconditions other than `If-None-Match` /
 /// `If-Modified-Since`, and nothing but the URL selects the stored response
 /// (no policy key headers or cookies, no per-identity entries).
 pub(crate) fn request_qualifies(req: &RequestHeader, cc: &CacheCtx, per_identity: bool) -> bool {
-    cc.skipped.is_none()
+    cc.uses_cache_phases()
         && cc.directives.is_empty()
         && !per_identity
         && cc.policy.extras.is_empty()
@@ -105,7 +107,7 @@ mod tests {
 
     fn ctx(req: &RequestHeader) -> CacheCtx {
         let policy = Arc::new(CachePolicy::compile("p", &CachePolicyConfig::default()));
-        caching::begin(req, false, policy).0
+        caching::begin(req, false, policy)
     }
 
     fn meta(fresh_for: i64, headers: &[(&str, &str)]) -> CacheMeta {

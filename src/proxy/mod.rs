@@ -115,13 +115,11 @@ impl Palisade {
             return Ok(false);
         };
         let per_identity = ctx.identity.is_some() && !cc.policy.shared_for_authenticated;
-        // A request body left unread would be taken for the next request.
-        let body_done = session.as_downstream_mut().is_body_done();
         let req = session.req_header();
-        let qualifies = body_done && fresh_hit::request_qualifies(req, cc, per_identity);
         let key = for_url(&cc.url);
-        let stored = if qualifies {
-            self.cache.storage.stored_primary(&key.primary_bin())
+        let now = SystemTime::now();
+        let stored = if fresh_hit::request_qualifies(req, cc, per_identity) {
+            self.cache.storage.stored_primary(&key.primary_bin(), now)
         } else {
             None
         };
@@ -129,12 +127,10 @@ impl Palisade {
         let Some((meta, body)) = stored else {
             return Ok(false);
         };
-        let Some(mut header) = fresh_hit::response_header(&meta, body.len(), SystemTime::now())
-        else {
+        let Some(mut header) = fresh_hit::response_header(&meta, body.len(), now) else {
             return Ok(false);
         };
         cc.fresh_hit_until = Some(meta.fresh_until());
-        cc.lookup = false;
         // As Pingora's hit path: the preconditions are evaluated against the
         // header about to be sent.
         let not_modified = crate::cache::conditional::not_modified(req, &header);
@@ -269,8 +265,8 @@ impl ProxyHttp for Palisade {
             }
         }
         if let Some(policy) = route.cache.clone() {
-            let (mut cc, lookup) = caching::begin(session.req_header(), is_tls(session), policy);
-            cc.lookup = lookup;
+            let cc = caching::begin(session.req_header(), is_tls(session), policy);
+            let lookup = cc.uses_cache_phases();
             ctx.cache = Some(cc);
             if lookup {
                 return self.serve_fresh_hit(session, ctx).await;
@@ -301,7 +297,7 @@ impl ProxyHttp for Palisade {
     }
 
     fn request_cache_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
-        if ctx.cache.as_ref().is_some_and(|cc| cc.lookup) {
+        if ctx.cache.as_ref().is_some_and(|cc| cc.uses_cache_phases()) {
             self.cache.enable(&mut session.cache);
         }
         Ok(())

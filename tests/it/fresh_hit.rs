@@ -236,3 +236,29 @@ async fn fresh_hits_are_served_over_http2() {
     assert!(head.bytes().await.unwrap().is_empty());
     assert_eq!(origin.hits(), 1);
 }
+
+#[tokio::test]
+async fn a_get_with_a_body_is_not_answered_before_its_body_is_read() {
+    let origin = Origin::start("origin").await;
+    origin.on(
+        "/",
+        Reply::text("cached").header("cache-control", "max-age=60"),
+    );
+    let proxy = Proxy::start(cached_route(&origin)).await;
+    get_with(proxy.url("/b"), &[]).await.bytes().await.unwrap();
+
+    // The body must not be taken for the next request on the connection:
+    // either it is read, or the connection is not reused.
+    let request = format!(
+        "GET /b HTTP/1.1\r\nHost: {0}\r\nContent-Length: 24\r\n\r\nGET /smuggled HTTP/1.1\r\n\
+         GET /b HTTP/1.1\r\nHost: {0}\r\nConnection: close\r\n\r\n",
+        proxy.addr
+    );
+    let answer = raw_exchange(proxy.addr, request.as_bytes()).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(!answer.contains("HTTP/1.1 400"), "{answer}");
+    assert!(
+        origin.requests().iter().all(|r| r.uri != "/smuggled"),
+        "a request body was taken for a request"
+    );
+}

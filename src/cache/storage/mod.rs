@@ -238,12 +238,16 @@ impl MemoryStorage {
     /// The complete response stored in the primary slot of `key`, decoded,
     /// with its body: what a fresh hit served before Pingora's cache phases
     /// needs. `None` when nothing complete is stored (a fill in progress is
-    /// not returned) or the entry is past its retention. The decoded meta
+    /// not returned) or the entry is past its retention at `now`. The decoded meta
     /// comes from this thread's table of recently served entries when the
     /// same version was decoded before.
-    pub fn stored_primary(&self, key: &HashBinary) -> Option<(Arc<CacheMeta>, Bytes)> {
+    pub fn stored_primary(
+        &self,
+        key: &HashBinary,
+        now: SystemTime,
+    ) -> Option<(Arc<CacheMeta>, Bytes)> {
         let entry = self.entries.get(key)?;
-        if entry.is_expired(epoch_secs(SystemTime::now())) {
+        if entry.is_expired(epoch_secs(now)) {
             return None;
         }
         let meta = decoded::meta(key, &entry).ok()?;

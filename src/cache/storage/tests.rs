@@ -209,12 +209,12 @@ async fn invalidation_drops_the_primary_slot() {
 async fn stored_primary_decodes_each_version_once_per_thread() {
     let s = storage(1 << 20, 1 << 16);
     let key = key::primary_hash("http://h/doc");
-    assert!(s.stored_primary(&key).is_none());
+    assert!(s.stored_primary(&key, SystemTime::now()).is_none());
     store(s, "http://h/doc", b"v1", &meta(60, &[("x-v", "1")])).await;
-    let (first, body) = s.stored_primary(&key).unwrap();
+    let (first, body) = s.stored_primary(&key, SystemTime::now()).unwrap();
     assert_eq!(body, "v1");
     assert_eq!(first.headers()["x-v"], "1");
-    let (again, _) = s.stored_primary(&key).unwrap();
+    let (again, _) = s.stored_primary(&key, SystemTime::now()).unwrap();
     assert!(
         Arc::ptr_eq(&first, &again),
         "the same version is decoded once"
@@ -229,15 +229,15 @@ async fn stored_primary_decodes_each_version_once_per_thread() {
     )
     .await
     .unwrap();
-    let (refreshed, body) = s.stored_primary(&key).unwrap();
+    let (refreshed, body) = s.stored_primary(&key, SystemTime::now()).unwrap();
     assert_eq!(body, "v1");
     assert_eq!(refreshed.headers()["x-v"], "2");
 
     // So is a refetch after a purge.
     s.purge(&PurgeSelector::Url("http://h/doc".into()));
-    assert!(s.stored_primary(&key).is_none());
+    assert!(s.stored_primary(&key, SystemTime::now()).is_none());
     store(s, "http://h/doc", b"v3", &meta(60, &[("x-v", "3")])).await;
-    let (refetched, body) = s.stored_primary(&key).unwrap();
+    let (refetched, body) = s.stored_primary(&key, SystemTime::now()).unwrap();
     assert_eq!(
         (body, &refetched.headers()["x-v"]),
         (Bytes::from("v3"), &http::HeaderValue::from_static("3"))
