@@ -29,6 +29,7 @@ fn entry() -> Entry<'static> {
         backend: None,
         tries: 0,
         cache: Some("hit"),
+        cache_fill: None,
         identity: None,
         user_agent: Some("Mozilla/5.0 (X11; Linux x86_64) Gecko/20100101 Firefox/128.0"),
         referer: Some("https://www.example.com/"),

@@ -88,6 +88,9 @@ pub enum NotStorable {
     RequestNoStore,
     /// No freshness information and no heuristic or default applies.
     NoFreshness,
+    /// A `304` whose validator does not identify the stored response
+    /// (RFC 9111 §4.3.4): the stored response is not updated.
+    ValidatorMismatch,
 }
 
 impl NotStorable {
@@ -102,16 +105,21 @@ impl NotStorable {
             NotStorable::SetCookie => "set-cookie",
             NotStorable::RequestNoStore => "request-no-store",
             NotStorable::NoFreshness => "no-freshness",
+            NotStorable::ValidatorMismatch => "validator-mismatch",
         }
     }
+
+    /// The reasons that come from one exchange rather than from the URL.
+    pub const REQUEST_SPECIFIC: [NotStorable; 3] = [
+        NotStorable::Authorization,
+        NotStorable::RequestNoStore,
+        NotStorable::ValidatorMismatch,
+    ];
 
     /// Whether the reason comes from this one request rather than from the
     /// response, so it says nothing about the next request for the URL.
     pub fn is_request_specific(self) -> bool {
-        matches!(
-            self,
-            NotStorable::Authorization | NotStorable::RequestNoStore
-        )
+        Self::REQUEST_SPECIFIC.contains(&self)
     }
 }
 

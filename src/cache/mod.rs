@@ -11,6 +11,7 @@ pub mod conditional;
 pub mod freshness;
 mod header_dict;
 pub mod key;
+pub mod lock;
 pub mod policy;
 pub mod request;
 pub mod revalidate;
@@ -21,21 +22,23 @@ pub mod vary;
 
 use std::time::Duration;
 
-use pingora::cache::lock::{CacheKeyLockImpl, CacheLock};
+use lock::{ClaimSlot, FetchLock};
+use pingora::cache::lock::CacheKeyLockImpl;
 use pingora::cache::predictor::Predictor;
-use pingora::cache::{CacheOptionOverrides, HttpCache, NoCacheReason};
+use pingora::cache::{CacheKey, CacheOptionOverrides, HttpCache, NoCacheReason};
 
 pub use policy::CachePolicy;
 use storage::{MemoryStorage, StorageSettings};
 
 use crate::config::CacheConfig;
 
-/// `NoCacheReason`s that come from one request, not from the response, and
-/// must not teach the predictor that the URL is uncacheable.
-pub const REQUEST_SPECIFIC_REASONS: [&str; 2] = ["authorization", "request-no-store"];
-
+/// Whether a `NoCacheReason::Custom` label comes from one exchange, not from
+/// what the origin says of the URL: it must not teach the predictor that the
+/// URL is uncacheable.
 fn is_request_specific(reason: &'static str) -> bool {
-    REQUEST_SPECIFIC_REASONS.contains(&reason)
+    freshness::NotStorable::REQUEST_SPECIFIC
+        .iter()
+        .any(|r| r.as_str() == reason)
 }
 
 /// Shards of the uncacheable-key memory; 32 × 8192 keys.
@@ -46,7 +49,8 @@ const PREDICTOR_SHARDS: usize = 32;
 pub struct CacheStore {
     /// The store.
     pub storage: &'static MemoryStorage,
-    lock: &'static CacheKeyLockImpl,
+    /// The fetches in flight, by key.
+    pub lock: &'static FetchLock,
     predictor: &'static Predictor<PREDICTOR_SHARDS>,
     lock_timeout: Duration,
 }
@@ -62,8 +66,8 @@ impl CacheStore {
             eviction: config.eviction,
             stale_retention: config.stale_retention.get(),
         })));
-        let lock: &'static CacheKeyLockImpl =
-            Box::leak(CacheLock::new_boxed(config.lock_timeout.get()));
+        let lock: &'static FetchLock =
+            Box::leak(Box::new(FetchLock::new(config.lock_timeout.get())));
         let predictor = Box::leak(Box::new(Predictor::<PREDICTOR_SHARDS>::new(
             8192,
             Some(is_request_specific),
@@ -76,17 +80,26 @@ impl CacheStore {
         }))
     }
 
-    /// Turns caching on for one request.
-    pub fn enable(&'static self, cache: &mut HttpCache) {
+    /// Turns caching on for one request; `coalesce`: whether it shares a
+    /// fetch of its key with concurrent requests (waits for one in flight,
+    /// or leads one they wait for).
+    pub fn enable(&'static self, cache: &mut HttpCache, coalesce: bool) {
         let mut overrides = CacheOptionOverrides::default();
         overrides.wait_timeout = Some(self.lock_timeout);
+        let lock: Option<&'static CacheKeyLockImpl> = if coalesce { Some(self.lock) } else { None };
         cache.enable(
             self.storage,
             None,
             Some(self.predictor),
-            Some(self.lock),
+            lock,
             Some(overrides),
         );
+    }
+
+    /// Prepares `key` for a request that coalesces: room for a fetch it
+    /// claims before Pingora locks the key ([`FetchLock::claim`]).
+    pub fn prepare_key(&'static self, key: &mut CacheKey) {
+        key.extensions.insert(ClaimSlot::new(self.lock));
     }
 
     /// The lock timeout.
@@ -98,10 +111,9 @@ impl CacheStore {
 /// The `NoCacheReason` reported to Pingora for a response that is not
 /// stored.
 pub fn no_cache_reason(reason: freshness::NotStorable) -> NoCacheReason {
-    use freshness::NotStorable::*;
-    match reason {
-        Authorization => NoCacheReason::Custom(REQUEST_SPECIFIC_REASONS[0]),
-        RequestNoStore => NoCacheReason::Custom(REQUEST_SPECIFIC_REASONS[1]),
-        _ => NoCacheReason::OriginNotCache,
+    if reason.is_request_specific() {
+        NoCacheReason::Custom(reason.as_str())
+    } else {
+        NoCacheReason::OriginNotCache
     }
 }

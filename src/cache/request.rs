@@ -79,6 +79,13 @@ impl RequestDirectives {
         *self == Self::default()
     }
 
+    /// Whether no stored response can answer this request without a
+    /// revalidation of its own (`no-cache`, `max-age=0`): such a request
+    /// shares neither a fetch nor the answer of another request's.
+    pub fn always_revalidates(&self) -> bool {
+        self.no_cache || self.max_age == Some(Duration::ZERO)
+    }
+
     /// Decides how a stored response of the given `age` and freshness
     /// `lifetime` may be used. `must_revalidate` is the stored response's
     /// `must-revalidate` (or `proxy-revalidate`, `s-maxage`), which overrides

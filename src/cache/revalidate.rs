@@ -1,7 +1,66 @@
 //! Freshening a stored response with a `304 Not Modified` (RFC 9111 §4.3.4).
 
-use http::HeaderName;
+use http::{header, HeaderName};
 use pingora::http::ResponseHeader;
+
+/// An entity tag split into its weakness and its opaque part.
+fn entity_tag(value: &[u8]) -> (bool, &[u8]) {
+    let value = value.trim_ascii();
+    match value.strip_prefix(b"W/") {
+        Some(rest) => (true, rest),
+        None => (false, value),
+    }
+}
+
+/// Whether a `304` identifies `stored` for update (RFC 9111 §4.3.4): a strong
+/// `ETag` in the `304` must equal the stored strong one, a weak one must
+/// match it weakly, and without an `ETag` a `Last-Modified` in both must be
+/// the same date. A `304` with no validator at all answers the conditional
+/// request made from the stored response's own validators, so it is taken
+/// as identifying it (RFC 9110 §15.4.5 requires the `ETag`, but origins
+/// that omit it are common).
+pub fn identifies(stored: &ResponseHeader, not_modified: &ResponseHeader) -> bool {
+    let stored_etag = stored.headers.get(header::ETAG).map(|v| v.as_bytes());
+    if let Some(new) = not_modified.headers.get(header::ETAG) {
+        let (new_weak, new_tag) = entity_tag(new.as_bytes());
+        return match stored_etag.map(entity_tag) {
+            Some((stored_weak, stored_tag)) => stored_tag == new_tag && (new_weak || !stored_weak),
+            None => false,
+        };
+    }
+    match (
+        stored.headers.get(header::LAST_MODIFIED),
+        not_modified.headers.get(header::LAST_MODIFIED),
+    ) {
+        (Some(stored), Some(new)) => {
+            match (
+                stored
+                    .to_str()
+                    .ok()
+                    .and_then(|v| httpdate::parse_http_date(v).ok()),
+                new.to_str()
+                    .ok()
+                    .and_then(|v| httpdate::parse_http_date(v).ok()),
+            ) {
+                (Some(a), Some(b)) => a == b,
+                _ => stored == new,
+            }
+        }
+        (None, Some(_)) => false,
+        _ => true,
+    }
+}
+
+/// The fields Pingora copies from a `304` into the stored header it serves
+/// (`HttpCache::revalidate_merge_header`); put back from the stored
+/// response when the `304` did not identify it.
+pub const MERGED_BY_PINGORA: [HeaderName; 5] = [
+    header::CACHE_CONTROL,
+    header::EXPIRES,
+    HeaderName::from_static("cache-tag"),
+    HeaderName::from_static("cdn-cache-control"),
+    header::ETAG,
+];
 
 /// Fields a `304` must not change in the stored response: they describe the
 /// stored body itself (and `ETag` identifies it).
@@ -40,6 +99,39 @@ pub fn merge_not_modified(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn with(headers: &[(&str, &str)]) -> ResponseHeader {
+        let mut r = ResponseHeader::build(200, None).unwrap();
+        for (k, v) in headers {
+            r.append_header(k.to_string(), *v).unwrap();
+        }
+        r
+    }
+
+    #[test]
+    fn a_304_identifies_only_the_stored_response_its_validator_names() {
+        let strong = with(&[("etag", "\"a\"")]);
+        let weak = with(&[("etag", "W/\"a\"")]);
+        assert!(identifies(&strong, &with(&[("etag", "\"a\"")])));
+        assert!(!identifies(&strong, &with(&[("etag", "\"b\"")])));
+        // A strong validator identifies only a strongly equal response.
+        assert!(!identifies(&weak, &with(&[("etag", "\"a\"")])));
+        assert!(identifies(&weak, &with(&[("etag", "W/\"a\"")])));
+        assert!(identifies(&strong, &with(&[("etag", "W/\"a\"")])));
+        assert!(!identifies(&with(&[]), &with(&[("etag", "\"a\"")])));
+        let dated = with(&[("last-modified", "Tue, 01 Dec 2026 00:00:00 GMT")]);
+        assert!(identifies(
+            &dated,
+            &with(&[("last-modified", "Tuesday, 01-Dec-26 00:00:00 GMT")])
+        ));
+        assert!(!identifies(
+            &dated,
+            &with(&[("last-modified", "Wed, 02 Dec 2026 00:00:00 GMT")])
+        ));
+        // No validator in the 304: it answers the request made from ours.
+        assert!(identifies(&strong, &with(&[])));
+        assert!(identifies(&with(&[]), &with(&[])));
+    }
 
     #[test]
     fn updates_fields_except_those_describing_the_body() {

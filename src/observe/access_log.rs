@@ -70,6 +70,10 @@ pub struct Entry<'a> {
     pub tries: usize,
     /// What the cache did, on caching routes.
     pub cache: Option<&'a str>,
+    /// What became of the response this request fetched for the cache
+    /// (`stored`, `too-large`, `no-room`, `purged`, `aborted`), when it
+    /// was admitted.
+    pub cache_fill: Option<&'static str>,
     /// Who the request was authenticated as.
     pub identity: Option<&'a str>,
     /// `User-Agent`.
@@ -357,6 +361,7 @@ mod tests {
             backend: Some("127.0.0.1:9000"),
             tries: 1,
             cache: Some("miss"),
+            cache_fill: Some("stored"),
             identity: None,
             user_agent: Some("curl/8"),
             referer: None,

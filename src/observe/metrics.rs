@@ -55,16 +55,20 @@ pub enum CacheResult {
     Revalidated,
     /// The request or response could not use the cache.
     Bypass,
+    /// Answered with the response another request fetched while this one
+    /// waited (request coalescing).
+    Collapsed,
 }
 
 impl CacheResult {
-    const ALL: [CacheResult; 6] = [
+    const ALL: [CacheResult; 7] = [
         CacheResult::Hit,
         CacheResult::Miss,
         CacheResult::Stale,
         CacheResult::Expired,
         CacheResult::Revalidated,
         CacheResult::Bypass,
+        CacheResult::Collapsed,
     ];
 
     /// The label value.
@@ -76,6 +80,7 @@ impl CacheResult {
             CacheResult::Expired => "expired",
             CacheResult::Revalidated => "revalidated",
             CacheResult::Bypass => "bypass",
+            CacheResult::Collapsed => "collapsed",
         }
     }
 
@@ -103,6 +108,7 @@ pub struct Metrics {
     cache_objects: IntGauge,
     cache_evictions: IntCounter,
     cache_purges: IntCounter,
+    cache_fills: IntCounterVec,
     cache_purged_objects: IntCounter,
     limit_rejections: IntCounterVec,
     auth_rejections: IntCounterVec,
@@ -259,6 +265,12 @@ impl Metrics {
                 "palisade_cache_evictions_total",
                 "Stored responses dropped to make room.",
             ),
+            cache_fills: counter_vec(
+                &r,
+                "palisade_cache_fills_total",
+                "Responses admitted to the cache, by what became of them (stored, too-large, no-room, purged, aborted).",
+                &["outcome"],
+            ),
             cache_purges: counter(
                 &r,
                 "palisade_cache_purges_total",
@@ -380,7 +392,12 @@ impl Metrics {
         vec.with_label_values(&[listener]).inc();
     }
 
-    /// A purge request removed `objects` stored responses.
+    /// Counts a fill that ended with `outcome`.
+    pub fn cache_fill(&self, outcome: &str) {
+        self.cache_fills.with_label_values(&[outcome]).inc();
+    }
+
+    /// Counts a purge request that removed `objects` stored responses.
     pub fn purged(&self, objects: u64) {
         self.cache_purges.inc();
         self.cache_purged_objects.inc_by(objects);

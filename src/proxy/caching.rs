@@ -10,9 +10,11 @@ use pingora::cache::{CacheMeta, CachePhase, ForcedFreshness, NoCacheReason, Resp
 use pingora::http::{RequestHeader, ResponseHeader};
 
 use crate::cache::freshness::{self, NotStorable, RequestFacts};
+use crate::cache::lock::Claim;
 use crate::cache::request::{RequestDirectives, StoredUse};
-use crate::cache::revalidate::merge_not_modified;
+use crate::cache::revalidate::{identifies, merge_not_modified, MERGED_BY_PINGORA};
 use crate::cache::status::{CacheStatus, Forward};
+use crate::cache::storage::{Fill, FillOutcome};
 use crate::cache::{key, no_cache_reason, surrogate, CachePolicy};
 use crate::observe::metrics::CacheResult;
 
@@ -38,8 +40,15 @@ pub struct CacheCtx {
     /// The origin's `304` during a revalidation, merged into the stored
     /// response when its cacheability is decided.
     pub not_modified: Option<Box<ResponseHeader>>,
+    /// The `304` did not identify the stored response: its fields as stored,
+    /// put back over what Pingora merged before the response is sent.
+    pub unidentified_by_304: Option<StoredFields>,
     /// The response was admitted to the cache.
     pub stored: bool,
+    /// The fill this request writes, once the response header is in: what
+    /// became of it is reported in `Cache-Status`, the access log and
+    /// metrics.
+    pub fill: Option<Arc<Fill>>,
     /// Why the response was not stored.
     pub not_storable: Option<NotStorable>,
     /// Body bytes received from upstream on a fill.
@@ -52,6 +61,40 @@ pub struct CacheCtx {
     /// The key, computed once for the fresh-hit check and handed to
     /// Pingora's cache phases.
     pub key: Option<pingora::cache::CacheKey>,
+    /// When the request reached the cache: a response received after this
+    /// may answer it whatever its freshness (it is as new as a response
+    /// this request would have fetched itself).
+    pub arrived: SystemTime,
+    /// A stale stored response was found before any fetch answered.
+    pub found_stale: bool,
+    /// Answered with a response another request fetched after this one
+    /// arrived (RFC 9211 `collapsed`).
+    pub collapsed: bool,
+    /// Answered from a stale stored response, and why that was allowed.
+    pub stale_served: Option<StaleServed>,
+}
+
+/// Why a stale stored response was served without waiting for the origin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StaleServed {
+    /// Another request is revalidating it, within `stale-while-revalidate`.
+    WhileRevalidating,
+    /// Another request is revalidating it, within `stale-if-error`: the
+    /// origin has not answered yet (nginx's `updating`).
+    Updating,
+    /// The fetch this request waited for failed, within `stale-if-error`.
+    AfterFailure,
+}
+
+impl StaleServed {
+    /// The `Cache-Status` detail.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StaleServed::WhileRevalidating => "stale-while-revalidate",
+            StaleServed::Updating => "updating",
+            StaleServed::AfterFailure => "stale-if-error",
+        }
+    }
 }
 
 impl CacheCtx {
@@ -72,13 +115,70 @@ impl CacheCtx {
             forced_by_request: false,
             request_time: None,
             not_modified: None,
+            unidentified_by_304: None,
             stored: false,
+            fill: None,
             not_storable: None,
             body_bytes: 0,
             oversize_reported: false,
             fresh_hit_until: None,
             key: None,
+            arrived: SystemTime::now(),
+            found_stale: false,
+            collapsed: false,
+            stale_served: None,
         }
+    }
+
+    /// Whether the request shares fetches with concurrent requests for its
+    /// key (see [`crate::cache::lock`]): every request that uses the cache,
+    /// except those whose own directives demand a revalidation of their
+    /// own.
+    pub fn coalesces(&self) -> bool {
+        !self.directives.always_revalidates()
+    }
+}
+
+/// Fields of a stored response that Pingora overwrites from a `304`.
+#[derive(Debug)]
+pub struct StoredFields(Vec<(http::HeaderName, http::HeaderValue)>);
+
+impl StoredFields {
+    fn of(stored: &ResponseHeader) -> Self {
+        let mut fields = Vec::new();
+        for name in &MERGED_BY_PINGORA {
+            for value in stored.headers.get_all(name) {
+                fields.push((name.clone(), value.clone()));
+            }
+        }
+        Self(fields)
+    }
+
+    /// Puts the stored values back into `response`.
+    pub fn restore(self, response: &mut ResponseHeader) -> pingora::Result<()> {
+        for name in &MERGED_BY_PINGORA {
+            response.remove_header(name);
+        }
+        for (name, value) in self.0 {
+            response.append_header(name, value)?;
+        }
+        Ok(())
+    }
+}
+
+/// `upstream_response_filter` on a `304` during a revalidation of
+/// `stored`: keeps the `304` for [`decide_storage`], or notes that it does
+/// not identify the stored response (RFC 9111 §4.3.4), which is then served
+/// as stored and not updated.
+pub fn not_modified_received(
+    cc: &mut CacheCtx,
+    stored: &ResponseHeader,
+    not_modified: &ResponseHeader,
+) {
+    if identifies(stored, not_modified) {
+        cc.not_modified = Some(Box::new(not_modified.clone()));
+    } else {
+        cc.unidentified_by_304 = Some(StoredFields::of(stored));
     }
 }
 
@@ -149,11 +249,70 @@ fn lifetime(meta: &CacheMeta) -> Duration {
         .unwrap_or(Duration::ZERO)
 }
 
-/// `cache_hit_filter`: applies the client's directives to a stored response.
-pub fn hit_decision(cc: &mut CacheCtx, meta: &CacheMeta) -> Option<ForcedFreshness> {
-    if cc.directives.is_empty() {
+/// What `cache_hit_filter` knows besides the stored response.
+pub struct HitFacts {
+    /// The stored response is fresh now.
+    pub is_fresh: bool,
+    /// This request waited for another request's fetch before this lookup.
+    pub waited: bool,
+    /// The request is Pingora's background revalidation of the key.
+    pub background_update: bool,
+    /// Now.
+    pub now: SystemTime,
+}
+
+/// `cache_hit_filter`: how the stored response `meta` serves this request.
+///
+/// - The client's own directives decide first.
+/// - A response received after the request arrived answers it whatever its
+///   freshness: it is what a fetch of its own would have brought (the
+///   request is marked collapsed). A response that keeps arriving with no
+///   freshness (`no-cache`, `max-age=0`, a file just written) thus costs one
+///   revalidation per burst of requests, never a queue.
+/// - A stale response that may be served while it is updated
+///   (`stale-while-revalidate`, or `stale-if-error` while the origin has not
+///   answered) is served at once unless this request is the one to update
+///   it (`claim` asks the lock); after a failed fetch this request waited
+///   for, `stale-if-error` serves it too.
+pub fn hit_decision(
+    cc: &mut CacheCtx,
+    meta: &CacheMeta,
+    facts: HitFacts,
+    claim: impl FnOnce() -> Claim,
+) -> Option<ForcedFreshness> {
+    if !cc.directives.is_empty() {
+        return directives_decision(cc, meta);
+    }
+    if facts.background_update {
         return None;
     }
+    if meta.updated() >= cc.arrived {
+        cc.collapsed = true;
+        return (!facts.is_fresh).then_some(ForcedFreshness::ForceFresh);
+    }
+    if facts.is_fresh {
+        return None;
+    }
+    cc.found_stale = true;
+    let while_revalidating = meta.serve_stale_while_revalidate(facts.now);
+    let if_error = meta.serve_stale_if_error(facts.now);
+    let served = if facts.waited && if_error {
+        Some(StaleServed::AfterFailure)
+    } else if (while_revalidating || if_error) && claim() == Claim::Follower {
+        Some(if while_revalidating {
+            StaleServed::WhileRevalidating
+        } else {
+            StaleServed::Updating
+        })
+    } else {
+        None
+    };
+    cc.stale_served = served;
+    served.map(|_| ForcedFreshness::ForceFresh)
+}
+
+/// The client's directives applied to a stored response.
+fn directives_decision(cc: &mut CacheCtx, meta: &CacheMeta) -> Option<ForcedFreshness> {
     let must_revalidate = freshness::must_revalidate(meta.response_header());
     match cc
         .directives
@@ -185,6 +344,10 @@ pub fn decide_storage(
     if declared_len.is_some_and(|len| len > max_object_size) {
         cc.not_storable = None;
         return RespCacheable::Uncacheable(NoCacheReason::ResponseTooLarge);
+    }
+    if cc.unidentified_by_304.is_some() {
+        cc.not_storable = Some(NotStorable::ValidatorMismatch);
+        return RespCacheable::Uncacheable(no_cache_reason(NotStorable::ValidatorMismatch));
     }
     let merged;
     let header = match (cc.not_modified.take(), stored) {
@@ -269,7 +432,14 @@ pub fn status(
     } else {
         Forward::Stale
     };
-    let detail = cc.not_storable.map(NotStorable::as_str);
+    // Admitted, unless the fill already knows it will not be stored.
+    let doomed = match cc.fill.as_ref().map(|f| f.outcome()) {
+        Some(FillOutcome::Doomed(why)) => Some(why.as_str()),
+        Some(FillOutcome::Aborted) => Some("aborted"),
+        _ => None,
+    };
+    let stored = cc.stored && doomed.is_none();
+    let detail = cc.not_storable.map(NotStorable::as_str).or(doomed);
     if let Some(skipped) = cc.skipped {
         return CacheStatus {
             forward: Some(skipped),
@@ -277,10 +447,29 @@ pub fn status(
         };
     }
     match phase {
-        CachePhase::Hit => CacheStatus {
-            hit: true,
+        CachePhase::Hit if cc.collapsed => CacheStatus {
+            forward: Some(if cc.found_stale {
+                Forward::Stale
+            } else {
+                Forward::Miss
+            }),
             ttl,
+            collapsed: true,
             ..CacheStatus::default()
+        },
+        CachePhase::Hit => match cc.stale_served {
+            Some(served) => CacheStatus {
+                hit: true,
+                forward: (served == StaleServed::AfterFailure).then_some(Forward::Stale),
+                ttl,
+                detail: Some(served.as_str()),
+                ..CacheStatus::default()
+            },
+            None => CacheStatus {
+                hit: true,
+                ttl,
+                ..CacheStatus::default()
+            },
         },
         CachePhase::StaleUpdating => CacheStatus {
             hit: true,
@@ -297,14 +486,14 @@ pub fn status(
         },
         CachePhase::Miss => CacheStatus {
             forward: Some(Forward::Miss),
-            stored: cc.stored,
+            stored,
             detail,
             ..CacheStatus::default()
         },
         CachePhase::Expired => CacheStatus {
             forward: Some(forwarded),
             forward_status: Some(upstream_status),
-            stored: cc.stored,
+            stored,
             detail,
             ..CacheStatus::default()
         },
@@ -399,6 +588,8 @@ pub fn result(cc: &CacheCtx, phase: CachePhase) -> Option<CacheResult> {
         return Some(CacheResult::Bypass);
     }
     Some(match phase {
+        CachePhase::Hit if cc.collapsed => CacheResult::Collapsed,
+        CachePhase::Hit if cc.stale_served.is_some() => CacheResult::Stale,
         CachePhase::Hit => CacheResult::Hit,
         CachePhase::Stale | CachePhase::StaleUpdating => CacheResult::Stale,
         CachePhase::Miss | CachePhase::Disabled(_) => CacheResult::Miss,

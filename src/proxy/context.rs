@@ -33,12 +33,19 @@ pub struct RequestCtx {
     pub backend: Option<Arc<Backend>>,
     /// Backends this request has tried, in order.
     pub tried: Vec<SocketAddr>,
-    /// Attempts made after the first.
+    /// Attempts on another backend after a failure (bounded by the pool's
+    /// `max_retries`).
     pub retries: u32,
+    /// Replays after a pooled connection turned out closed by the backend
+    /// (not counted in `retries`).
+    pub stale_connection_replays: u32,
     /// When the request must be over (the pool's `request_timeout`).
     pub deadline: Option<Instant>,
     /// The upstream response header arrived (no retry after this).
     pub response_started: bool,
+    /// The response is the last on its client connection (Pingora will not
+    /// reuse it): sent with `Connection: close`.
+    pub closes_connection: bool,
     /// Request body bytes received so far.
     pub request_body_bytes: u64,
     /// When the request started.
@@ -70,8 +77,10 @@ impl RequestCtx {
             backend: None,
             tried: Vec::new(),
             retries: 0,
+            stale_connection_replays: 0,
             deadline: None,
             response_started: false,
+            closes_connection: false,
             request_body_bytes: 0,
             started: Instant::now(),
             upstream_started: None,

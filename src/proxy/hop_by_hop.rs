@@ -37,6 +37,27 @@ pub fn strip_response(resp: &mut ResponseHeader) {
     }
 }
 
+/// Why an upstream response's framing is refused, or `None` when it is
+/// acceptable: a `Transfer-Encoding` other than `chunked` (RFC 9112 §6.1).
+/// A proxy that passed `gzip, chunked` on would hand the client coded bytes
+/// under no `Content-Encoding` (and store them); nginx answers 502 too.
+pub fn refused_framing(resp: &ResponseHeader) -> Option<&'static str> {
+    let mut codings = resp
+        .headers
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .map(|c| c.trim_ascii())
+        .filter(|c| !c.is_empty())
+        .peekable();
+    codings.peek()?;
+    if codings.all(|c| c.eq_ignore_ascii_case(b"chunked")) {
+        None
+    } else {
+        Some("a transfer coding other than chunked")
+    }
+}
+
 /// Headers that carry message framing: Pingora needs them, whatever the
 /// upstream's `Connection` header says.
 fn is_protected(name: &str) -> bool {
@@ -46,6 +67,24 @@ fn is_protected(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_chunked_transfer_coding_is_accepted() {
+        let with = |values: &[&str]| {
+            let mut r = ResponseHeader::build(200, None).unwrap();
+            for v in values {
+                r.append_header("transfer-encoding", *v).unwrap();
+            }
+            refused_framing(&r)
+        };
+        assert_eq!(with(&[]), None);
+        assert_eq!(with(&["chunked"]), None);
+        assert_eq!(with(&["Chunked"]), None);
+        assert!(with(&["gzip, chunked"]).is_some());
+        assert!(with(&["gzip", "chunked"]).is_some());
+        assert!(with(&["gzip"]).is_some());
+        assert!(with(&["chunked, identity"]).is_some());
+    }
 
     #[test]
     fn strips_standard_and_nominated_headers() {

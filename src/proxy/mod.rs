@@ -20,7 +20,7 @@ use bytes::Bytes;
 use http::header;
 use pingora::cache::key::{CacheHashKey, HashBinary};
 use pingora::cache::{
-    CacheKey, CacheMeta, ForcedFreshness, HitHandler, NoCacheReason, RespCacheable,
+    CacheKey, CacheMeta, CachePhase, ForcedFreshness, HitHandler, NoCacheReason, RespCacheable,
 };
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
@@ -33,6 +33,7 @@ use tracing::{debug, warn};
 pub use context::RequestCtx;
 
 use crate::cache::key::for_url;
+use crate::cache::storage::Fill;
 use crate::cache::{surrogate, vary, CacheStore};
 use crate::config::LimitScope;
 use crate::observe::access_log;
@@ -72,6 +73,10 @@ impl Palisade {
         runtime.listeners.get(self.listener_index)
     }
 }
+
+/// How many times one request is replayed after finding a pooled upstream
+/// connection closed by the backend.
+const MAX_STALE_CONNECTION_REPLAYS: u32 = 3;
 
 /// An error attributed to the upstream (so that it maps to 502/504).
 fn upstream_error(kind: ErrorType, context: impl Into<String>) -> Box<Error> {
@@ -117,7 +122,7 @@ impl Palisade {
         let per_identity = ctx.identity.is_some() && !cc.policy.shared_for_authenticated;
         let req = session.req_header();
         let key = for_url(&cc.url);
-        let now = SystemTime::now();
+        let now = cc.arrived;
         let stored = if fresh_hit::request_qualifies(req, cc, per_identity) {
             self.cache.storage.stored_primary(&key.primary_bin(), now)
         } else {
@@ -146,6 +151,27 @@ impl Palisade {
             session.write_response_body(Some(body), true).await?;
         }
         Ok(true)
+    }
+}
+
+impl Palisade {
+    /// The fill this request is writing, while its response is being
+    /// fetched into the cache.
+    fn fill_of(&self, session: &mut Session) -> Option<Arc<Fill>> {
+        if !matches!(
+            session.cache.phase(),
+            CachePhase::Miss | CachePhase::Expired
+        ) {
+            return None;
+        }
+        let tag = session
+            .cache
+            .miss_handler()
+            .and_then(|h| h.streaming_write_tag())
+            .and_then(|tag| <[u8; 8]>::try_from(tag).ok())?;
+        self.cache
+            .storage
+            .fill_by_tag(session.cache.cache_key(), tag)
     }
 }
 
@@ -297,15 +323,21 @@ impl ProxyHttp for Palisade {
     }
 
     fn request_cache_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
-        if ctx.cache.as_ref().is_some_and(|cc| cc.uses_cache_phases()) {
-            self.cache.enable(&mut session.cache);
+        if let Some(cc) = ctx.cache.as_ref().filter(|cc| cc.uses_cache_phases()) {
+            self.cache.enable(&mut session.cache, cc.coalesces());
         }
         Ok(())
     }
 
     fn cache_key_callback(&self, _session: &Session, ctx: &mut RequestCtx) -> Result<CacheKey> {
         match &mut ctx.cache {
-            Some(cc) => Ok(cc.key.take().unwrap_or_else(|| for_url(&cc.url))),
+            Some(cc) => {
+                let mut key = cc.key.take().unwrap_or_else(|| for_url(&cc.url));
+                if cc.coalesces() {
+                    self.cache.prepare_key(&mut key);
+                }
+                Ok(key)
+            }
             None => Error::e_explain(
                 ErrorType::InternalError,
                 "cache enabled without a cache context",
@@ -315,16 +347,24 @@ impl ProxyHttp for Palisade {
 
     async fn cache_hit_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         meta: &CacheMeta,
         _hit_handler: &mut HitHandler,
-        _is_fresh: bool,
+        is_fresh: bool,
         ctx: &mut RequestCtx,
     ) -> Result<Option<ForcedFreshness>> {
-        Ok(ctx
-            .cache
-            .as_mut()
-            .and_then(|cc| caching::hit_decision(cc, meta)))
+        let Some(cc) = ctx.cache.as_mut() else {
+            return Ok(None);
+        };
+        let facts = caching::HitFacts {
+            is_fresh,
+            waited: session.cache.lock_duration().is_some(),
+            background_update: session.subrequest_ctx.is_some(),
+            now: SystemTime::now(),
+        };
+        let lock = self.cache.lock;
+        let key = session.cache.cache_key();
+        Ok(caching::hit_decision(cc, meta, facts, || lock.claim(key)))
     }
 
     fn cache_not_modified_filter(
@@ -351,6 +391,19 @@ impl ProxyHttp for Palisade {
         {
             // RFC 9111 §5.2.1.7: nothing usable is stored, and the client
             // forbade contacting the origin.
+            respond::send(session, 504, ctx.request_id.as_ref()).await?;
+            return Ok(false);
+        }
+        if session.cache.phase() == CachePhase::Disabled(NoCacheReason::CacheLockTimeout) {
+            // The request fetching this key has not heard from the origin
+            // within lock_timeout: another request would only pile onto an
+            // origin that is already not answering.
+            warn!(
+                route = %ctx.route_name(),
+                timeout = ?self.cache.lock_timeout(),
+                request_id = %ctx.request_id_str(),
+                "gave up waiting for the request fetching the same response; not sending another to the origin"
+            );
             respond::send(session, 504, ctx.request_id.as_ref()).await?;
             return Ok(false);
         }
@@ -406,12 +459,20 @@ impl ProxyHttp for Palisade {
     fn should_serve_stale(
         &self,
         _session: &mut Session,
-        _ctx: &mut RequestCtx,
+        ctx: &mut RequestCtx,
         error: Option<&Error>,
     ) -> bool {
         // Pingora has already checked the stored response's windows; this
         // only decides which failures count. `None` is stale-while-revalidate.
-        error.is_none_or(|e| matches!(e.esource(), pingora::ErrorSource::Upstream))
+        let serve = error.is_none_or(|e| matches!(e.esource(), pingora::ErrorSource::Upstream));
+        if serve && error.is_some_and(|e| !matches!(e.etype(), ErrorType::HTTPStatus(_))) {
+            // After a failed upstream attempt (not a 5xx answer), Pingora
+            // does not reuse the client connection: say so in the response
+            // rather than leave a client to send its next request into a
+            // connection about to close.
+            ctx.closes_connection = true;
+        }
+        serve
     }
 
     fn upstream_response_body_filter(
@@ -564,20 +625,34 @@ impl ProxyHttp for Palisade {
         }
         // The request may have reached the backend: replay only idempotent
         // requests whose body is still fully buffered, and only before a
-        // response started.
+        // response started. A non-idempotent request is never replayed, not
+        // even on a connection the backend closed: the backend may have
+        // read it and acted on it before closing.
         let replayable = session.req_header().method.is_idempotent()
             && !session.as_ref().retry_buffer_truncated()
             && !ctx.response_started
-            && ctx.retries < pool.max_retries
             && !ctx.deadline_passed();
         let retry = if replayable && stale_connection {
-            ctx.tried.pop();
+            // Replayed on a new connection to the same backend; this does
+            // not spend the pool's `max_retries` (it is not the backend's
+            // failure), but is bounded on its own.
+            let allowed = ctx.stale_connection_replays < MAX_STALE_CONNECTION_REPLAYS;
+            if allowed {
+                ctx.stale_connection_replays += 1;
+                ctx.tried.pop();
+            }
+            allowed
+        } else if replayable
+            && upstream_fault
+            && ctx.retries < pool.max_retries
+            && pool.has_untried(&ctx.tried)
+        {
+            ctx.retries += 1;
             true
         } else {
-            replayable && upstream_fault && pool.has_untried(&ctx.tried)
+            false
         };
         if retry {
-            ctx.retries += 1;
             pool.metrics.retries.inc();
         }
         e.set_retry(retry);
@@ -646,6 +721,13 @@ impl ProxyHttp for Palisade {
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        if let Some(why) = hop_by_hop::refused_framing(upstream_response) {
+            // Not the backend's health: one endpoint answering badly.
+            return Err(upstream_error(
+                ErrorType::InvalidHTTPHeader,
+                format!("the upstream response uses {why}"),
+            ));
+        }
         hop_by_hop::strip_response(upstream_response);
         ctx.response_started = true;
         if let (Some(pool), Some(started)) = (ctx.pool(), ctx.upstream_started) {
@@ -660,11 +742,10 @@ impl ProxyHttp for Palisade {
                 backend.state.record_success();
             }
         }
-        if upstream_response.status == http::StatusCode::NOT_MODIFIED
-            && session.cache.maybe_cache_meta().is_some()
-        {
-            if let Some(cc) = ctx.cache.as_mut() {
-                cc.not_modified = Some(Box::new(upstream_response.clone()));
+        if upstream_response.status == http::StatusCode::NOT_MODIFIED {
+            if let (Some(cc), Some(stored)) = (ctx.cache.as_mut(), session.cache.maybe_cache_meta())
+            {
+                caching::not_modified_received(cc, stored.response_header(), upstream_response);
             }
         }
         Ok(())
@@ -686,9 +767,14 @@ impl ProxyHttp for Palisade {
         if let Some(id) = &ctx.request_id {
             response.insert_header(X_REQUEST_ID, id.clone())?;
         }
-        if let Some(cc) = ctx.cache.as_ref() {
+        if let Some(cc) = ctx.cache.as_mut() {
             for name in caching::SURROGATE_HEADERS {
                 response.remove_header(name);
+            }
+            if let Some(stored) = cc.unidentified_by_304.take() {
+                // Served as stored: the 304's fields describe another
+                // representation.
+                stored.restore(response)?;
             }
             if cc.invalidates && (response.status.is_success() || response.status.is_redirection())
             {
@@ -697,6 +783,9 @@ impl ProxyHttp for Palisade {
                 {
                     self.cache.storage.invalidate_url(&url);
                 }
+            }
+            if cc.stored && cc.fill.is_none() {
+                cc.fill = self.fill_of(session);
             }
             if cc.policy.cache_status {
                 let status = caching::status(
@@ -709,6 +798,9 @@ impl ProxyHttp for Palisade {
             }
         }
         limiting::add_headers(response, ctx)?;
+        if ctx.closes_connection {
+            session.set_keepalive(None);
+        }
         if is_tls(session) {
             let hsts = ctx.route().and_then(|r| r.hsts.clone()).or_else(|| {
                 self.listener_policy(&ctx.runtime)
@@ -788,6 +880,9 @@ impl ProxyHttp for Palisade {
         route_metrics.request(&session.req_header().method, status, ctx.started.elapsed());
         if let Some(result) = cache {
             route_metrics.cache_lookup(result);
+        }
+        if let Some(fill) = ctx.cache.as_ref().and_then(|cc| cc.fill.as_ref()) {
+            metrics().cache_fill(fill.outcome().as_str());
         }
         if let Some(log) = access_log::get() {
             log.log(&observe::entry(

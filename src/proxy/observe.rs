@@ -40,6 +40,11 @@ pub fn entry<'a>(
         backend: ctx.backend.as_ref().map(|b| &*b.label),
         tries: ctx.tried.len(),
         cache: cache.map(CacheResult::as_str),
+        cache_fill: ctx
+            .cache
+            .as_ref()
+            .and_then(|cc| cc.fill.as_ref())
+            .map(|f| f.outcome().as_str()),
         identity: ctx.identity.as_ref().map(|i| &*i.name),
         user_agent: header(header::USER_AGENT),
         referer: header(header::REFERER),

@@ -16,7 +16,7 @@
 
 use std::any::Any;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -36,6 +36,63 @@ use super::entry::{Entry, EntryParts};
 
 /// A free reader slot.
 const FREE: usize = usize::MAX;
+
+/// Why a fill will not be stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Doom {
+    /// The body outgrew `max_object_size`.
+    TooLarge = 1,
+    /// The in-flight budget had no room for it.
+    NoRoom = 2,
+    /// A purge or invalidation matched it.
+    Purged = 3,
+}
+
+impl Doom {
+    fn from_u8(v: u8) -> Option<Self> {
+        match v {
+            1 => Some(Doom::TooLarge),
+            2 => Some(Doom::NoRoom),
+            3 => Some(Doom::Purged),
+            _ => None,
+        }
+    }
+
+    /// A short name, for `Cache-Status` details, logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Doom::TooLarge => "too-large",
+            Doom::NoRoom => "no-room",
+            Doom::Purged => "purged",
+        }
+    }
+}
+
+/// What became of a fill, as far as is known now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FillOutcome {
+    /// Still arriving, and still to be stored.
+    Writing,
+    /// Stored.
+    Stored,
+    /// Will not be (or was not) stored.
+    Doomed(Doom),
+    /// The response was cut off before its end.
+    Aborted,
+}
+
+impl FillOutcome {
+    /// A short name, for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FillOutcome::Writing => "writing",
+            FillOutcome::Stored => "stored",
+            FillOutcome::Doomed(d) => d.as_str(),
+            FillOutcome::Aborted => "aborted",
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Status {
@@ -75,7 +132,9 @@ pub struct Fill {
     header: Box<[u8]>,
     fresh_until: SystemTime,
     retain_until: SystemTime,
-    doomed: AtomicBool,
+    /// `0`, or the [`Doom`] that stopped it being stored.
+    doomed: AtomicU8,
+    committed: AtomicBool,
     state: Mutex<State>,
     progress: watch::Sender<()>,
 }
@@ -120,7 +179,8 @@ impl Fill {
             header: spec.header,
             fresh_until: spec.fresh_until,
             retain_until: spec.retain_until,
-            doomed: AtomicBool::new(false),
+            doomed: AtomicU8::new(0),
+            committed: AtomicBool::new(false),
             state: Mutex::new(State {
                 chunks: VecDeque::new(),
                 first_chunk: 0,
@@ -136,7 +196,47 @@ impl Fill {
 
     /// Whether this fill will never be committed.
     pub fn is_doomed(&self) -> bool {
-        self.doomed.load(Ordering::Acquire)
+        self.doomed.load(Ordering::Acquire) != 0
+    }
+
+    /// What became of the fill so far.
+    pub fn outcome(&self) -> FillOutcome {
+        if let Some(doom) = Doom::from_u8(self.doomed.load(Ordering::Acquire)) {
+            return FillOutcome::Doomed(doom);
+        }
+        if self.committed.load(Ordering::Acquire) {
+            return FillOutcome::Stored;
+        }
+        match self.state.lock().status {
+            Status::Failed => FillOutcome::Aborted,
+            Status::Writing | Status::Complete => FillOutcome::Writing,
+        }
+    }
+
+    /// Marks the fill doomed for `why` (the first reason stays).
+    fn set_doomed(&self, why: Doom) {
+        let _ = self
+            .doomed
+            .compare_exchange(0, why as u8, Ordering::AcqRel, Ordering::Acquire);
+    }
+
+    /// Reserves room for a body of `len` bytes, as declared by the
+    /// response's `Content-Length`, before any of it arrives; dooms the fill
+    /// when the in-flight budget has no room, so that the response can say
+    /// it will not be stored.
+    pub fn reserve(&self, len: u64, budget: &Budget) {
+        let mut state = self.state.lock();
+        if self.is_doomed() || len <= state.accounted as u64 {
+            return;
+        }
+        let more = len - state.accounted as u64;
+        if budget.try_add(more) {
+            state.accounted = usize::try_from(len).unwrap_or(usize::MAX);
+        } else {
+            self.set_doomed(Doom::NoRoom);
+            budget.sub(state.accounted as u64);
+            state.accounted = 0;
+        }
     }
 
     /// Body bytes received so far.
@@ -176,9 +276,10 @@ impl Fill {
         }
     }
 
-    /// Marks the fill as never to be committed and returns its budget.
+    /// Marks the fill as never to be committed (a purge matched it) and
+    /// returns its budget.
     pub fn doom(&self, budget: &Budget) {
-        self.doomed.store(true, Ordering::Release);
+        self.set_doomed(Doom::Purged);
         let mut state = self.state.lock();
         budget.sub(state.accounted as u64);
         state.accounted = 0;
@@ -214,12 +315,20 @@ impl Fill {
             if !data.is_empty() {
                 state.len += data.len();
                 if !self.is_doomed() {
-                    if state.len > limits.max_object_size || !budget.try_add(data.len() as u64) {
-                        self.doomed.store(true, Ordering::Release);
+                    // Bytes beyond what is already reserved.
+                    let more = state.len.saturating_sub(state.accounted);
+                    let doom = if state.len > limits.max_object_size {
+                        Some(Doom::TooLarge)
+                    } else if more > 0 && !budget.try_add(more as u64) {
+                        Some(Doom::NoRoom)
+                    } else {
+                        state.accounted += more;
+                        None
+                    };
+                    if let Some(why) = doom {
+                        self.set_doomed(why);
                         budget.sub(state.accounted as u64);
                         state.accounted = 0;
-                    } else {
-                        state.accounted += data.len();
                     }
                 }
                 state.held += data.len();
@@ -258,6 +367,11 @@ impl Fill {
             retain_until: self.retain_until,
         });
         Some(entry)
+    }
+
+    /// Records that the fill was stored.
+    pub fn mark_committed(&self) {
+        self.committed.store(true, Ordering::Release);
     }
 
     /// Returns the fill's budget after commit or failure.

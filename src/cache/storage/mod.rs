@@ -34,7 +34,7 @@ use pingora::ErrorType;
 
 pub use budget::Budget;
 pub use entry::{epoch_secs, CompleteHit, Entry, EntryParts, ENTRY_OVERHEAD};
-pub use fill::{Fill, FillIndex, FillLimits, FillReader, FillSpec};
+pub use fill::{Doom, Fill, FillIndex, FillLimits, FillOutcome, FillReader, FillSpec};
 
 use super::key;
 use crate::config::EvictionPolicy as EvictionChoice;
@@ -254,6 +254,13 @@ impl MemoryStorage {
         Some((meta, entry.body()))
     }
 
+    /// The fill with streaming write tag `tag` for `key`, while it is in
+    /// progress: what the request writing it reports about it.
+    pub fn fill_by_tag(&self, key: &CacheKey, tag: [u8; 8]) -> Option<Arc<Fill>> {
+        self.fills
+            .by_id(&key.combined_bin(), u64::from_be_bytes(tag))
+    }
+
     fn commit(&self, fill: &Fill) -> usize {
         let mut size = 0;
         if let Some(entry) = fill.to_entry() {
@@ -261,6 +268,7 @@ impl MemoryStorage {
             // Stored before the fill is forgotten, so that no lookup in
             // between finds neither.
             self.entries.insert(fill.key, entry);
+            fill.mark_committed();
         }
         self.fills.remove(fill);
         fill.release(&self.budget);
@@ -398,6 +406,14 @@ impl Storage for MemoryStorage {
             fresh_until: meta.fresh_until(),
             retain_until: self.retain_until(meta),
         });
+        let declared = meta
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if let Some(len) = declared {
+            fill.reserve(len, &self.budget);
+        }
         self.fills.insert(fill.clone());
         Ok(Box::new(FillWriter {
             storage: self,

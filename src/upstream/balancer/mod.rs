@@ -60,9 +60,7 @@ impl Balancer {
         usable: &dyn Fn(usize) -> bool,
     ) -> Option<usize> {
         match self {
-            Balancer::RoundRobin(rr) => {
-                (0..rr.cycle_len()).find_map(|_| rr.next().filter(|i| usable(*i)))
-            }
+            Balancer::RoundRobin(rr) => rr.pick(usable),
             Balancer::Random(r) => r.pick(usable),
             Balancer::LeastConnections(rotation) => least_loaded(backends, rotation, usable),
             Balancer::PowerOfTwo(r) => {

@@ -3,6 +3,11 @@
 //! The schedule is computed once at load with nginx's smooth weighted round
 //! robin, so weights `{a: 5, b: 1, c: 1}` give `a a b a c a a` rather than
 //! five `a` in a row; picking is then one atomic increment, lock-free.
+//!
+//! A pick takes one position from the shared cursor and then scans the
+//! schedule from that position on its own: other threads moving the cursor
+//! meanwhile cannot make a scan skip the one usable backend, because every
+//! backend appears in each full cycle of the schedule.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -54,11 +59,32 @@ impl WeightedRoundRobin {
 
     /// The index of the next backend, or `None` for an empty pool.
     pub fn next(&self) -> Option<usize> {
-        if self.schedule.is_empty() {
+        self.pick(|_| true)
+    }
+
+    /// The next backend in the schedule that `usable` accepts: one full
+    /// cycle from the next position of the shared cursor, so a usable
+    /// backend is found whenever one exists, whatever other threads do.
+    pub fn pick(&self, usable: impl Fn(usize) -> bool) -> Option<usize> {
+        let len = self.schedule.len();
+        if len == 0 {
             return None;
         }
-        let n = self.cursor.fetch_add(1, Ordering::Relaxed);
-        Some(self.schedule[n % self.schedule.len()] as usize)
+        let start = self.cursor.fetch_add(1, Ordering::Relaxed);
+        let (skipped, found) = (0..len)
+            .map(|offset| {
+                (
+                    offset,
+                    self.schedule[start.wrapping_add(offset) % len] as usize,
+                )
+            })
+            .find(|(_, i)| usable(*i))?;
+        if skipped > 0 {
+            // The positions passed over are spent, so that the backends
+            // after an unusable one are not picked more often than the rest.
+            self.cursor.fetch_add(skipped, Ordering::Relaxed);
+        }
+        Some(found)
     }
 
     /// Length of one full cycle of the schedule.

@@ -138,3 +138,49 @@ fn consistent_hash_is_sticky_and_moves_only_the_removed_backends_keys() {
     });
     assert_eq!(spread.len(), 4);
 }
+
+/// Property: whatever the weights, whichever backends are usable and however
+/// many threads pick at once, every algorithm finds a usable backend when
+/// one exists (round robin used to lose its scan to other threads moving
+/// the shared cursor and answer "none available").
+#[test]
+fn every_algorithm_finds_a_usable_backend_under_concurrent_picks() {
+    use rand::Rng;
+    let mut rng = rand::thread_rng();
+    for case in 0..40 {
+        let n = rng.gen_range(1..=8);
+        let weights: Vec<u32> = (0..n).map(|_| rng.gen_range(1..=5)).collect();
+        let b = backends(&weights);
+        // At least one usable backend, the others not.
+        let usable_one = rng.gen_range(0..n);
+        let usable: Vec<bool> = (0..n)
+            .map(|i| i == usable_one || rng.gen_bool(0.3))
+            .collect();
+        for algorithm in [
+            Algorithm::RoundRobin,
+            Algorithm::Random,
+            Algorithm::LeastConnections,
+            Algorithm::PowerOfTwo,
+            Algorithm::ConsistentHash,
+        ] {
+            let balancer = Balancer::new(algorithm, &b);
+            std::thread::scope(|scope| {
+                for thread in 0..4 {
+                    let (balancer, b, usable, weights) = (&balancer, &b, &usable, &weights);
+                    scope.spawn(move || {
+                        for i in 0..2_000 {
+                            let key = format!("k{thread}-{i}");
+                            let key = (i % 2 == 0).then_some(key.as_bytes());
+                            let picked = balancer.pick(b, key, &|i| usable[i]);
+                            assert!(
+                                picked.is_some_and(|p| usable[p]),
+                                "case {case}: {algorithm:?} over {weights:?} with usable \
+                                 {usable:?} picked {picked:?}"
+                            );
+                        }
+                    });
+                }
+            });
+        }
+    }
+}

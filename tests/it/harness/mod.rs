@@ -4,6 +4,8 @@
 pub mod certs;
 pub mod origin;
 pub mod proxy;
+pub mod raw_client;
+pub mod raw_origin;
 pub mod redis;
 pub mod tls_client;
 
@@ -15,6 +17,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 pub use certs::Ca;
 pub use origin::{pattern, Origin, OriginTls, Reply};
 pub use proxy::{free_port, run_cli, Proxy, ADMIN_TOKEN};
+pub use raw_client::KeepAliveClient;
+pub use raw_origin::{RawConn, RawOrigin};
 
 /// An HTTP/1.1 client with keep-alive and no system proxy.
 pub fn client() -> reqwest::Client {
