@@ -66,8 +66,11 @@ impl CacheStore {
             eviction: config.eviction,
             stale_retention: config.stale_retention.get(),
         })));
-        let lock: &'static FetchLock =
-            Box::leak(Box::new(FetchLock::new(config.lock_timeout.get())));
+        // Waiters give up after lock_timeout (504), before a fetch counts as
+        // stuck (twice that): otherwise every waiter would take over the key
+        // in turn and send its own request to an origin that hangs.
+        let stuck_after = config.lock_timeout.get().saturating_mul(2);
+        let lock: &'static FetchLock = Box::leak(Box::new(FetchLock::new(stuck_after)));
         let predictor = Box::leak(Box::new(Predictor::<PREDICTOR_SHARDS>::new(
             8192,
             Some(is_request_specific),

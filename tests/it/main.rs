@@ -11,6 +11,7 @@ mod bodies;
 mod cache;
 mod cache_fills;
 mod cli;
+mod coalescing;
 mod edge;
 mod errors;
 mod fleet;
