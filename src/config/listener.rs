@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use serde::Deserialize;
 
 use super::tls::{HstsConfig, HttpsMode, ListenerTls};
-use super::units::ByteSize;
+use super::units::{ByteSize, Duration};
 
 /// One listening socket (`listeners[i]`).
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -44,7 +44,14 @@ pub struct ListenerConfig {
     /// Default [`DEFAULT_WRITE_BUFFER`]; `0` writes straight through.
     #[serde(default)]
     pub write_buffer: Option<ByteSize>,
+    /// A client that accepts none of a response's bytes for this long is
+    /// disconnected (nginx `send_timeout`). Default [`DEFAULT_SEND_TIMEOUT`].
+    #[serde(default)]
+    pub send_timeout: Option<Duration>,
 }
+
+/// Default `send_timeout`, as nginx's.
+pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Default `write_buffer`: like nginx's `ssl_buffer_size`, one full TLS
 /// record. Pingora's own default (1460 bytes, one segment) splits a small
@@ -56,6 +63,11 @@ pub const DEFAULT_WRITE_BUFFER: ByteSize = ByteSize(16 * 1024);
 pub const MAX_WRITE_BUFFER: ByteSize = ByteSize(1 << 20);
 
 impl ListenerConfig {
+    /// The send timeout.
+    pub fn send_timeout(&self) -> std::time::Duration {
+        self.send_timeout.unwrap_or(DEFAULT_SEND_TIMEOUT).get()
+    }
+
     /// The write buffer size in bytes.
     pub fn write_buffer_bytes(&self) -> usize {
         let size = self.write_buffer.unwrap_or(DEFAULT_WRITE_BUFFER);

@@ -483,3 +483,29 @@ fn listener_write_buffers_default_to_one_tls_record_and_are_bounded() {
         "{e}"
     );
 }
+
+#[test]
+fn listener_send_timeouts_default_to_a_minute_and_must_be_positive() {
+    let loaded = parse(Path::new("test.yaml"), VALID).unwrap();
+    assert_eq!(
+        loaded.config.listeners[0].send_timeout(),
+        std::time::Duration::from_secs(60)
+    );
+    let text = VALID.replace(
+        "    address: 127.0.0.1:8080\n",
+        "    address: 127.0.0.1:8080\n    send_timeout: 5s\n",
+    );
+    let loaded = parse(Path::new("test.yaml"), &text).unwrap();
+    assert_eq!(
+        loaded.config.listeners[0].send_timeout(),
+        std::time::Duration::from_secs(5)
+    );
+    let e = one_error(&VALID.replace(
+        "    address: 127.0.0.1:8080\n",
+        "    address: 127.0.0.1:8080\n    send_timeout: 0s\n",
+    ));
+    assert!(
+        e.contains(":8:19: error: listeners[0].send_timeout: must be more than 0s"),
+        "{e}"
+    );
+}

@@ -276,6 +276,12 @@ fn listeners(config: &Config, origins: &Origins, f: &mut Findings) {
                 format!("must be at most {}", super::listener::MAX_WRITE_BUFFER),
             ));
         }
+        if l.send_timeout.is_some_and(|t| t.get().is_zero()) {
+            f.errors.push(ConfigError::value(
+                path.key("send_timeout"),
+                "must be more than 0s (a client would be dropped at its first slow write)",
+            ));
+        }
         listener_tls(l, &path, f);
         if let Some(filter) = &l.ip_filter {
             ip_filter(filter, path.key("ip_filter"), f);

@@ -184,6 +184,9 @@ impl ProxyHttp for Palisade {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        if let Some(l) = self.listener_policy(&ctx.runtime) {
+            session.set_write_timeout(Some(l.send_timeout));
+        }
         let req = session.req_header();
         ctx.request_id = Some(request_id::of_request(req));
 
@@ -295,7 +298,15 @@ impl ProxyHttp for Palisade {
             let lookup = cc.uses_cache_phases();
             ctx.cache = Some(cc);
             if lookup {
-                return self.serve_fresh_hit(session, ctx).await;
+                if self.serve_fresh_hit(session, ctx).await? {
+                    return Ok(true);
+                }
+                // If this request fetches the response into the cache, its
+                // own client reads it from the fill like any other reader:
+                // with Pingora's queued (cancel-safe) writes, the fetch goes
+                // on at the origin's pace while this client's writes wait
+                // (HTTP/1; an HTTP/2 client still paces its own fetch).
+                session.set_proxy_tasks_enabled(true);
             }
         }
         Ok(false)
@@ -488,18 +499,31 @@ impl ProxyHttp for Palisade {
                 "request_timeout expired while reading the response body",
             ));
         }
-        if let (Some(cc), Some(chunk)) = (ctx.cache.as_mut(), body.as_ref()) {
-            if cc.stored && !cc.oversize_reported {
-                cc.body_bytes += chunk.len() as u64;
-                if cc.body_bytes > self.cache.storage.settings().max_object_size {
-                    // The store drops the fill; remember the URL so that
-                    // later requests stream straight through.
-                    cc.oversize_reported = true;
-                    session
-                        .cache
-                        .response_became_uncacheable(NoCacheReason::ResponseTooLarge);
-                }
+        let Some(cc) = ctx.cache.as_mut().filter(|cc| cc.stored) else {
+            return Ok(None);
+        };
+        if cc.fill.is_none() {
+            cc.fill = self.fill_of(session);
+        }
+        if let Some(chunk) = body.as_ref().filter(|_| !cc.oversize_reported) {
+            cc.body_bytes += chunk.len() as u64;
+            if cc.body_bytes > self.cache.storage.settings().max_object_size {
+                // The store drops the fill; remember the URL so that
+                // later requests stream straight through.
+                cc.oversize_reported = true;
+                session
+                    .cache
+                    .response_became_uncacheable(NoCacheReason::ResponseTooLarge);
             }
+        }
+        if cc.fill.as_ref().is_some_and(|f| f.is_doomed())
+            && session.downstream_session.supports_proxy_task_api()
+            && !session.has_pending_downstream_tasks()
+        {
+            // A fill that will not be stored is not fetched ahead of this
+            // request's client: back to writes that pace the fetch, as for
+            // any uncached response (switched between two writes only).
+            session.set_proxy_tasks_enabled(false);
         }
         Ok(None)
     }

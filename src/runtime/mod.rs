@@ -88,6 +88,8 @@ pub struct ListenerPolicy {
     pub hsts: Option<HeaderValue>,
     /// Client addresses allowed on this listener.
     pub ip_filter: Option<IpFilter>,
+    /// How long a client may accept no bytes of a response.
+    pub send_timeout: std::time::Duration,
 }
 
 /// Everything the request path needs, compiled from one configuration.
@@ -247,6 +249,7 @@ fn compile_listeners(config: &Config, errors: &mut Vec<ConfigError>) -> Box<[Lis
                 https_port: l.https_port.unwrap_or(default_https_port),
                 hsts: l.hsts.as_ref().and_then(hsts_value),
                 ip_filter: l.ip_filter.as_ref().map(IpFilter::new),
+                send_timeout: l.send_timeout(),
             }
         })
         .collect()

@@ -100,3 +100,210 @@ async fn cache_status_access_log_and_metrics_say_what_became_of_a_fill() {
     let again = client().get(proxy.url("/a")).send().await.unwrap();
     assert!(status(&again).contains("hit"), "{}", status(&again));
 }
+
+/// A client that asks for `path` and reads `first` bytes of the response,
+/// with a small receive buffer so that the proxy's writes block when it
+/// stops; it then stops reading until `resume` turns true, and returns how
+/// many body bytes it got in all.
+async fn stalling_reader(
+    addr: std::net::SocketAddr,
+    path: &str,
+    first: usize,
+    stalled: tokio::sync::oneshot::Sender<()>,
+    mut resume: tokio::sync::watch::Receiver<bool>,
+) -> usize {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(16 * 1024).unwrap();
+    let mut stream = socket.connect(addr).await.unwrap();
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 16 * 1024];
+    while got.len() < first {
+        let n = stream.read(&mut buf).await.unwrap();
+        assert!(n > 0, "closed early");
+        got.extend_from_slice(&buf[..n]);
+    }
+    let _ = stalled.send(());
+    let _ = resume.wait_for(|go| *go).await;
+    loop {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    let end = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
+    let body = &got[end..];
+    if head.contains("transfer-encoding: chunked") {
+        dechunk(body).len()
+    } else {
+        body.len()
+    }
+}
+
+/// A chunked body's content.
+fn dechunk(mut raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let line = raw
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .expect("chunk size line");
+        let size = usize::from_str_radix(std::str::from_utf8(&raw[..line]).unwrap().trim(), 16)
+            .expect("chunk size");
+        raw = &raw[line + 2..];
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&raw[..size]);
+        raw = &raw[size + 2..];
+    }
+}
+
+/// The first client of a cold 7 MiB object reads 1 MB and stops. The fill
+/// goes on at the origin's pace: three clients arriving after it get the
+/// whole object while the first is still stalled (before, they moved only
+/// as fast as the first client read), and the first gets it all when it
+/// reads again.
+#[tokio::test]
+async fn a_stalled_first_reader_does_not_hold_the_fill_or_other_readers_back() {
+    let origin = Origin::start("o").await;
+    let len = 7 * 1024 * 1024;
+    origin.on(
+        "/big",
+        Reply::generated(len, false).header("cache-control", "max-age=300"),
+    );
+    let proxy = Proxy::start(cached(&origin.address(), "max_size: 64MiB")).await;
+    let (resume, resumed) = tokio::sync::watch::channel(false);
+    let (stalled, is_stalled) = tokio::sync::oneshot::channel();
+    let first = tokio::spawn(stalling_reader(
+        proxy.addr,
+        "/big",
+        1 << 20,
+        stalled,
+        resumed,
+    ));
+    is_stalled.await.unwrap();
+    let others = futures_util::future::join_all((0..3).map(|_| async {
+        let resp = client().get(proxy.url("/big")).send().await.unwrap();
+        println!("other: {:?}", resp.headers().get("cache-status"));
+        resp.bytes().await.unwrap().len()
+    }));
+    let others = tokio::time::timeout(Duration::from_secs(30), others)
+        .await
+        .expect("the other readers were held back by the stalled one");
+    assert_eq!(others, [len, len, len]);
+    assert!(!first.is_finished());
+    resume.send_replace(true);
+    assert_eq!(first.await.unwrap(), len);
+    assert_eq!(origin.hits(), 1);
+}
+
+/// A chunked response that turns out larger than `max_object_size` is not
+/// shared: its first client (stalled here) keeps its whole stream, paced by
+/// itself, and a client arriving later streams the URL on its own instead
+/// of moving at the first client's pace.
+#[tokio::test]
+async fn a_response_too_large_to_store_is_not_shared_with_a_slow_first_reader() {
+    let origin = Origin::start("o").await;
+    let len = 24 * 1024 * 1024;
+    origin.on(
+        "/huge",
+        Reply::generated(len, true).header("cache-control", "max-age=300"),
+    );
+    let proxy = Proxy::start(cached(
+        &origin.address(),
+        "max_size: 16MiB\n  max_object_size: 1MiB",
+    ))
+    .await;
+    let (resume, resumed) = tokio::sync::watch::channel(false);
+    let (stalled, is_stalled) = tokio::sync::oneshot::channel();
+    let first = tokio::spawn(stalling_reader(
+        proxy.addr,
+        "/huge",
+        2 << 20,
+        stalled,
+        resumed,
+    ));
+    is_stalled.await.unwrap();
+    let fast = async {
+        let resp = client().get(proxy.url("/huge")).send().await.unwrap();
+        resp.bytes().await.unwrap()
+    };
+    let fast = tokio::time::timeout(Duration::from_secs(30), fast)
+        .await
+        .expect("the later client was held back by the stalled one");
+    assert_eq!(fast.len(), len);
+    assert!(
+        fast[..] == pattern(len)[..],
+        "the later client's body differs"
+    );
+    assert!(!first.is_finished());
+    resume.send_replace(true);
+    assert_eq!(first.await.unwrap(), len);
+    assert_eq!(origin.hits(), 2);
+}
+
+/// Readers that stop reading — the one whose request fetches the response
+/// and one that joined it — are disconnected after `send_timeout`; the fill
+/// completes and is stored all the same, and another reader gets it all.
+#[tokio::test]
+async fn readers_that_stop_reading_are_cut_off_by_the_send_timeout_without_harming_the_fill() {
+    let origin = Origin::start("o").await;
+    let len = 7 * 1024 * 1024;
+    origin.on(
+        "/big",
+        Reply::generated(len, false).header("cache-control", "max-age=300"),
+    );
+    let proxy = Proxy::builder(cached(&origin.address(), "max_size: 64MiB"))
+        .listener("send_timeout: 1s")
+        .start()
+        .await;
+    let (resume, resumed) = tokio::sync::watch::channel(false);
+    let mut stalled_readers = Vec::new();
+    for _ in 0..2 {
+        let (stalled, is_stalled) = tokio::sync::oneshot::channel();
+        stalled_readers.push(tokio::spawn(stalling_reader(
+            proxy.addr,
+            "/big",
+            1 << 20,
+            stalled,
+            resumed.clone(),
+        )));
+        is_stalled.await.unwrap();
+    }
+    let whole = client().get(proxy.url("/big")).send().await.unwrap();
+    assert_eq!(whole.bytes().await.unwrap().len(), len);
+    // Both stalled connections time out (logged by Pingora), the fetching
+    // one included.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while proxy.log().matches("WriteTimedout").count() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the stalled readers were not cut off:\n{}",
+            proxy.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    resume.send_replace(true);
+    for reader in stalled_readers {
+        let got = reader.await.unwrap();
+        assert!(
+            got < len,
+            "a stalled reader got the whole body ({got} bytes)"
+        );
+    }
+    let again = client().get(proxy.url("/big")).send().await.unwrap();
+    let status = again.headers()["cache-status"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(status.contains("hit"), "{status}");
+    assert_eq!(origin.hits(), 1);
+}

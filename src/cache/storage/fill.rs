@@ -37,6 +37,11 @@ use super::entry::{Entry, EntryParts};
 /// A free reader slot.
 const FREE: usize = usize::MAX;
 
+/// How many `max_object_size` windows of a doomed fill are kept for the
+/// owner's reader while its client catches up (its fetch is paced by it
+/// again once the fill is doomed, so the lag stops growing soon after).
+pub const OWNER_SLACK: usize = 4;
+
 /// Why a fill will not be stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -115,6 +120,8 @@ struct State {
     status: Status,
     /// Next absolute chunk index of each reader; `FREE` for unused slots.
     readers: Vec<usize>,
+    /// The slot of the reader serving the request that writes the fill.
+    owner: Option<usize>,
 }
 
 /// An in-flight response.
@@ -189,6 +196,7 @@ impl Fill {
                 accounted: 0,
                 status: Status::Writing,
                 readers: Vec::new(),
+                owner: None,
             }),
             progress: watch::Sender::new(()),
         })
@@ -254,6 +262,16 @@ impl Fill {
         CacheMeta::deserialize(&self.internal, &self.header)
     }
 
+    /// The reader of the request that writes the fill. Once the fill is
+    /// doomed, that request's client paces the fetch again (see
+    /// [`Fill::trim`]), so its reader keeps its place however far it lags
+    /// (up to [`OWNER_SLACK`] windows).
+    pub fn owner_reader(self: &Arc<Self>) -> FillReader {
+        let reader = self.reader();
+        self.state.lock().owner = Some(reader.slot);
+        reader
+    }
+
     /// A reader starting at the first byte.
     pub fn reader(self: &Arc<Self>) -> FillReader {
         let mut state = self.state.lock();
@@ -287,7 +305,8 @@ impl Fill {
     }
 
     /// Drops chunks every reader has passed, and (past `window` bytes held)
-    /// chunks laggards still need. Only for doomed fills.
+    /// chunks laggards still need; the owner's reader keeps its chunks up to
+    /// [`OWNER_SLACK`] windows. Only for doomed fills.
     fn trim(state: &mut State, window: usize) {
         let keep_from = state
             .readers
@@ -296,9 +315,19 @@ impl Fill {
             .filter(|r| *r != FREE)
             .min()
             .unwrap_or(usize::MAX);
+        let owner_from = state
+            .owner
+            .and_then(|slot| state.readers.get(slot).copied())
+            .filter(|r| *r != FREE)
+            .unwrap_or(usize::MAX);
         while let Some(front) = state.chunks.front() {
             let needed = state.first_chunk >= keep_from;
-            if needed && state.held <= window {
+            let limit = if state.first_chunk >= owner_from {
+                window.saturating_mul(OWNER_SLACK)
+            } else {
+                window
+            };
+            if needed && state.held <= limit {
                 break;
             }
             state.held -= front.len();

@@ -385,7 +385,8 @@ impl Storage for MemoryStorage {
             .by_id(&key.combined_bin(), id)
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "streaming write not found"))?;
         let meta = fill.meta()?;
-        Ok(Some((meta, Box::new(fill.reader()))))
+        // Only the writing request looks its own fill up by tag.
+        Ok(Some((meta, Box::new(fill.owner_reader()))))
     }
 
     async fn get_miss_handler(
