@@ -206,9 +206,12 @@ async fn a_stalled_first_reader_does_not_hold_the_fill_or_other_readers_back() {
 }
 
 /// A chunked response that turns out larger than `max_object_size` is not
-/// shared: its first client (stalled here) keeps its whole stream, paced by
-/// itself, and a client arriving later streams the URL on its own instead
-/// of moving at the first client's pace.
+/// shared. Its first client reads 256 KiB and stalls; the fetch goes on at
+/// the origin's pace until the response is known to be too large (before,
+/// it stopped with the first client, short of that, and a later client
+/// joined it and moved at the stalled client's pace); from then on it
+/// follows its own client, and a client arriving later streams the URL on
+/// its own.
 #[tokio::test]
 async fn a_response_too_large_to_store_is_not_shared_with_a_slow_first_reader() {
     let origin = Origin::start("o").await;
@@ -217,21 +220,34 @@ async fn a_response_too_large_to_store_is_not_shared_with_a_slow_first_reader() 
         "/huge",
         Reply::generated(len, true).header("cache-control", "max-age=300"),
     );
-    let proxy = Proxy::start(cached(
-        &origin.address(),
-        "max_size: 16MiB\n  max_object_size: 1MiB",
-    ))
-    .await;
+    let proxy = Proxy::builder(cached(&origin.address(), "max_size: 64MiB"))
+        .admin()
+        .start()
+        .await;
     let (resume, resumed) = tokio::sync::watch::channel(false);
     let (stalled, is_stalled) = tokio::sync::oneshot::channel();
     let first = tokio::spawn(stalling_reader(
         proxy.addr,
         "/huge",
-        2 << 20,
+        256 << 10,
         stalled,
         resumed,
     ));
     is_stalled.await.unwrap();
+    // The fill outgrows max_object_size (8 MiB): it is in flight and no
+    // longer counted as going to be stored.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let stats = proxy.admin_json("/cache/stats").await;
+        if stats["inflight_fills"] == 1 && stats["inflight_bytes"] == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the fetch stopped with its stalled client: {stats}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let fast = async {
         let resp = client().get(proxy.url("/huge")).send().await.unwrap();
         resp.bytes().await.unwrap()
