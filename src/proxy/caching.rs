@@ -51,8 +51,6 @@ pub struct CacheCtx {
     pub fill: Option<Arc<Fill>>,
     /// Why the response was not stored.
     pub not_storable: Option<NotStorable>,
-    /// Body bytes received from upstream on a fill.
-    pub body_bytes: u64,
     /// The predictor has been told the body is too large.
     pub oversize_reported: bool,
     /// Answered in `request_filter` from a fresh stored response, whose
@@ -119,7 +117,6 @@ impl CacheCtx {
             stored: false,
             fill: None,
             not_storable: None,
-            body_bytes: 0,
             oversize_reported: false,
             fresh_hit_until: None,
             key: None,

@@ -33,7 +33,7 @@ use tracing::{debug, warn};
 pub use context::RequestCtx;
 
 use crate::cache::key::for_url;
-use crate::cache::storage::Fill;
+use crate::cache::storage::{Doom, Fill, FillOutcome};
 use crate::cache::{surrogate, vary, CacheStore};
 use crate::config::LimitScope;
 use crate::observe::access_log;
@@ -489,7 +489,7 @@ impl ProxyHttp for Palisade {
     fn upstream_response_body_filter(
         &self,
         session: &mut Session,
-        body: &mut Option<Bytes>,
+        _body: &mut Option<Bytes>,
         _end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<Option<Duration>> {
@@ -505,18 +505,18 @@ impl ProxyHttp for Palisade {
         if cc.fill.is_none() {
             cc.fill = self.fill_of(session);
         }
-        if let Some(chunk) = body.as_ref().filter(|_| !cc.oversize_reported) {
-            cc.body_bytes += chunk.len() as u64;
-            if cc.body_bytes > self.cache.storage.settings().max_object_size {
-                // The store drops the fill; remember the URL so that
-                // later requests stream straight through.
-                cc.oversize_reported = true;
-                session
-                    .cache
-                    .response_became_uncacheable(NoCacheReason::ResponseTooLarge);
-            }
+        let Some(outcome) = cc.fill.as_ref().map(|f| f.outcome()) else {
+            return Ok(None);
+        };
+        if outcome == FillOutcome::Doomed(Doom::TooLarge) && !cc.oversize_reported {
+            // Remember the URL, so that later requests stream straight
+            // through.
+            cc.oversize_reported = true;
+            session
+                .cache
+                .response_became_uncacheable(NoCacheReason::ResponseTooLarge);
         }
-        if cc.fill.as_ref().is_some_and(|f| f.is_doomed())
+        if matches!(outcome, FillOutcome::Doomed(_))
             && session.downstream_session.supports_proxy_task_api()
             && !session.has_pending_downstream_tasks()
         {
