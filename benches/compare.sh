@@ -9,7 +9,7 @@
 # Environment: OBJECTS (memory scenario, default 100000), ACCESS_LOG (json or
 # combined: Palisade writes an access log file, as nginx and Varnish do not
 # here; default off), PROXIES (default "palisade nginx varnish"), SCENARIOS
-# (default "hit1k hit1m pass herd memory k6"; the table shows what ran),
+# (default "hit1k hit1m pass miss herd memory k6"; the table shows what ran),
 # PALISADE_BIN (a prebuilt binary to measure instead of building
 # target/release/palisade, e.g. to compare two builds).
 #
@@ -17,6 +17,7 @@
 #   hit-1k     1 KiB cached object, keep-alive, wrk -c50
 #   hit-1m     1 MiB cached object, keep-alive, wrk -c10 (MB/s)
 #   pass       `Cache-Control: no-store` responses, wrk -c50
+#   miss       a new cacheable 1 KiB key on every request, wrk -c50
 #   herd       200 concurrent requests (k6) for a cold key behind a 200 ms
 #              origin: how many reach the origin
 #   memory     RSS growth after caching 100 000 distinct 1 KiB objects
@@ -170,13 +171,14 @@ rss_kib() { local t=0 p; for p in $(proc_list "$1"); do t=$((t + $(awk '/VmRSS/{
 port_of() { case "$1" in palisade) echo "$palisade_port" ;; nginx) echo "$nginx_port" ;; varnish) echo "$varnish_port" ;; esac; }
 
 declare -A result
-# wrk_run PROXY SCENARIO PATH CONNECTIONS: fills result[PROXY.SCENARIO.*]
+# wrk_run PROXY SCENARIO PATH CONNECTIONS [WRK_LUA]: fills result[PROXY.SCENARIO.*]
 wrk_run() {
-  local proxy="$1" scenario="$2" path="$3" conns="$4" port url before after out
+  local proxy="$1" scenario="$2" path="$3" conns="$4" script=() port url before after out
+  [ -n "${5:-}" ] && script=(-s "$5")
   port="$(port_of "$proxy")"; url="http://127.0.0.1:$port$path"
   curl -s -o /dev/null "$url"; curl -s -o /dev/null "$url"   # warm the cache
   before="$(ticks "$proxy")"
-  out="$(taskset -c 1 wrk -t1 -c"$conns" -d"${secs}s" --latency "$url")"
+  out="$(taskset -c 1 wrk -t1 -c"$conns" -d"${secs}s" --latency "${script[@]}" "$url")"
   after="$(ticks "$proxy")"
   if grep -qE "Non-2xx|Socket errors" <<<"$out"; then
     grep -E "Non-2xx|Socket errors" <<<"$out" | sed "s/^/  $proxy $scenario: /" >&2
@@ -231,7 +233,15 @@ LUA
 }
 
 read -r -a proxies <<<"${PROXIES:-palisade nginx varnish}"
-read -r -a scenarios <<<"${SCENARIOS:-hit1k hit1m pass herd memory k6}"
+read -r -a scenarios <<<"${SCENARIOS:-hit1k hit1m pass miss herd memory k6}"
+# A new key on every request: /obj/ answers any path with a cacheable 1 KiB.
+cat > "$work/miss.lua" <<LUA
+counter = 0
+request = function()
+  counter = counter + 1
+  return wrk.format("GET", "/obj/miss-$RANDOM-" .. counter)
+end
+LUA
 wants() { [[ " ${scenarios[*]} " == *" $1 "* ]]; }
 echo "compare: ${secs}s per wrk run; proxies pinned to CPU 0, wrk/k6 and origins to CPU 1" >&2
 for proxy in "${proxies[@]}"; do
@@ -239,6 +249,7 @@ for proxy in "${proxies[@]}"; do
   wants hit1k && wrk_run "$proxy" hit1k /cached/1k 50
   wants hit1m && wrk_run "$proxy" hit1m /cached/1m 10
   wants pass && wrk_run "$proxy" pass /nostore 50
+  wants miss && wrk_run "$proxy" miss /obj/miss-warm 50 "$work/miss.lua"
   wants herd && herd_run "$proxy"
   wants memory && memory_run "$proxy"   # before mixed.js, which caches /obj/N keys too
   if wants k6; then
@@ -252,7 +263,7 @@ ms() { awk -v v="$1" 'BEGIN { u = v; gsub(/[0-9.]/, "", u); n = v + 0; if (u == 
 
 printf "\n%s, %s, %s\n" "$(date -u +%Y-%m-%d)" "$(nproc) CPUs ($(lscpu | awk -F: '/Model name/ {gsub(/^ +/, "", $2); print $2; exit}'))" "1 worker each"
 printf "%-9s %-9s %12s %9s %9s %10s %11s %10s %10s\n" scenario proxy "req/s" "p50 ms" "p99 ms" "MB/s" "CPU us/req" "req/s÷ng" "CPU÷ng"
-for scenario in hit1k hit1m pass; do
+for scenario in hit1k hit1m pass miss; do
   wants "$scenario" || continue
   for proxy in "${proxies[@]}"; do
     printf "%-9s %-9s %12.0f %9s %9s %10.1f %11s %10s %10s\n" "$scenario" "$proxy" \

@@ -232,3 +232,33 @@ async fn waiters_behind_a_hanging_fetch_answer_504_without_piling_onto_the_origi
     assert!(log.contains("gave up waiting"), "{log}");
     assert_eq!(leader.await.unwrap().unwrap().status(), 504);
 }
+
+/// Within `stale-while-revalidate`, 50 concurrent requests for a stale
+/// response all get it at once, and the origin sees one revalidation.
+#[tokio::test]
+async fn stale_while_revalidate_serves_a_burst_from_one_background_revalidation() {
+    let origin = Origin::start("o").await;
+    origin.on(
+        "/swr",
+        Reply::text("swr")
+            .header("cache-control", "max-age=0, stale-while-revalidate=600")
+            .etag("\"s\"")
+            .delay(Duration::from_millis(200)),
+    );
+    let proxy = Proxy::start(cached(&origin.address(), "", "")).await;
+    assert_eq!(burst(&proxy, "/swr", 1).await[0].1, "swr");
+    let before = origin.hits();
+    let results = burst(&proxy, "/swr", 50).await;
+    for (status, body, cache) in &results {
+        assert_eq!((*status, body.as_str()), (200, "swr"), "{cache}");
+        assert!(cache.contains("stale-while-revalidate"), "{cache}");
+    }
+    // The one background revalidation arrives, and nothing else.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while origin.hits() < before + 1 {
+        assert!(std::time::Instant::now() < deadline, "no revalidation");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(origin.hits(), before + 1);
+}

@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Instructions per request, counted by callgrind: a repeatable A/B of two
+# builds on a machine whose timings are noisy (CPU time per request from
+# wrk varied 15-33 us between identical runs here; instruction counts do
+# not depend on what else the machine does).
+#
+#   benches/instructions.sh BINARY [BINARY...]
+#
+# For each binary and each scenario, Palisade runs under
+# `valgrind --tool=callgrind` with one worker thread; a keep-alive client
+# sends N1 requests (warm-up; callgrind's counters are dumped and reset),
+# then N2, and the instructions counted over those N2, divided by N2, are
+# the cost of one request, start-up and warm-up excluded.
+# Scenarios (SCENARIOS, default "hit1k pass miss"): a fresh 1 KiB hit, a
+# `no-store` pass-through, a new cacheable key per request. N1/N2 default
+# 500/2500. Needs valgrind (scripts/setup --bench).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck source=benches/lib.sh
+source benches/lib.sh
+
+[ "$#" -ge 1 ] || { sed -n '2,16p' "$0"; exit 2; }
+command -v valgrind >/dev/null || { echo "instructions: valgrind not found (run scripts/setup --bench)" >&2; exit 1; }
+n1="${N1:-500}"; n2="${N2:-2500}"
+read -r -a scenarios <<<"${SCENARIOS:-hit1k pass miss}"
+work="$(mktemp -d /tmp/palisade-instructions.XXXXXX)"
+pids=()
+cleanup() { kill_pids "${pids[@]}"; rm -rf "$work"; }
+trap cleanup EXIT
+
+origin_port="$(free_port)"
+cat > "$work/origin.py" <<'PY'
+import http.server, sys
+BODY = b"x" * 1024
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def log_message(self, *args): pass
+    def do_GET(self):
+        cc = "no-store" if self.path.startswith("/nostore") else "public, max-age=3600"
+        self.wfile.write(b"HTTP/1.1 200 OK\r\nCache-Control: %s\r\nContent-Length: 1024\r\n\r\n" % cc.encode() + BODY)
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
+PY
+python3 "$work/origin.py" "$origin_port" & pids+=($!)
+wait_port "$origin_port"
+
+# send PORT PATH N: N requests on one kept-alive connection (PATH ending in
+# `-` gets a counter appended: a new key each time).
+cat > "$work/send.py" <<'PY'
+import socket, sys
+port, path, n = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+s = socket.create_connection(("127.0.0.1", port))
+f = s.makefile("rb")
+for i in range(n):
+    target = path + str(i) if path.endswith("-") else path
+    s.sendall(b"GET %s HTTP/1.1\r\nHost: bench\r\n\r\n" % target.encode())
+    length = 0
+    while True:
+        line = f.readline()
+        if line in (b"\r\n", b""):
+            break
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":")[1])
+    f.read(length)
+PY
+
+path_of() { case "$1" in hit1k) echo /cached/1k ;; pass) echo /nostore ;; miss) echo "/obj/$RANDOM-" ;; esac; }
+
+# Instructions since the previous dump of the callgrind run writing to $1.
+ir_since_dump() {
+  callgrind_control -d "$2" >/dev/null 2>&1
+  sleep 0.5
+  awk '/^summary:/ {s+=$2} /^totals:/ {t+=$2} END {print (s ? s : t)}' "$1".*
+}
+
+printf '%-28s %-8s %14s\n' binary scenario "instr/request"
+for bin in "$@"; do
+  for scenario in "${scenarios[@]}"; do
+    port="$(free_port)"
+    cat > "$work/palisade.yaml" <<YAML
+server: { threads: 1, grace_period: 0s, shutdown_timeout: 1s, pid_file: $work/p.pid, upgrade_socket: $work/u.sock }
+logging: { level: warn }
+listeners: [ { name: http, address: "127.0.0.1:$port" } ]
+upstreams: { origin: { backends: ["127.0.0.1:$origin_port"] } }
+cache: { policies: { default: {} } }
+routes: [ { upstream: origin, cache: default } ]
+YAML
+    rm -f "$work"/cg.out*
+    valgrind --tool=callgrind --callgrind-out-file="$work/cg.out" "$bin" run -c "$work/palisade.yaml" \
+      > "$work/valgrind.log" 2>&1 & pid=$!
+    pids+=($pid)
+    for _ in $(seq 1200); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+    path="$(path_of "$scenario")"
+    python3 "$work/send.py" "$port" "$path" "$n1"
+    rm -f "$work"/cg.out.*; ir_since_dump "$work/cg.out" "$pid" >/dev/null
+    python3 "$work/send.py" "$port" "$path" "$n2"
+    rm -f "$work"/cg.out.*; ir="$(ir_since_dump "$work/cg.out" "$pid")"
+    kill_pids "$pid"
+    printf '%-28s %-8s %14.0f\n' "$bin" "$scenario" "$(awk -v ir="$ir" -v n="$n2" 'BEGIN { print ir / n }')"
+  done
+done
