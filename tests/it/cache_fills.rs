@@ -107,7 +107,7 @@ async fn cache_status_access_log_and_metrics_say_what_became_of_a_fill() {
 /// many body bytes it got in all.
 async fn stalling_reader(
     addr: std::net::SocketAddr,
-    path: &str,
+    path: String,
     first: usize,
     stalled: tokio::sync::oneshot::Sender<()>,
     mut resume: tokio::sync::watch::Receiver<bool>,
@@ -147,6 +147,26 @@ async fn stalling_reader(
     }
 }
 
+/// Starts a [`stalling_reader`] and returns once it has stalled; its task
+/// yields the body bytes it got in all.
+async fn stall_a_reader(
+    proxy: &Proxy,
+    path: &str,
+    first: usize,
+    resume: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<usize> {
+    let (stalled, is_stalled) = tokio::sync::oneshot::channel();
+    let reader = tokio::spawn(stalling_reader(
+        proxy.addr,
+        path.to_string(),
+        first,
+        stalled,
+        resume,
+    ));
+    is_stalled.await.expect("the reader stalled");
+    reader
+}
+
 /// A chunked body's content.
 fn dechunk(mut raw: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
@@ -181,15 +201,7 @@ async fn a_stalled_first_reader_does_not_hold_the_fill_or_other_readers_back() {
     );
     let proxy = Proxy::start(cached(&origin.address(), "max_size: 64MiB")).await;
     let (resume, resumed) = tokio::sync::watch::channel(false);
-    let (stalled, is_stalled) = tokio::sync::oneshot::channel();
-    let first = tokio::spawn(stalling_reader(
-        proxy.addr,
-        "/big",
-        1 << 20,
-        stalled,
-        resumed,
-    ));
-    is_stalled.await.unwrap();
+    let first = stall_a_reader(&proxy, "/big", 1 << 20, resumed).await;
     let others = futures_util::future::join_all((0..3).map(|_| async {
         let resp = client().get(proxy.url("/big")).send().await.unwrap();
         println!("other: {:?}", resp.headers().get("cache-status"));
@@ -225,17 +237,10 @@ async fn a_response_too_large_to_store_is_not_shared_with_a_slow_first_reader() 
         .start()
         .await;
     let (resume, resumed) = tokio::sync::watch::channel(false);
-    let (stalled, is_stalled) = tokio::sync::oneshot::channel();
-    let first = tokio::spawn(stalling_reader(
-        proxy.addr,
-        "/huge",
-        256 << 10,
-        stalled,
-        resumed,
-    ));
-    is_stalled.await.unwrap();
+    let first = stall_a_reader(&proxy, "/huge", 256 << 10, resumed).await;
     // The fill outgrows max_object_size (8 MiB): it is in flight and no
-    // longer counted as going to be stored.
+    // longer counted as going to be stored (on the old code, the fetch
+    // stopped with its stalled client, short of that).
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         let stats = proxy.admin_json("/cache/stats").await;
@@ -284,29 +289,16 @@ async fn readers_that_stop_reading_are_cut_off_by_the_send_timeout_without_harmi
     let (resume, resumed) = tokio::sync::watch::channel(false);
     let mut stalled_readers = Vec::new();
     for _ in 0..2 {
-        let (stalled, is_stalled) = tokio::sync::oneshot::channel();
-        stalled_readers.push(tokio::spawn(stalling_reader(
-            proxy.addr,
-            "/big",
-            1 << 20,
-            stalled,
-            resumed.clone(),
-        )));
-        is_stalled.await.unwrap();
+        stalled_readers.push(stall_a_reader(&proxy, "/big", 1 << 20, resumed.clone()).await);
     }
     let whole = client().get(proxy.url("/big")).send().await.unwrap();
     assert_eq!(whole.bytes().await.unwrap().len(), len);
     // Both stalled connections time out (logged by Pingora), the fetching
     // one included.
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while proxy.log().matches("WriteTimedout").count() < 2 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the stalled readers were not cut off:\n{}",
-            proxy.log()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually("both stalled readers cut off", || {
+        proxy.log().matches("WriteTimedout").count() == 2
+    })
+    .await;
     resume.send_replace(true);
     for reader in stalled_readers {
         let got = reader.await.unwrap();

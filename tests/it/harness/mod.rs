@@ -105,3 +105,16 @@ pub fn single_route(origin: &Origin) -> String {
         origin.address()
     )
 }
+
+/// Polls `condition` every 10 ms until it holds; fails the test after 30 s,
+/// naming `what` was awaited.
+pub async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !condition() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "gave up waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
