@@ -147,20 +147,18 @@ impl AdminApp {
         json_response(StatusCode::OK, self.cache_json())
     }
 
-    /// `GET /readyz`: 200 when every pool has a backend that is healthy
-    /// and not ejected; 503 naming the pools that have none.
+    /// `GET /readyz`: 200 when every pool has a backend that its active
+    /// health checks find reachable (a pool without active checks always
+    /// counts); 503 naming the pools that have none. Passive ejection does
+    /// not count: it reacts to a few failed requests, and a load balancer
+    /// taking the whole node out because one path fails would turn an
+    /// application error into an outage.
     fn readyz(&self) -> Response<Vec<u8>> {
         let runtime = self.runtime.load();
-        let now = now_ms();
         let unavailable: Vec<&str> = runtime
             .pools
             .iter()
-            .filter(|pool| {
-                !pool
-                    .backends()
-                    .iter()
-                    .any(|b| b.state.stats(now).available())
-            })
+            .filter(|pool| !pool.backends().iter().any(|b| b.state.is_healthy()))
             .map(|pool| &*pool.name)
             .collect();
         if unavailable.is_empty() {

@@ -48,7 +48,24 @@ pub struct ListenerConfig {
     /// disconnected (nginx `send_timeout`). Default [`DEFAULT_SEND_TIMEOUT`].
     #[serde(default)]
     pub send_timeout: Option<Duration>,
+    /// Longest wait for the next piece of a request body (nginx
+    /// `client_body_timeout`). Default [`DEFAULT_CLIENT_BODY_TIMEOUT`].
+    #[serde(default)]
+    pub client_body_timeout: Option<Duration>,
+    /// Slowest accepted request body, in bytes per second: the whole body
+    /// must have arrived `client_body_timeout` plus one second per this many
+    /// bytes after the request header (Apache `mod_reqtimeout`'s
+    /// `MinRate`), so a client dripping a byte now and then is cut off too.
+    /// `0` turns it off. Default [`DEFAULT_CLIENT_BODY_MIN_RATE`].
+    #[serde(default)]
+    pub client_body_min_rate: Option<u64>,
 }
+
+/// Default `client_body_timeout`.
+pub const DEFAULT_CLIENT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Default `client_body_min_rate`, bytes per second (Apache's).
+pub const DEFAULT_CLIENT_BODY_MIN_RATE: u64 = 500;
 
 /// Default `send_timeout`, as nginx's.
 pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(60);
@@ -66,6 +83,22 @@ impl ListenerConfig {
     /// The send timeout.
     pub fn send_timeout(&self) -> std::time::Duration {
         self.send_timeout.unwrap_or(DEFAULT_SEND_TIMEOUT).get()
+    }
+
+    /// The wait for the next piece of a request body.
+    pub fn client_body_timeout(&self) -> std::time::Duration {
+        self.client_body_timeout
+            .unwrap_or(DEFAULT_CLIENT_BODY_TIMEOUT)
+            .get()
+    }
+
+    /// The slowest accepted body rate (bytes/s), `None` when off.
+    pub fn client_body_min_rate(&self) -> Option<u64> {
+        Some(
+            self.client_body_min_rate
+                .unwrap_or(DEFAULT_CLIENT_BODY_MIN_RATE),
+        )
+        .filter(|rate| *rate > 0)
     }
 
     /// The write buffer size in bytes.

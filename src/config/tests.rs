@@ -509,3 +509,29 @@ fn listener_send_timeouts_default_to_a_minute_and_must_be_positive() {
         "{e}"
     );
 }
+
+#[test]
+fn passive_health_statuses_and_share_are_checked_and_count_5xx_points_to_its_replacement() {
+    let with = |extra: &str| {
+        VALID.replace(
+            "    backends:",
+            &format!("    passive_health:\n      {extra}\n    backends:"),
+        )
+    };
+    let e = one_error(&with("count_5xx: true"));
+    assert!(
+        e.contains("passive_health.count_5xx: count_5xx was replaced by failure_statuses"),
+        "{e}"
+    );
+    assert!(e.contains("failure_statuses: [502, 503, 504]"), "{e}");
+    let e = one_error(&with("failure_statuses: [502, 404]"));
+    assert!(
+        e.contains("passive_health.failure_statuses[1]: 404 is not a server error status"),
+        "{e}"
+    );
+    let e = one_error(&with("max_ejection_percent: 0"));
+    assert!(
+        e.contains("passive_health.max_ejection_percent: must be between 1 and 100"),
+        "{e}"
+    );
+}

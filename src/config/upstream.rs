@@ -290,24 +290,42 @@ impl Default for HealthCheckConfig {
 pub struct PassiveHealthConfig {
     /// Whether failing backends are ejected.
     pub enabled: bool,
-    /// Consecutive failures (connection failures, timeouts, 5xx) that eject.
+    /// Consecutive failures (connection failures, timeouts, and answers
+    /// with one of `failure_statuses`) that eject.
     pub consecutive_failures: u32,
-    /// Whether a 5xx response counts as a failure.
-    pub count_5xx: bool,
+    /// Response statuses that count as a failure of the backend. An
+    /// application's own error (a plain `500` from one broken path) is not
+    /// the backend being unreachable: by default only `502`, `503`, `504`.
+    pub failure_statuses: Vec<u16>,
+    /// Replaced by `failure_statuses`; refused with a hint when set.
+    #[serde(rename = "count_5xx")]
+    pub count_5xx_removed: Option<bool>,
     /// First ejection length; doubles with each ejection in a row.
     pub base_ejection: Duration,
     /// Longest ejection.
     pub max_ejection: Duration,
+    /// Most of the pool that passive health may eject at once, in percent
+    /// (at least one backend whatever the share), as Envoy's outlier
+    /// detection.
+    pub max_ejection_percent: u8,
 }
+
+/// Default `passive_health.failure_statuses`.
+pub const DEFAULT_FAILURE_STATUSES: [u16; 3] = [502, 503, 504];
+
+/// Default `passive_health.max_ejection_percent` (Envoy's default).
+pub const DEFAULT_MAX_EJECTION_PERCENT: u8 = 10;
 
 impl Default for PassiveHealthConfig {
     fn default() -> Self {
         Self {
             enabled: true,
             consecutive_failures: 5,
-            count_5xx: true,
+            failure_statuses: DEFAULT_FAILURE_STATUSES.to_vec(),
+            count_5xx_removed: None,
             base_ejection: Duration::from_secs(10),
             max_ejection: Duration::from_secs(300),
+            max_ejection_percent: DEFAULT_MAX_EJECTION_PERCENT,
         }
     }
 }

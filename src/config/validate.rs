@@ -276,11 +276,16 @@ fn listeners(config: &Config, origins: &Origins, f: &mut Findings) {
                 format!("must be at most {}", super::listener::MAX_WRITE_BUFFER),
             ));
         }
-        if l.send_timeout.is_some_and(|t| t.get().is_zero()) {
-            f.errors.push(ConfigError::value(
-                path.key("send_timeout"),
-                "must be more than 0s (a client would be dropped at its first slow write)",
-            ));
+        for (key, value) in [
+            ("send_timeout", l.send_timeout),
+            ("client_body_timeout", l.client_body_timeout),
+        ] {
+            if value.is_some_and(|t| t.get().is_zero()) {
+                f.errors.push(ConfigError::value(
+                    path.key(key),
+                    "must be more than 0s (every client would be dropped at once)",
+                ));
+            }
         }
         listener_tls(l, &path, f);
         if let Some(filter) = &l.ip_filter {
@@ -451,6 +456,32 @@ fn upstreams(config: &Config, origins: &Origins, f: &mut Findings) {
             f.errors.push(ConfigError::value(
                 ppath.key("consecutive_failures"),
                 "must be at least 1 (or set enabled: false)",
+            ));
+        }
+        if passive.count_5xx_removed.is_some() {
+            f.errors.push(
+                ConfigError::key(
+                    ppath.key("count_5xx"),
+                    "count_5xx was replaced by failure_statuses",
+                )
+                .with_hint(
+                    "list the statuses that count as a backend failure, e.g. failure_statuses: \
+                     [502, 503, 504] (the default) or [500, 502, 503, 504]",
+                ),
+            );
+        }
+        for (i, status) in passive.failure_statuses.iter().enumerate() {
+            if !(500..=599).contains(status) {
+                f.errors.push(ConfigError::value(
+                    ppath.key("failure_statuses").index(i),
+                    format!("{status} is not a server error status (500-599)"),
+                ));
+            }
+        }
+        if passive.max_ejection_percent == 0 || passive.max_ejection_percent > 100 {
+            f.errors.push(ConfigError::value(
+                ppath.key("max_ejection_percent"),
+                "must be between 1 and 100",
             ));
         }
         if passive.base_ejection.get().is_zero() {

@@ -14,6 +14,27 @@ use crate::limits::RateReport;
 use crate::runtime::{Route, RouteId, Runtime};
 use crate::upstream::{Backend, Pool};
 
+/// A request that failed because of its client, not of a backend: never
+/// counted against a backend, logged and counted as a client error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientFault {
+    /// The client was too slow sending its request (`408`).
+    TooSlow,
+    /// The client went away before its response (`499`, as nginx logs it;
+    /// nothing is sent).
+    Left,
+}
+
+impl ClientFault {
+    /// The status logged (and, for `408`, sent).
+    pub fn status(self) -> u16 {
+        match self {
+            ClientFault::TooSlow => 408,
+            ClientFault::Left => 499,
+        }
+    }
+}
+
 /// State of one request.
 #[derive(Debug)]
 pub struct RequestCtx {
@@ -46,6 +67,8 @@ pub struct RequestCtx {
     /// The response is the last on its client connection (Pingora will not
     /// reuse it): sent with `Connection: close`.
     pub closes_connection: bool,
+    /// The request failed because of its client.
+    pub client_fault: Option<ClientFault>,
     /// Request body bytes received so far.
     pub request_body_bytes: u64,
     /// When the request started.
@@ -81,6 +104,7 @@ impl RequestCtx {
             deadline: None,
             response_started: false,
             closes_connection: false,
+            client_fault: None,
             request_body_bytes: 0,
             started: Instant::now(),
             upstream_started: None,

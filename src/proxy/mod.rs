@@ -4,6 +4,7 @@
 
 pub mod admission;
 mod caching;
+mod client_timing;
 mod context;
 pub mod forwarded;
 pub mod fresh_hit;
@@ -28,9 +29,9 @@ use pingora::protocols::http::conditional_filter::to_304;
 use pingora::proxy::{FailToProxy, ProxyWarnLogContext};
 use pingora::ErrorType;
 use std::time::{Duration, Instant, SystemTime};
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
-pub use context::RequestCtx;
+pub use context::{ClientFault, RequestCtx};
 
 use crate::cache::key::for_url;
 use crate::cache::storage::{Doom, Fill, FillOutcome};
@@ -39,7 +40,7 @@ use crate::config::LimitScope;
 use crate::observe::access_log;
 use crate::observe::metrics::{metrics, unrouted};
 use crate::runtime::{normalize_host, ListenerPolicy, Runtime, RuntimeHandle};
-use crate::upstream::{self, Backend, Pool};
+use crate::upstream;
 use admission::Verdict;
 use request_id::X_REQUEST_ID;
 
@@ -83,18 +84,6 @@ fn upstream_error(kind: ErrorType, context: impl Into<String>) -> Box<Error> {
     let mut e = Error::explain(kind, context.into());
     e.as_up();
     e
-}
-
-/// Counts a failed request against a backend, ejecting it when it keeps
-/// failing.
-fn record_failure(pool: &Pool, backend: &Backend) {
-    if let Some(length) = backend
-        .state
-        .record_failure(pool.ejection_rules(), upstream::state::now_ms())
-    {
-        metrics().ejected(&pool.name, &backend.label);
-        warn!(upstream = %pool.name, backend = %backend.label, address = %backend.addr, ejected_for = ?length, "backend ejected after repeated failures");
-    }
 }
 
 /// The host a request is for: the URI authority (absolute-form, HTTP/2) or
@@ -186,6 +175,7 @@ impl ProxyHttp for Palisade {
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         if let Some(l) = self.listener_policy(&ctx.runtime) {
             session.set_write_timeout(Some(l.send_timeout));
+            session.set_read_timeout(Some(l.client_body_timeout));
         }
         let req = session.req_header();
         ctx.request_id = Some(request_id::of_request(req));
@@ -328,6 +318,18 @@ impl ProxyHttp for Palisade {
                         "request body larger than max_request_body",
                     );
                 }
+            }
+        }
+        if let Some(listener) = self.listener_policy(&ctx.runtime) {
+            if client_timing::body_too_slow(listener, ctx.started.elapsed(), ctx.request_body_bytes)
+            {
+                ctx.client_fault = Some(ClientFault::TooSlow);
+                let mut e = Error::explain(
+                    ErrorType::ReadTimedout,
+                    "request body arrived slower than client_body_min_rate",
+                );
+                e.as_down();
+                return Err(e);
             }
         }
         Ok(())
@@ -588,7 +590,7 @@ impl ProxyHttp for Palisade {
         };
         if let Some(backend) = &ctx.backend {
             metrics().connect_failed(&pool.name, &backend.label);
-            record_failure(&pool, backend);
+            pool.record_failure(backend);
         }
         // Nothing reached the backend: any method may go to another one.
         let retry = ctx.retries < pool.max_retries
@@ -641,10 +643,22 @@ impl ProxyHttp for Palisade {
         // A keep-alive connection the backend had already closed is not the
         // backend's fault, and may be retried on the same backend.
         let stale_connection = client_reused && matches!(e.retry, pingora::RetryType::ReusedOnly);
+        // The backend timed out waiting while the client had not finished
+        // sending its body: the client's fault (a slow upload), not the
+        // backend's — neither counted against it nor retried.
+        let client_too_slow = matches!(
+            e.etype(),
+            ErrorType::ReadTimedout | ErrorType::WriteTimedout
+        ) && !session.as_mut().is_body_done();
+        if client_too_slow {
+            ctx.client_fault = Some(ClientFault::TooSlow);
+            e.set_retry(false);
+            return e;
+        }
         let upstream_fault = matches!(e.esource(), pingora::ErrorSource::Upstream);
         if upstream_fault && !stale_connection {
             if let Some(backend) = &ctx.backend {
-                record_failure(&pool, backend);
+                pool.record_failure(backend);
             }
         }
         // The request may have reached the backend: replay only idempotent
@@ -760,8 +774,8 @@ impl ProxyHttp for Palisade {
             ctx.upstream_elapsed = Some(elapsed);
         }
         if let (Some(pool), Some(backend)) = (ctx.pool(), &ctx.backend) {
-            if upstream_response.status.is_server_error() && pool.count_5xx {
-                record_failure(pool, backend);
+            if pool.counts_as_failure(upstream_response.status.as_u16()) {
+                pool.record_failure(backend);
             } else {
                 backend.state.record_success();
             }
@@ -846,9 +860,29 @@ impl ProxyHttp for Palisade {
         e: &Error,
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
-        let status = respond::status_for(e);
+        let client_fault = ctx.client_fault.or_else(|| respond::client_fault(e));
+        ctx.client_fault = client_fault;
+        let status = match client_fault {
+            Some(ClientFault::TooSlow) => Some(408),
+            Some(ClientFault::Left) => None,
+            None => respond::status_for(e),
+        };
         let upstream_failure = matches!(e.esource(), pingora::ErrorSource::Upstream);
-        if upstream_failure {
+        if let Some(fault) = client_fault {
+            info!(
+                listener = %self.listener,
+                route = %ctx.route_name(),
+                client = ?ctx.client_ip,
+                status = fault.status(),
+                request_id = %ctx.request_id_str(),
+                error = %e,
+                "{}",
+                match fault {
+                    ClientFault::TooSlow => "client too slow sending its request",
+                    ClientFault::Left => "client went away before its response",
+                }
+            );
+        } else if upstream_failure {
             warn!(
                 listener = %self.listener,
                 route = %ctx.route_name(),
@@ -895,7 +929,11 @@ impl ProxyHttp for Palisade {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
-        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let status = match session.response_written() {
+            Some(r) => r.status.as_u16(),
+            // Nothing sent because the client left: 499, as nginx logs it.
+            None => ctx.client_fault.map_or(0, ClientFault::status),
+        };
         let cache = ctx
             .cache
             .as_ref()

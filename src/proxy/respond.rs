@@ -33,6 +33,22 @@ pub fn status_for(e: &Error) -> Option<u16> {
     }
 }
 
+/// Whether `e` is the client's doing: it left (a read or write on its
+/// connection failed) or it was too slow (a read from it timed out).
+pub fn client_fault(e: &Error) -> Option<super::context::ClientFault> {
+    use super::context::ClientFault;
+    if !matches!(e.esource(), ErrorSource::Downstream) {
+        return None;
+    }
+    match e.etype() {
+        ErrorType::ReadError | ErrorType::WriteError | ErrorType::ConnectionClosed => {
+            Some(ClientFault::Left)
+        }
+        ErrorType::ReadTimedout | ErrorType::WriteTimedout => Some(ClientFault::TooSlow),
+        _ => None,
+    }
+}
+
 /// A short plain-text response, e.g. `502 Bad Gateway`.
 pub fn build(status: u16, request_id: Option<&HeaderValue>) -> Result<(ResponseHeader, Bytes)> {
     build_with_body(status, request_id, None)

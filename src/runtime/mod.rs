@@ -90,6 +90,10 @@ pub struct ListenerPolicy {
     pub ip_filter: Option<IpFilter>,
     /// How long a client may accept no bytes of a response.
     pub send_timeout: std::time::Duration,
+    /// How long a client may send no bytes of a request body.
+    pub client_body_timeout: std::time::Duration,
+    /// The slowest accepted request body (bytes/s), if limited.
+    pub client_body_min_rate: Option<u64>,
 }
 
 /// Everything the request path needs, compiled from one configuration.
@@ -250,6 +254,8 @@ fn compile_listeners(config: &Config, errors: &mut Vec<ConfigError>) -> Box<[Lis
                 hsts: l.hsts.as_ref().and_then(hsts_value),
                 ip_filter: l.ip_filter.as_ref().map(IpFilter::new),
                 send_timeout: l.send_timeout(),
+                client_body_timeout: l.client_body_timeout(),
+                client_body_min_rate: l.client_body_min_rate(),
             }
         })
         .collect()

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::observe::metrics::PoolMetrics;
 pub use backend::Backend;
@@ -47,8 +47,8 @@ pub struct Pool {
     pub max_retries: u32,
     /// Deadline of a whole request.
     pub request_timeout: Option<Duration>,
-    /// Whether 5xx responses count as failures for ejection.
-    pub count_5xx: bool,
+    /// Response statuses that count as failures for ejection.
+    pub failure_statuses: Box<[u16]>,
     /// Active health checking, if configured.
     pub health_check: Option<HealthCheckConfig>,
     /// How often host names are resolved again.
@@ -56,6 +56,7 @@ pub struct Pool {
     /// The pool's metric handles.
     pub metrics: PoolMetrics,
     ejection: Option<EjectionRules>,
+    max_ejection_percent: u8,
     fail_open: bool,
     all_down_logged: AtomicBool,
     peers: PeerSettings,
@@ -120,7 +121,7 @@ impl Pool {
             hash_key: config.hash_key.clone(),
             max_retries: config.max_retries,
             request_timeout: config.request_timeout.map(|d| d.get()),
-            count_5xx: config.passive_health.count_5xx,
+            failure_statuses: config.passive_health.failure_statuses.clone().into(),
             health_check: config.health_check.clone(),
             resolve_interval: config.resolve_interval.map(|d| d.get()),
             metrics: crate::observe::metrics::metrics().pool(name),
@@ -129,6 +130,7 @@ impl Pool {
                 base: config.passive_health.base_ejection.get(),
                 max: config.passive_health.max_ejection.get(),
             }),
+            max_ejection_percent: config.passive_health.max_ejection_percent,
             fail_open: config.fail_open,
             all_down_logged: AtomicBool::new(false),
             peers,
@@ -200,6 +202,42 @@ impl Pool {
     /// The ejection rules, when passive health is on.
     pub fn ejection_rules(&self) -> Option<EjectionRules> {
         self.ejection
+    }
+
+    /// Whether an answer with `status` counts as a failure of the backend
+    /// that sent it (`passive_health.failure_statuses`).
+    pub fn counts_as_failure(&self, status: u16) -> bool {
+        self.failure_statuses.contains(&status)
+    }
+
+    /// How many backends passive health may have ejected at once:
+    /// `max_ejection_percent` of the pool, at least one.
+    fn ejection_cap(&self, pool_size: usize) -> usize {
+        (pool_size * usize::from(self.max_ejection_percent) / 100).max(1)
+    }
+
+    /// Counts a failed attempt against `backend` (passive health), ejecting
+    /// it when it keeps failing — unless that would eject more than
+    /// `max_ejection_percent` of the pool. Logs and counts an ejection.
+    pub fn record_failure(&self, backend: &Backend) {
+        let now = now_ms();
+        let members = self.members.load();
+        let may_eject = || {
+            let ejected = members
+                .backends
+                .iter()
+                .filter(|b| b.state.is_ejected(now))
+                .count();
+            let allowed = ejected < self.ejection_cap(members.backends.len());
+            if !allowed {
+                debug!(upstream = %self.name, backend = %backend.label, "not ejected: max_ejection_percent of the pool is ejected already");
+            }
+            allowed
+        };
+        if let Some(length) = backend.state.record_failure(self.ejection, now, may_eject) {
+            crate::observe::metrics::metrics().ejected(&self.name, &backend.label);
+            warn!(upstream = %self.name, backend = %backend.label, address = %backend.addr, ejected_for = ?length, "backend ejected after repeated failures");
+        }
     }
 
     /// Chooses a backend for an attempt, skipping backends that are down,

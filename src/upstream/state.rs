@@ -94,6 +94,11 @@ pub enum HealthChange {
 }
 
 impl BackendState {
+    /// Whether passive health has ejected the backend at `now` (ms).
+    pub fn is_ejected(&self, now: u64) -> bool {
+        self.ejected_until_ms.load(Ordering::Relaxed) > now
+    }
+
     /// Whether requests may be sent to the backend at `now` (ms).
     pub fn is_available(&self, now: u64) -> bool {
         self.healthy.load(Ordering::Relaxed) && self.ejected_until_ms.load(Ordering::Relaxed) <= now
@@ -165,9 +170,17 @@ impl BackendState {
 
     /// A real request failed. Returns the ejection length if this failure
     /// ejects the backend: after `consecutive_failures` in a row, or at once
-    /// while on probation after an ejection; each ejection in a row lasts
-    /// twice as long, up to the maximum.
-    pub fn record_failure(&self, rules: Option<EjectionRules>, now: u64) -> Option<Duration> {
+    /// while on probation after an ejection, if `may_eject` allows it (the
+    /// pool's share of ejected backends); each ejection in a row lasts twice
+    /// as long, up to the maximum. A failure that would eject but may not
+    /// keeps counting, so the backend goes as soon as ejecting it is
+    /// allowed.
+    pub fn record_failure(
+        &self,
+        rules: Option<EjectionRules>,
+        now: u64,
+        may_eject: impl FnOnce() -> bool,
+    ) -> Option<Duration> {
         self.failures.fetch_add(1, Ordering::Relaxed);
         let rules = rules?;
         if self.ejected_until_ms.load(Ordering::Relaxed) > now {
@@ -175,7 +188,7 @@ impl BackendState {
         }
         let streak = self.traffic_failures.fetch_add(1, Ordering::Relaxed) + 1;
         let probation = self.on_probation.load(Ordering::Relaxed);
-        if !probation && streak < rules.consecutive_failures {
+        if (!probation && streak < rules.consecutive_failures) || !may_eject() {
             return None;
         }
         let ejections = self.ejections.fetch_add(1, Ordering::Relaxed);
@@ -256,31 +269,31 @@ mod tests {
     #[test]
     fn passive_ejection_backs_off_and_probation_reejects_at_once() {
         let s = BackendState::default();
-        assert_eq!(s.record_failure(Some(RULES), 0), None);
-        assert_eq!(s.record_failure(Some(RULES), 0), None);
+        assert_eq!(s.record_failure(Some(RULES), 0, || true), None);
+        assert_eq!(s.record_failure(Some(RULES), 0, || true), None);
         assert_eq!(
-            s.record_failure(Some(RULES), 0),
+            s.record_failure(Some(RULES), 0, || true),
             Some(Duration::from_secs(10))
         );
         assert!(!s.is_available(5_000));
         assert!(s.is_available(10_000));
         // On probation: one failure ejects again, for twice as long.
         assert_eq!(
-            s.record_failure(Some(RULES), 10_000),
+            s.record_failure(Some(RULES), 10_000, || true),
             Some(Duration::from_secs(20))
         );
         // Capped.
         assert_eq!(
-            s.record_failure(Some(RULES), 30_000),
+            s.record_failure(Some(RULES), 30_000, || true),
             Some(Duration::from_secs(25))
         );
         // A success ends probation and resets the backoff.
         s.record_success();
         for _ in 0..2 {
-            assert_eq!(s.record_failure(Some(RULES), 60_000), None);
+            assert_eq!(s.record_failure(Some(RULES), 60_000, || true), None);
         }
         assert_eq!(
-            s.record_failure(Some(RULES), 60_000),
+            s.record_failure(Some(RULES), 60_000, || true),
             Some(Duration::from_secs(10))
         );
         assert_eq!(s.stats(60_000).failures, 8);
@@ -289,12 +302,16 @@ mod tests {
     #[test]
     fn successes_break_a_failure_streak() {
         let s = BackendState::default();
-        s.record_failure(Some(RULES), 0);
-        s.record_failure(Some(RULES), 0);
+        s.record_failure(Some(RULES), 0, || true);
+        s.record_failure(Some(RULES), 0, || true);
         s.record_success();
-        assert_eq!(s.record_failure(Some(RULES), 0), None);
+        assert_eq!(s.record_failure(Some(RULES), 0, || true), None);
         assert!(s.is_available(0));
-        assert_eq!(s.record_failure(None, 0), None, "no ejection without rules");
+        assert_eq!(
+            s.record_failure(None, 0, || true),
+            None,
+            "no ejection without rules"
+        );
     }
 
     #[test]

@@ -26,7 +26,8 @@ fn fails_open_when_everything_is_down_unless_told_not_to() {
     let p = pool("backends: [127.0.0.1:1, 127.0.0.1:2]");
     for b in p.backends() {
         for _ in 0..5 {
-            b.state.record_failure(p.ejection_rules(), state::now_ms());
+            b.state
+                .record_failure(p.ejection_rules(), state::now_ms(), || true);
         }
     }
     assert!(p.select(None, &[]).is_some(), "fail open");
@@ -34,7 +35,7 @@ fn fails_open_when_everything_is_down_unless_told_not_to() {
     let b = &strict.backends()[0];
     for _ in 0..5 {
         b.state
-            .record_failure(strict.ejection_rules(), state::now_ms());
+            .record_failure(strict.ejection_rules(), state::now_ms(), || true);
     }
     assert!(strict.select(None, &[]).is_none());
 }
@@ -76,4 +77,50 @@ fn unreadable_tls_files_are_reported_at_their_key() {
         "{}",
         err.message
     );
+}
+
+#[test]
+fn passive_ejection_takes_at_most_its_share_of_the_pool() {
+    let failing = |p: &Pool| {
+        for b in p.backends() {
+            for _ in 0..5 {
+                p.record_failure(&b);
+            }
+        }
+    };
+    let now = state::now_ms();
+    // Ten backends, 10 %: one ejected however many fail.
+    let ten = pool(
+        "backends: [127.0.0.1:1, 127.0.0.1:2, 127.0.0.1:3, 127.0.0.1:4, 127.0.0.1:5, \
+         127.0.0.1:6, 127.0.0.1:7, 127.0.0.1:8, 127.0.0.1:9, 127.0.0.1:10]",
+    );
+    failing(&ten);
+    let ejected = |p: &Pool| {
+        p.backends()
+            .iter()
+            .filter(|b| b.state.is_ejected(now + 1))
+            .count()
+    };
+    assert_eq!(ejected(&ten), 1);
+    // Two backends: at least one may go, never both.
+    let two = pool("backends: [127.0.0.1:1, 127.0.0.1:2]");
+    failing(&two);
+    assert_eq!(ejected(&two), 1);
+    // 40 % of ten: four.
+    let share = pool(
+        "backends: [127.0.0.1:1, 127.0.0.1:2, 127.0.0.1:3, 127.0.0.1:4, 127.0.0.1:5, \
+         127.0.0.1:6, 127.0.0.1:7, 127.0.0.1:8, 127.0.0.1:9, 127.0.0.1:10]\n\
+         passive_health: { max_ejection_percent: 40 }",
+    );
+    failing(&share);
+    assert_eq!(ejected(&share), 4);
+}
+
+#[test]
+fn only_the_configured_statuses_count_as_backend_failures() {
+    let p = pool("backends: [127.0.0.1:1]");
+    assert!(!p.counts_as_failure(500));
+    assert!(p.counts_as_failure(502) && p.counts_as_failure(503) && p.counts_as_failure(504));
+    let all = pool("backends: [127.0.0.1:1]\npassive_health: { failure_statuses: [500, 502] }");
+    assert!(all.counts_as_failure(500) && !all.counts_as_failure(503));
 }

@@ -7,6 +7,7 @@ mod harness;
 
 mod access_log;
 mod auth;
+mod blame;
 mod bodies;
 mod cache;
 mod cache_fills;
