@@ -45,6 +45,10 @@ pub struct HeaderRules {
     pub set: IndexMap<HeaderName, HeaderValue>,
     /// Headers to append, keeping existing values.
     pub add: IndexMap<HeaderName, HeaderValue>,
+    /// Also on the responses Palisade generates itself (`401`, `403`,
+    /// `429`, `5xx`…), like nginx's `add_header … always`. Response rules
+    /// only.
+    pub always: bool,
 }
 
 impl HeaderRules {

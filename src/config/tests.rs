@@ -535,3 +535,15 @@ fn passive_health_statuses_and_share_are_checked_and_count_5xx_points_to_its_rep
         "{e}"
     );
 }
+
+#[test]
+fn always_is_for_response_header_rules() {
+    let e = one_error(&VALID.replace(
+        "    request_headers:\n",
+        "    request_headers:\n      always: true\n",
+    ));
+    assert!(
+        e.contains("routes[0].request_headers.always: applies to response_headers only"),
+        "{e}"
+    );
+}

@@ -761,6 +761,15 @@ fn routes(config: &Config, origins: &Origins, f: &mut Findings) {
             path.key("response_headers"),
             &mut f.errors,
         );
+        if r.request_headers.always {
+            f.errors.push(
+                ConfigError::value(
+                    path.key("request_headers").key("always"),
+                    "applies to response_headers only",
+                )
+                .with_hint("request rules always apply to requests sent to the origin"),
+            );
+        }
         if r.max_request_body.is_some_and(|s| s.bytes() == 0) {
             f.errors.push(
                 ConfigError::value(path.key("max_request_body"), "must be greater than 0")

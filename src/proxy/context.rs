@@ -11,7 +11,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use crate::auth::Identity;
 use crate::limits::RateReport;
-use crate::runtime::{Route, RouteId, Runtime};
+use crate::runtime::{ListenerPolicy, Route, RouteId, Runtime};
 use crate::upstream::{Backend, Pool};
 
 /// A request that failed because of its client, not of a backend: never
@@ -40,6 +40,9 @@ impl ClientFault {
 pub struct RequestCtx {
     /// The configuration snapshot this request runs on, loaded once.
     pub runtime: Arc<Runtime>,
+    /// Index of the listener that accepted the request (in
+    /// [`Runtime::listeners`]).
+    pub listener: usize,
     /// The matched route, once known.
     pub route: Option<RouteId>,
     /// The request id sent upstream and back to the client.
@@ -88,10 +91,12 @@ pub struct RequestCtx {
 }
 
 impl RequestCtx {
-    /// A fresh context on `runtime`.
-    pub fn new(runtime: Arc<Runtime>) -> Self {
+    /// A fresh context on `runtime` for a request accepted by listener
+    /// number `listener`.
+    pub fn new(runtime: Arc<Runtime>, listener: usize) -> Self {
         Self {
             runtime,
+            listener,
             route: None,
             request_id: None,
             peer_ip: None,
@@ -114,6 +119,19 @@ impl RequestCtx {
             rate_reports: Vec::new(),
             permits: Vec::new(),
         }
+    }
+
+    /// The listener's policy.
+    pub fn listener(&self) -> Option<&ListenerPolicy> {
+        self.runtime.listeners.get(self.listener)
+    }
+
+    /// The `Strict-Transport-Security` value for this request's HTTPS
+    /// responses: the route's, else the listener's.
+    pub fn hsts(&self) -> Option<&HeaderValue> {
+        self.route()
+            .and_then(|r| r.hsts.as_ref())
+            .or_else(|| self.listener().and_then(|l| l.hsts.as_ref()))
     }
 
     /// The matched route.

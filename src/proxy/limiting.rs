@@ -66,12 +66,12 @@ pub async fn enforce(
                     ctx.rate_reports.extend(report);
                     add_headers(&mut resp, ctx)?;
                 }
-                respond::write(session, resp, body).await?;
+                respond::write(session, ctx, resp, body).await?;
                 return Ok(true);
             }
             Outcome::Unavailable => {
                 metrics().limit_rejected(&limit.name);
-                respond::send(session, 503, ctx.request_id.as_ref()).await?;
+                respond::send(session, ctx, 503).await?;
                 return Ok(true);
             }
         }

@@ -169,7 +169,7 @@ impl ProxyHttp for Palisade {
     type CTX = RequestCtx;
 
     fn new_ctx(&self) -> RequestCtx {
-        RequestCtx::new(self.runtime.load())
+        RequestCtx::new(self.runtime.load(), self.listener_index)
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
@@ -197,13 +197,13 @@ impl ProxyHttp for Palisade {
             None if req.version == http::Version::HTTP_10 => Ok("".into()),
             None => {
                 debug!(request_id = %ctx.request_id_str(), "request without Host header");
-                respond::send(session, 400, ctx.request_id.as_ref()).await?;
+                respond::send(session, ctx, 400).await?;
                 return Ok(true);
             }
         };
         let Ok(host) = host else {
             debug!(request_id = %ctx.request_id_str(), "request with a malformed Host");
-            respond::send(session, 400, ctx.request_id.as_ref()).await?;
+            respond::send(session, ctx, 400).await?;
             return Ok(true);
         };
         let runtime = ctx.runtime.clone();
@@ -212,14 +212,14 @@ impl ProxyHttp for Palisade {
             admission::client_address(listener, None, ctx.client_ip)
         {
             debug!(client = ?ctx.client_ip, request_id = %ctx.request_id_str(), "{why} by the listener");
-            respond::send(session, status, ctx.request_id.as_ref()).await?;
+            respond::send(session, ctx, status).await?;
             return Ok(true);
         }
         let routed = match admission::route(&runtime, &host, req) {
             Ok(routed) => routed,
             Err((status, why)) => {
                 debug!(host = %host, path = req.uri.path(), request_id = %ctx.request_id_str(), "{why}");
-                respond::send(session, status, ctx.request_id.as_ref()).await?;
+                respond::send(session, ctx, status).await?;
                 return Ok(true);
             }
         };
@@ -233,11 +233,11 @@ impl ProxyHttp for Palisade {
             Verdict::Pass => {}
             Verdict::Refuse(status, why) => {
                 debug!(route = %route.name, client = ?ctx.client_ip, request_id = %ctx.request_id_str(), "{why}");
-                respond::send(session, status, ctx.request_id.as_ref()).await?;
+                respond::send(session, ctx, status).await?;
                 return Ok(true);
             }
             Verdict::Redirect(location) => {
-                respond::redirect(session, &location, ctx.request_id.as_ref()).await?;
+                respond::redirect(session, ctx, &location).await?;
                 return Ok(true);
             }
         }
@@ -252,13 +252,7 @@ impl ProxyHttp for Palisade {
                     } else {
                         Vec::new()
                     };
-                    respond::send_with(
-                        session,
-                        denial.status(),
-                        ctx.request_id.as_ref(),
-                        &challenges,
-                    )
-                    .await?;
+                    respond::send_with(session, ctx, denial.status(), &challenges).await?;
                     return Ok(true);
                 }
             }
@@ -279,7 +273,7 @@ impl ProxyHttp for Palisade {
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse::<u64>().ok());
             if declared.is_some_and(|len| len > limit) {
-                respond::send(session, 413, ctx.request_id.as_ref()).await?;
+                respond::send(session, ctx, 413).await?;
                 return Ok(true);
             }
         }
@@ -404,7 +398,7 @@ impl ProxyHttp for Palisade {
         {
             // RFC 9111 §5.2.1.7: nothing usable is stored, and the client
             // forbade contacting the origin.
-            respond::send(session, 504, ctx.request_id.as_ref()).await?;
+            respond::send(session, ctx, 504).await?;
             return Ok(false);
         }
         if session.cache.phase() == CachePhase::Disabled(NoCacheReason::CacheLockTimeout) {
@@ -417,7 +411,7 @@ impl ProxyHttp for Palisade {
                 request_id = %ctx.request_id_str(),
                 "gave up waiting for the request fetching the same response; not sending another to the origin"
             );
-            respond::send(session, 504, ctx.request_id.as_ref()).await?;
+            respond::send(session, ctx, 504).await?;
             return Ok(false);
         }
         // Limits that only count what reaches the origin.
@@ -840,12 +834,8 @@ impl ProxyHttp for Palisade {
             session.set_keepalive(None);
         }
         if is_tls(session) {
-            let hsts = ctx.route().and_then(|r| r.hsts.clone()).or_else(|| {
-                self.listener_policy(&ctx.runtime)
-                    .and_then(|l| l.hsts.clone())
-            });
-            if let Some(value) = hsts {
-                response.insert_header(header::STRICT_TRANSPORT_SECURITY, value)?;
+            if let Some(value) = ctx.hsts() {
+                response.insert_header(header::STRICT_TRANSPORT_SECURITY, value.clone())?;
             }
         }
         if let Some(route) = ctx.route() {
@@ -910,7 +900,7 @@ impl ProxyHttp for Palisade {
         let mut code = 0;
         if let Some(status) = status {
             if session.response_written().is_none() {
-                match respond::send(session, status, ctx.request_id.as_ref()).await {
+                match respond::send(session, ctx, status).await {
                     Ok(()) => code = status,
                     Err(write_error) => {
                         debug!(error = %write_error, "could not send the error response")

@@ -7,6 +7,7 @@ use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 use pingora::{ErrorSource, ErrorType};
 
+use super::context::RequestCtx;
 use super::request_id::X_REQUEST_ID;
 
 /// The status code to answer with after `e`, or `None` when the client is
@@ -81,45 +82,61 @@ pub fn build_with_body(
 
 /// Sends a `308 Permanent Redirect` to `location` (the method and body are
 /// kept by clients following it, unlike with 301).
-pub async fn redirect(
-    session: &mut Session,
-    location: &str,
-    request_id: Option<&HeaderValue>,
-) -> Result<()> {
-    let (mut resp, body) = build(308, request_id)?;
+pub async fn redirect(session: &mut Session, ctx: &RequestCtx, location: &str) -> Result<()> {
+    let (mut resp, body) = build(308, ctx.request_id.as_ref())?;
     resp.insert_header(header::LOCATION, location)?;
-    write(session, resp, body).await
+    write(session, ctx, resp, body).await
 }
 
 /// Sends a `401` (with these `WWW-Authenticate` challenges) or `403`.
 pub async fn send_with(
     session: &mut Session,
+    ctx: &RequestCtx,
     status: u16,
-    request_id: Option<&HeaderValue>,
     challenges: &[HeaderValue],
 ) -> Result<()> {
-    let (mut resp, body) = build(status, request_id)?;
+    let (mut resp, body) = build(status, ctx.request_id.as_ref())?;
     for challenge in challenges {
         resp.append_header(header::WWW_AUTHENTICATE, challenge.clone())?;
     }
-    write(session, resp, body).await
+    write(session, ctx, resp, body).await
 }
 
 /// Sends a short plain-text response and ends the request. If the request
 /// body was not read, the connection is closed afterwards rather than
 /// reused, so unread body bytes can never be taken for the next request.
-pub async fn send(
-    session: &mut Session,
-    status: u16,
-    request_id: Option<&HeaderValue>,
-) -> Result<()> {
-    let (resp, body) = build(status, request_id)?;
-    write(session, resp, body).await
+pub async fn send(session: &mut Session, ctx: &RequestCtx, status: u16) -> Result<()> {
+    let (resp, body) = build(status, ctx.request_id.as_ref())?;
+    write(session, ctx, resp, body).await
 }
 
-/// Sends a prepared response and ends the request (closing the connection
-/// if the request body was not read).
-pub async fn write(session: &mut Session, resp: ResponseHeader, body: Bytes) -> Result<()> {
+/// What every response Palisade generates carries besides its own fields:
+/// `Strict-Transport-Security` over HTTPS (the route's, else the
+/// listener's) and the route's response header rules marked `always`.
+pub fn decorate(resp: &mut ResponseHeader, ctx: &RequestCtx, tls: bool) -> Result<()> {
+    if tls {
+        if let Some(hsts) = ctx.hsts() {
+            resp.insert_header(header::STRICT_TRANSPORT_SECURITY, hsts.clone())?;
+        }
+    }
+    if let Some(rules) = ctx.route().map(|r| &r.response_headers) {
+        if rules.always {
+            rules.apply(resp)?;
+        }
+    }
+    Ok(())
+}
+
+/// Sends a prepared response, decorated ([`decorate`]), and ends the
+/// request (closing the connection if the request body was not read).
+pub async fn write(
+    session: &mut Session,
+    ctx: &RequestCtx,
+    mut resp: ResponseHeader,
+    body: Bytes,
+) -> Result<()> {
+    let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+    decorate(&mut resp, ctx, tls)?;
     if !session.as_downstream_mut().is_body_done() {
         session.set_keepalive(None);
     }

@@ -38,6 +38,8 @@ impl_header_target!(ResponseHeader);
 /// The compiled form of [`HeaderRules`]: remove, then set, then add.
 #[derive(Debug, Clone, Default)]
 pub struct HeaderEdits {
+    /// Also applied to responses Palisade generates.
+    pub always: bool,
     remove: Box<[HeaderName]>,
     set: Box<[(HeaderName, HeaderValue)]>,
     add: Box<[(HeaderName, HeaderValue)]>,
@@ -47,6 +49,7 @@ impl HeaderEdits {
     /// Compiles validated rules.
     pub fn new(rules: &HeaderRules) -> Self {
         Self {
+            always: rules.always,
             remove: rules.remove.iter().map(|n| n.0.clone()).collect(),
             set: rules
                 .set

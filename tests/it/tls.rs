@@ -529,3 +529,56 @@ async fn responses_of_every_size_arrive_whole_whatever_the_write_buffer() {
             .starts_with("palisade; hit"));
     }
 }
+
+/// Responses Palisade generates itself (401, 404, 502) carry
+/// `Strict-Transport-Security` over HTTPS like every other response, and
+/// the route's response header rules marked `always` (those not marked are
+/// for proxied responses only).
+#[tokio::test]
+async fn generated_responses_carry_hsts_and_always_header_rules() {
+    let dead = format!("127.0.0.1:{}", crate::harness::free_port());
+    let ca = Ca::new("Test CA");
+    let dir = tempfile::tempdir().unwrap();
+    let entry = cert_entry(&ca, dir.path(), "site", &["site.test"], "");
+    let key = "0000000000000000000000000000000000000000000000000000000000000000";
+    let proxy = Proxy::builder(format!(
+        "auth:\n  keys:\n    type: api_key\n    keys:\n      - {{ name: k, sha256: {key} }}\n\
+         upstreams:\n  dead:\n    backends: [\"{dead}\"]\n    max_retries: 0\n\
+         routes:\n  - upstream: dead\n    match: {{ path_prefix: /api }}\n    auth: keys\n\
+         \x20   response_headers: {{ set: {{ x-frame-options: DENY }}, always: true }}\n\
+         \x20 - upstream: dead\n    match: {{ path_prefix: /plain }}\n\
+         \x20   response_headers: {{ set: {{ x-proxied-only: \"1\" }} }}\n"
+    ))
+    .listener(&format!(
+        "{}hsts: {{ max_age: 365d }}\n",
+        tls_listener(&entry, "")
+    ))
+    .start()
+    .await;
+    let options = TlsOptions::new("site.test", ca.cert_pem());
+    let get = |path: &'static str| {
+        let options = options.clone();
+        let addr = proxy.addr;
+        async move { https_get(addr, &options, "site.test", path).await.unwrap() }
+    };
+    let unauthorized = get("/api/x").await;
+    assert_eq!(unauthorized.status, 401);
+    assert_eq!(
+        unauthorized.headers["strict-transport-security"],
+        "max-age=31536000"
+    );
+    assert_eq!(unauthorized.headers["x-frame-options"], "DENY");
+    let no_route = get("/elsewhere").await;
+    assert_eq!(no_route.status, 404);
+    assert_eq!(
+        no_route.headers["strict-transport-security"],
+        "max-age=31536000"
+    );
+    let bad_gateway = get("/plain/x").await;
+    assert_eq!(bad_gateway.status, 502);
+    assert_eq!(
+        bad_gateway.headers["strict-transport-security"],
+        "max-age=31536000"
+    );
+    assert!(!bad_gateway.headers.contains_key("x-proxied-only"));
+}
