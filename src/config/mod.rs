@@ -55,7 +55,9 @@ pub use limits::{
 pub use listener::ListenerConfig;
 pub use one_or_many::OneOrMany;
 pub use path::{KeyPath, Segment};
-pub use route::{EncodedSlashes, HostPattern, HostRewrite, PathPrefix, RouteConfig, RouteMatch};
+pub use route::{
+    EncodedSlashes, HostPattern, HostRewrite, PathPrefix, RouteConfig, RouteMatch, OVERRIDE_HEADERS,
+};
 pub use server::{
     AccessLogConfig, AccessLogFormat, AccessLogOutput, LogLevel, LoggingConfig, ServerConfig,
 };

@@ -11,6 +11,19 @@ use super::header::HeaderRules;
 use super::one_or_many::OneOrMany;
 use super::units::ByteSize;
 
+/// Request headers removed before forwarding unless a route keeps them
+/// (`keep_override_headers`), lowercase: back-end frameworks read them as
+/// overriding the URL, host or method.
+pub const OVERRIDE_HEADERS: [&str; 7] = [
+    "x-original-url",
+    "x-rewrite-url",
+    "x-host",
+    "x-forwarded-server",
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
+
 /// One route (`routes[i]`).
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -33,6 +46,11 @@ pub struct RouteConfig {
     /// Changes to the response headers sent to the client.
     #[serde(default)]
     pub response_headers: HeaderRules,
+    /// Override headers (`X-Original-URL`, `X-HTTP-Method-Override`… see
+    /// `edge::overrides`) that this route forwards to its origin; the others
+    /// are removed.
+    #[serde(default)]
+    pub keep_override_headers: Vec<String>,
     /// Largest accepted request body; larger requests get `413`.
     #[serde(default)]
     pub max_request_body: Option<ByteSize>,

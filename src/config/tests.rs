@@ -547,3 +547,17 @@ fn always_is_for_response_header_rules() {
         "{e}"
     );
 }
+
+#[test]
+fn only_known_override_headers_can_be_kept() {
+    let e = one_error(&VALID.replace(
+        "    upstream: web\n",
+        "    upstream: web\n    keep_override_headers: [X-HTTP-Method-Override, X-Secret]\n",
+    ));
+    assert!(
+        e.contains(
+            "routes[0].keep_override_headers[1]: `X-Secret` is not one of the override headers"
+        ),
+        "{e}"
+    );
+}

@@ -761,6 +761,18 @@ fn routes(config: &Config, origins: &Origins, f: &mut Findings) {
             path.key("response_headers"),
             &mut f.errors,
         );
+        for (i, name) in r.keep_override_headers.iter().enumerate() {
+            let known = super::route::OVERRIDE_HEADERS;
+            if !known.iter().any(|k| k.eq_ignore_ascii_case(name)) {
+                f.errors.push(
+                    ConfigError::value(
+                        path.key("keep_override_headers").index(i),
+                        format!("`{name}` is not one of the override headers Palisade removes"),
+                    )
+                    .with_hint(format!("one of: {}", known.join(", "))),
+                );
+            }
+        }
         if r.request_headers.always {
             f.errors.push(
                 ConfigError::value(

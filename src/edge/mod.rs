@@ -2,6 +2,7 @@
 //! normalisation and client address filtering.
 
 pub mod ip_filter;
+pub mod overrides;
 pub mod path;
 
 pub use ip_filter::IpFilter;

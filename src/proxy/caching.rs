@@ -221,6 +221,20 @@ fn split_host_port(host: &str) -> (&str, Option<&str>) {
     }
 }
 
+/// Whether `req` is a `GET` or `HEAD` that carries a body (a
+/// `Content-Length` above 0, or a `Transfer-Encoding`): on a caching route
+/// it is refused, since the body is not part of the cache key.
+pub fn body_on_a_cacheable_request(req: &RequestHeader) -> bool {
+    if req.method != Method::GET && req.method != Method::HEAD {
+        return false;
+    }
+    req.headers.contains_key(header::TRANSFER_ENCODING)
+        || req
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() != b"0")
+}
+
 /// Decides whether this request uses the cache: the per-request state, with
 /// `skipped` set when it does not ([`CacheCtx::uses_cache_phases`]).
 pub fn begin(req: &RequestHeader, tls: bool, policy: Arc<CachePolicy>) -> CacheCtx {

@@ -278,6 +278,13 @@ impl ProxyHttp for Palisade {
             }
         }
         if let Some(policy) = route.cache.clone() {
+            if caching::body_on_a_cacheable_request(session.req_header()) {
+                // What a body says is not in the cache key: a response to it
+                // must not be stored and served to requests without it.
+                debug!(route = %route.name, request_id = %ctx.request_id_str(), "GET/HEAD with a body on a caching route");
+                respond::send(session, ctx, 400).await?;
+                return Ok(true);
+            }
             let cc = caching::begin(session.req_header(), is_tls(session), policy);
             let lookup = cc.uses_cache_phases();
             ctx.cache = Some(cc);
@@ -741,6 +748,9 @@ impl ProxyHttp for Palisade {
                         }
                     }
                 }
+            }
+            for name in route.removed_overrides.iter() {
+                upstream.remove_header(name);
             }
             route.request_headers.apply(upstream)?;
         }

@@ -18,6 +18,7 @@ mod errors;
 mod fleet;
 mod forwarding;
 mod fresh_hit;
+mod hygiene;
 mod lifecycle;
 mod limits;
 mod metrics;
