@@ -30,6 +30,17 @@ fn bench_path(c: &mut Criterion) {
     ] {
         group.bench_function(name, |b| b.iter(|| black_box(normalize(black_box(path)))));
     }
+    // Back-end readings (`;` parameters, one more decoding, `\`, case):
+    // what an ordinary path pays, and what one with capitals and a `;` does.
+    for (name, path) in [
+        ("readings_ordinary", "/api/v2/users/42/orders"),
+        ("readings_capitals", "/Images/Logo.PNG"),
+        ("readings_semicolon_and_escape", "/x/..;/%2561dmin/panel"),
+    ] {
+        group.bench_function(name, |b| {
+            b.iter(|| black_box(palisade::edge::readings::readings(black_box(path))))
+        });
+    }
     group.finish();
 }
 

@@ -12,8 +12,8 @@ use palisade::runtime::{normalize_host, Router};
 /// wildcard tenants, and many exact hosts each with several path prefixes.
 fn table(n: usize) -> Router {
     let mut router = Router::new();
-    router.insert(&HostPattern::Any, "/", 0);
-    router.insert(&HostPattern::Any, "/static", 1);
+    router.insert(&HostPattern::Any, "/", 0, false);
+    router.insert(&HostPattern::Any, "/static", 1, false);
     let mut id = 2;
     let mut site = 0;
     while id < n {
@@ -26,7 +26,7 @@ fn table(n: usize) -> Router {
             if id >= n {
                 break;
             }
-            router.insert(&host, prefix, id);
+            router.insert(&host, prefix, id, false);
             id += 1;
         }
         site += 1;

@@ -56,7 +56,8 @@ pub use listener::ListenerConfig;
 pub use one_or_many::OneOrMany;
 pub use path::{KeyPath, Segment};
 pub use route::{
-    EncodedSlashes, HostPattern, HostRewrite, PathPrefix, RouteConfig, RouteMatch, OVERRIDE_HEADERS,
+    EncodedSlashes, HostPattern, HostRewrite, PathPrefix, PathReadings, RouteConfig, RouteMatch,
+    OVERRIDE_HEADERS,
 };
 pub use server::{
     AccessLogConfig, AccessLogFormat, AccessLogOutput, LogLevel, LoggingConfig, ServerConfig,

@@ -74,12 +74,30 @@ pub struct RouteConfig {
     /// `allow` elsewhere.
     #[serde(default)]
     pub encoded_slashes: Option<EncodedSlashes>,
+    /// Whether requests routed here are checked against the ways back ends
+    /// read paths (`;` parameters, a second decoding, `\`, case).
+    #[serde(default)]
+    pub path_readings: PathReadings,
     /// Authentication required on this route.
     #[serde(default)]
     pub auth: Option<super::RouteAuth>,
     /// Limits (names of `limits:`) every request must pass.
     #[serde(default)]
     pub limits: super::OneOrMany<String>,
+}
+
+/// Whether requests routed to a route are checked against other readings
+/// of their path (`path_readings:`).
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum PathReadings {
+    /// Refuse a request whose path some back ends read as a path of
+    /// another, protected route.
+    #[default]
+    Check,
+    /// This route's back ends read paths literally (they keep `;`
+    /// parameters, decode once, treat `\` as a character, match case).
+    Off,
 }
 
 /// What a route matches (`routes[i].match`).
@@ -92,6 +110,11 @@ pub struct RouteMatch {
     /// Path prefixes, matched on whole segments: `/api` matches `/api` and
     /// `/api/users` but not `/apiary`. Omitted: `/`.
     pub path_prefix: OneOrMany<PathPrefix>,
+    /// Match the path prefixes whatever the case of the request's path
+    /// (ASCII), for back ends that fold case (IIS, case-insensitive file
+    /// systems): `/Admin` then reaches the route of `/admin` and its
+    /// checks.
+    pub case_insensitive: bool,
 }
 
 impl RouteMatch {

@@ -4,5 +4,6 @@
 pub mod ip_filter;
 pub mod overrides;
 pub mod path;
+pub mod readings;
 
 pub use ip_filter::IpFilter;

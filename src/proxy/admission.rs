@@ -10,6 +10,7 @@ use pingora::http::RequestHeader;
 
 use crate::config::HttpsMode;
 use crate::edge::path::{decode_slashes, normalize, with_path_and_query, PathError};
+use crate::edge::readings::readings;
 use crate::runtime::{ListenerPolicy, Route, RouteId, Runtime};
 
 /// What happens to a request.
@@ -61,6 +62,26 @@ pub fn route(
         let refuses = |id: RouteId| runtime.routes[id].reject_encoded_slashes;
         if refuses(route) || other.is_some_and(refuses) {
             return Err((400, "encoded slash in the path of a protected route"));
+        }
+    }
+    if runtime.routes[route].check_path_readings {
+        // A back end may read this path as another route's path: refuse
+        // when that route is protected and this one is not the same route.
+        let protected_elsewhere = |reading: &String| {
+            runtime
+                .router
+                .lookup(host, reading)
+                .is_some_and(|other| other != route && runtime.routes[other].protected)
+        };
+        let others = readings(&normal.path);
+        if !others.is_empty()
+            && runtime.routes.iter().any(|r| r.protected)
+            && others.iter().any(protected_elsewhere)
+        {
+            return Err((
+                400,
+                "the path reads as a protected route's path on some back ends",
+            ));
         }
     }
     let normalised_uri = match normal.path {

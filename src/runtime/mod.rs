@@ -56,6 +56,11 @@ pub struct Route {
     pub ip_filter: Option<IpFilter>,
     /// Answer `400` to paths with an encoded slash.
     pub reject_encoded_slashes: bool,
+    /// The route has `auth` or an `ip_filter`.
+    pub protected: bool,
+    /// Requests routed here are refused when a back end may read their
+    /// path as a path of another, protected route (`path_readings`).
+    pub check_path_readings: bool,
     /// Authentication required on the route.
     pub auth: Option<RouteAuth>,
     /// Limits every request must pass, in the order listed.
@@ -158,7 +163,7 @@ impl Runtime {
                 )]
             })?;
             for (host, prefix) in r.matcher.pairs() {
-                router.insert(&host, &prefix.0, id);
+                router.insert(&host, &prefix.0, id, r.matcher.case_insensitive);
             }
             let cache = match &r.cache {
                 None => None,
@@ -189,6 +194,8 @@ impl Runtime {
                     .map_or(r.ip_filter.is_some() || r.auth.is_some(), |policy| {
                         policy == EncodedSlashes::Reject
                     }),
+                protected: r.ip_filter.is_some() || r.auth.is_some(),
+                check_path_readings: r.path_readings == crate::config::PathReadings::Check,
                 limits: r
                     .limits
                     .iter()

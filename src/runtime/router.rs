@@ -46,43 +46,69 @@ impl LengthSet {
     }
 }
 
-/// Path prefixes of one host.
+/// Prefixes of one kind (exact or case-folded) with their lengths.
 #[derive(Debug, Default, Clone)]
-struct PathTable {
-    prefixes: AHashMap<Box<str>, RouteId>,
+struct Prefixes {
+    routes: AHashMap<Box<str>, RouteId>,
     lengths: LengthSet,
 }
 
-impl PathTable {
+impl Prefixes {
     fn insert(&mut self, prefix: &str, route: RouteId) {
-        if !self.prefixes.contains_key(prefix) {
-            self.prefixes.insert(prefix.into(), route);
+        if !self.routes.contains_key(prefix) {
+            self.routes.insert(prefix.into(), route);
             self.lengths.insert(prefix.len());
         }
     }
 
     fn probe(&self, candidate: &str) -> Option<RouteId> {
         if self.lengths.contains(candidate.len()) {
-            self.prefixes.get(candidate).copied()
+            self.routes.get(candidate).copied()
         } else {
             None
         }
     }
+}
 
-    /// The route of the longest prefix of `path` on a segment boundary.
+/// Path prefixes of one host: matched exactly, or (routes with
+/// `case_insensitive: true`) on the ASCII-lowercased path.
+#[derive(Debug, Default, Clone)]
+struct PathTable {
+    exact: Prefixes,
+    folded: Prefixes,
+}
+
+impl PathTable {
+    fn insert(&mut self, prefix: &str, route: RouteId, case_insensitive: bool) {
+        if case_insensitive {
+            self.folded.insert(&prefix.to_ascii_lowercase(), route);
+        } else {
+            self.exact.insert(prefix, route);
+        }
+    }
+
+    /// The route of the longest prefix of `path` on a segment boundary; at
+    /// one length an exact prefix wins over a case-folded one.
     fn lookup(&self, path: &str) -> Option<RouteId> {
-        if self.prefixes.is_empty() {
+        if self.exact.routes.is_empty() && self.folded.routes.is_empty() {
             return None;
         }
         let trimmed = path.trim_end_matches('/');
+        // ASCII lowercasing keeps every byte offset.
+        let folded = (!self.folded.routes.is_empty()).then(|| trimmed.to_ascii_lowercase());
+        let probe = |end: usize| {
+            self.exact
+                .probe(&trimmed[..end])
+                .or_else(|| folded.as_ref().and_then(|f| self.folded.probe(&f[..end])))
+        };
         let mut end = trimmed.len();
         while end > 0 {
-            if let Some(route) = self.probe(&trimmed[..end]) {
+            if let Some(route) = probe(end) {
                 return Some(route);
             }
             end = trimmed[..end].rfind('/').unwrap_or(0);
         }
-        self.probe("/")
+        self.exact.probe("/").or_else(|| self.folded.probe("/"))
     }
 }
 
@@ -100,15 +126,21 @@ impl Router {
         Self::default()
     }
 
-    /// Adds a (host, prefix) → route rule. The first rule for a given
-    /// (host, prefix) wins.
-    pub fn insert(&mut self, host: &HostPattern, prefix: &str, route: RouteId) {
+    /// Adds a (host, prefix) → route rule, the prefix matched exactly or
+    /// case-insensitively. The first rule for a given (host, prefix) wins.
+    pub fn insert(
+        &mut self,
+        host: &HostPattern,
+        prefix: &str,
+        route: RouteId,
+        case_insensitive: bool,
+    ) {
         let table = match host {
             HostPattern::Any => &mut self.any,
             HostPattern::Exact(h) => self.exact.entry(h.as_str().into()).or_default(),
             HostPattern::Wildcard(s) => self.wildcard.entry(s.as_str().into()).or_default(),
         };
-        table.insert(prefix, route);
+        table.insert(prefix, route, case_insensitive);
     }
 
     /// The route for a request. `host` must be normalised with
@@ -182,13 +214,13 @@ mod tests {
 
     fn router() -> Router {
         let mut r = Router::new();
-        r.insert(&HostPattern::Any, "/", 0);
-        r.insert(&HostPattern::Any, "/api", 1);
-        r.insert(&host("example.com"), "/", 2);
-        r.insert(&host("example.com"), "/api/v2", 3);
-        r.insert(&host("*.example.com"), "/", 4);
-        r.insert(&host("*.eu.example.com"), "/", 5);
-        r.insert(&host("only-api.test"), "/api", 6);
+        r.insert(&HostPattern::Any, "/", 0, false);
+        r.insert(&HostPattern::Any, "/api", 1, false);
+        r.insert(&host("example.com"), "/", 2, false);
+        r.insert(&host("example.com"), "/api/v2", 3, false);
+        r.insert(&host("*.example.com"), "/", 4, false);
+        r.insert(&host("*.eu.example.com"), "/", 5, false);
+        r.insert(&host("only-api.test"), "/api", 6, false);
         r
     }
 
@@ -224,7 +256,7 @@ mod tests {
     #[test]
     fn no_route_without_catch_all() {
         let mut r = Router::new();
-        r.insert(&host("example.com"), "/app", 0);
+        r.insert(&host("example.com"), "/app", 0, false);
         assert_eq!(r.lookup("example.com", "/"), None);
         assert_eq!(r.lookup("example.org", "/app"), None);
     }
@@ -233,7 +265,7 @@ mod tests {
     fn long_prefixes_are_found() {
         let mut r = Router::new();
         let long = format!("/{}", "a".repeat(300));
-        r.insert(&HostPattern::Any, &long, 7);
+        r.insert(&HostPattern::Any, &long, 7, false);
         assert_eq!(r.lookup("h", &format!("{long}/x")), Some(7));
         assert_eq!(r.lookup("h", "/a"), None);
     }
@@ -249,5 +281,26 @@ mod tests {
         assert!(normalize_host("host:port").is_err());
         assert!(normalize_host("ho st").is_err());
         assert!(normalize_host("[::1").is_err());
+    }
+
+    #[test]
+    fn case_insensitive_prefixes_match_any_case_and_exact_ones_win_ties() {
+        let mut r = Router::new();
+        r.insert(&HostPattern::Any, "/", 0, false);
+        r.insert(&HostPattern::Any, "/Admin", 1, true);
+        r.insert(&HostPattern::Any, "/static", 2, false);
+        for path in ["/admin", "/ADMIN/x", "/aDmIn/", "/Admin"] {
+            assert_eq!(r.lookup("h", path), Some(1), "{path}");
+        }
+        assert_eq!(
+            r.lookup("h", "/STATIC/a.js"),
+            Some(0),
+            "exact prefixes stay exact"
+        );
+        assert_eq!(
+            r.lookup("h", "/administrator"),
+            Some(0),
+            "whole segments only"
+        );
     }
 }

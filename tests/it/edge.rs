@@ -125,3 +125,58 @@ async fn forwarded_addresses_count_only_from_trusted_proxies() {
         "XFF from an untrusted peer is ignored"
     );
 }
+
+/// A route with basic-style auth (an API key here) at `/admin`, a catch-all,
+/// and a legacy route whose back end reads paths literally.
+fn auth_admin(origin: &Origin, admin_extra: &str) -> String {
+    format!(
+        "auth:\n  keys:\n    type: api_key\n    keys:\n      - {{ name: ops, sha256: {} }}\n\
+         upstreams:\n  web:\n    backends: [\"{}\"]\nroutes:\n  - upstream: web\n\
+         \x20 - upstream: web\n    match: {{ path_prefix: /admin{admin_extra} }}\n    auth: keys\n\
+         \x20 - upstream: web\n    match: {{ path_prefix: /legacy }}\n    path_readings: off\n",
+        "0".repeat(64),
+        origin.address()
+    )
+}
+
+/// Paths that common back ends read as `/admin/…` (Tomcat/Jetty/Spring drop
+/// `;` parameters, `..;` is a dot segment there, some servers decode once
+/// more, case-insensitive ones fold case) are refused with 400 instead of
+/// reaching the origin without the admin route's credentials.
+#[tokio::test]
+async fn back_end_readings_of_a_protected_path_are_refused() {
+    let origin = Origin::start("web").await;
+    let proxy = Proxy::start(auth_admin(&origin, "")).await;
+    for target in [
+        "/admin;x/panel",
+        "/admin;jsessionid=1",
+        "/x/..;/admin/panel",
+        "/%2561dmin/panel",
+        "/x/..;/%2561dmin/",
+        "/ADMIN/panel",
+        "/Admin",
+        "/x\\..\\admin/panel",
+        "/x%5C..%5Cadmin/panel",
+    ] {
+        assert_eq!(status_of(&proxy, target, "").await, 400, "{target}");
+    }
+    assert_eq!(status_of(&proxy, "/admin/panel", "").await, 401);
+    assert_eq!(origin.hits(), 0, "a reading of /admin reached the origin");
+    // Ordinary paths, and readings that land on no protected route, pass.
+    assert_eq!(status_of(&proxy, "/Public/Logo.PNG", "").await, 200);
+    assert_eq!(status_of(&proxy, "/shop;jsessionid=9/cart", "").await, 200);
+    // A route whose back end reads paths literally opts out.
+    assert_eq!(status_of(&proxy, "/legacy/..;/admin", "").await, 200);
+}
+
+/// With `case_insensitive: true` the protected route itself takes every
+/// case of its prefix, and its checks apply (401) instead of a refusal.
+#[tokio::test]
+async fn case_insensitive_routes_take_every_case_of_their_prefix() {
+    let origin = Origin::start("web").await;
+    let proxy = Proxy::start(auth_admin(&origin, ", case_insensitive: true")).await;
+    for target in ["/ADMIN/panel", "/Admin", "/aDmIn/x"] {
+        assert_eq!(status_of(&proxy, target, "").await, 401, "{target}");
+    }
+    assert_eq!(origin.hits(), 0);
+}
