@@ -226,6 +226,12 @@ fn compare(old: &Config, new: &Config) -> Result<ReloadSummary, ReloadError> {
         if o.address != n.address || o.threads != n.threads || o.h2c != n.h2c {
             needs_upgrade.push(format!("listener `{}` (address, threads or h2c)", n.name));
         }
+        if o.client_limits() != n.client_limits() {
+            needs_upgrade.push(format!(
+                "listener `{}` (connection and request header limits)",
+                n.name
+            ));
+        }
     }
     if old.server != new.server {
         needs_upgrade.push("server".into());

@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use pingora::apps::HttpServerOptions;
 use pingora::listeners::{L4BufferSettings, ListenerConfig as PingoraListener};
-use pingora::proxy::ProxyServiceBuilder;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::Server;
 use pingora::services::listening::Service;
@@ -20,6 +19,7 @@ use crate::upstream::state::HealthRegistry;
 
 use crate::cache::CacheStore;
 use crate::config::Config;
+use crate::listener_app::ListenerApp;
 use crate::proxy::Palisade;
 use crate::reload::{Reloader, SighupService};
 use crate::runtime::RuntimeHandle;
@@ -110,12 +110,19 @@ pub fn build(
     server.bootstrap();
     for (index, listener) in config.listeners.iter().enumerate() {
         let proxy = Palisade::new(runtime.clone(), cache, &listener.name, index);
+        let limits = listener.client_limits();
         let mut options = HttpServerOptions::default();
         options.h2c = listener.h2c;
-        let mut service = ProxyServiceBuilder::new(&server.configuration, proxy)
-            .name(format!("listener {}", listener.name))
-            .server_options(options)
-            .build();
+        // Pingora counts reuses: the first request plus this many.
+        options.keepalive_request_limit = Some(limits.max_requests_per_connection - 1);
+        let app = ListenerApp::new(
+            pingora::proxy::http_proxy(&server.configuration, proxy),
+            options,
+            limits,
+            runtime.clone(),
+            &listener.name,
+        );
+        let mut service = Service::new(format!("listener {}", listener.name), app);
         let buffers = L4BufferSettings::default().write(listener.write_buffer_bytes());
         let mut endpoint = PingoraListener::tcp(listener.address.to_string()).l4_buffer(buffers);
         if let Some(tls) = &listener.tls {

@@ -59,13 +59,83 @@ pub struct ListenerConfig {
     /// `0` turns it off. Default [`DEFAULT_CLIENT_BODY_MIN_RATE`].
     #[serde(default)]
     pub client_body_min_rate: Option<u64>,
+    /// Longest time from the first byte of a request (or from the accepted
+    /// connection, for the first request) to the end of its header (nginx
+    /// `client_header_timeout`, HAProxy `timeout http-request`). Default
+    /// [`DEFAULT_CLIENT_HEADER_TIMEOUT`].
+    #[serde(default)]
+    pub client_header_timeout: Option<Duration>,
+    /// How long a kept-alive connection may wait for its next request
+    /// (nginx `keepalive_timeout`). Whole seconds. Default
+    /// [`DEFAULT_KEEPALIVE_TIMEOUT`].
+    #[serde(default)]
+    pub keepalive_timeout: Option<Duration>,
+    /// Requests one connection may carry before it is closed (nginx
+    /// `keepalive_requests`). Default [`DEFAULT_MAX_REQUESTS_PER_CONNECTION`].
+    #[serde(default)]
+    pub max_requests_per_connection: Option<u32>,
+    /// Largest request header (request line and fields); larger → `431`.
+    /// Default [`DEFAULT_MAX_HEADER_SIZE`], at most [`MAX_HEADER_SIZE`].
+    #[serde(default)]
+    pub max_header_size: Option<ByteSize>,
+    /// Most header fields in a request; more → `431`. Default
+    /// [`DEFAULT_MAX_HEADER_COUNT`], at most [`MAX_HEADER_COUNT`].
+    #[serde(default)]
+    pub max_header_count: Option<usize>,
+    /// Most client connections the listener keeps at once; more are closed
+    /// at accept. Default [`DEFAULT_MAX_CONNECTIONS`].
+    #[serde(default)]
+    pub max_connections: Option<usize>,
+    /// Most connections one client address keeps at once (trusted proxies
+    /// are exempt); more are closed at accept. Default
+    /// [`DEFAULT_MAX_CONNECTIONS_PER_CLIENT`].
+    #[serde(default)]
+    pub max_connections_per_client: Option<usize>,
 }
+
+/// Default `client_header_timeout`.
+pub const DEFAULT_CLIENT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default `keepalive_timeout`, as nginx's and Pingora's.
+pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default `max_requests_per_connection`, as nginx's `keepalive_requests`.
+pub const DEFAULT_MAX_REQUESTS_PER_CONNECTION: u32 = 1000;
+/// Default `max_header_size` (Envoy's 60 KiB, rounded).
+pub const DEFAULT_MAX_HEADER_SIZE: ByteSize = ByteSize(64 * 1024);
+/// Largest `max_header_size`: what Pingora 0.9 reads at most.
+pub const MAX_HEADER_SIZE: ByteSize = ByteSize(1_048_575);
+/// Default `max_header_count` (Envoy's).
+pub const DEFAULT_MAX_HEADER_COUNT: usize = 100;
+/// Largest `max_header_count`: what Pingora 0.9 parses at most.
+pub const MAX_HEADER_COUNT: usize = 256;
+/// Default `max_connections`.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// Default `max_connections_per_client`.
+pub const DEFAULT_MAX_CONNECTIONS_PER_CLIENT: usize = 256;
 
 /// Default `client_body_timeout`.
 pub const DEFAULT_CLIENT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Default `client_body_min_rate`, bytes per second (Apache's).
 pub const DEFAULT_CLIENT_BODY_MIN_RATE: u64 = 500;
+
+/// A listener's limits on its clients' connections and request headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientLimits {
+    /// `client_header_timeout`.
+    pub header_timeout: std::time::Duration,
+    /// `keepalive_timeout`.
+    pub keepalive_timeout: std::time::Duration,
+    /// `max_requests_per_connection`.
+    pub max_requests_per_connection: u32,
+    /// `max_header_size`, bytes.
+    pub max_header_size: usize,
+    /// `max_header_count`.
+    pub max_header_count: usize,
+    /// `max_connections`.
+    pub max_connections: usize,
+    /// `max_connections_per_client`.
+    pub max_connections_per_client: usize,
+}
 
 /// Default `send_timeout`, as nginx's.
 pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(60);
@@ -99,6 +169,34 @@ impl ListenerConfig {
                 .unwrap_or(DEFAULT_CLIENT_BODY_MIN_RATE),
         )
         .filter(|rate| *rate > 0)
+    }
+
+    /// The client limits of this listener, defaults filled in.
+    pub fn client_limits(&self) -> ClientLimits {
+        ClientLimits {
+            header_timeout: self
+                .client_header_timeout
+                .unwrap_or(DEFAULT_CLIENT_HEADER_TIMEOUT)
+                .get(),
+            keepalive_timeout: self
+                .keepalive_timeout
+                .unwrap_or(DEFAULT_KEEPALIVE_TIMEOUT)
+                .get(),
+            max_requests_per_connection: self
+                .max_requests_per_connection
+                .unwrap_or(DEFAULT_MAX_REQUESTS_PER_CONNECTION),
+            max_header_size: usize::try_from(
+                self.max_header_size
+                    .unwrap_or(DEFAULT_MAX_HEADER_SIZE)
+                    .bytes(),
+            )
+            .unwrap_or(usize::MAX),
+            max_header_count: self.max_header_count.unwrap_or(DEFAULT_MAX_HEADER_COUNT),
+            max_connections: self.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
+            max_connections_per_client: self
+                .max_connections_per_client
+                .unwrap_or(DEFAULT_MAX_CONNECTIONS_PER_CLIENT),
+        }
     }
 
     /// The write buffer size in bytes.

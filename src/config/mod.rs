@@ -52,6 +52,7 @@ pub use header::{HeaderName, HeaderRules, HeaderValue};
 pub use limits::{
     LimitBackend, LimitKeyPart, LimitPolicyConfig, LimitScope, OnRedisError, Rate, RedisConfig,
 };
+pub use listener::ClientLimits;
 pub use listener::ListenerConfig;
 pub use one_or_many::OneOrMany;
 pub use path::{KeyPath, Segment};

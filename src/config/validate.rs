@@ -279,6 +279,7 @@ fn listeners(config: &Config, origins: &Origins, f: &mut Findings) {
         for (key, value) in [
             ("send_timeout", l.send_timeout),
             ("client_body_timeout", l.client_body_timeout),
+            ("client_header_timeout", l.client_header_timeout),
         ] {
             if value.is_some_and(|t| t.get().is_zero()) {
                 f.errors.push(ConfigError::value(
@@ -287,12 +288,54 @@ fn listeners(config: &Config, origins: &Origins, f: &mut Findings) {
                 ));
             }
         }
+        client_limits(l, &path, f);
         listener_tls(l, &path, f);
         if let Some(filter) = &l.ip_filter {
             ip_filter(filter, path.key("ip_filter"), f);
         }
         if let Some(hsts) = &l.hsts {
             hsts_rules(hsts, path.key("hsts"), &mut f.errors);
+        }
+    }
+}
+
+fn client_limits(l: &super::ListenerConfig, path: &KeyPath, f: &mut Findings) {
+    use super::listener::{MAX_HEADER_COUNT, MAX_HEADER_SIZE};
+    if l.keepalive_timeout
+        .is_some_and(|t| t.get() < std::time::Duration::from_secs(1))
+    {
+        f.errors.push(ConfigError::value(
+            path.key("keepalive_timeout"),
+            "must be at least 1s (Pingora counts it in whole seconds)",
+        ));
+    }
+    if l.max_header_size
+        .is_some_and(|s| s.bytes() < 1024 || s > MAX_HEADER_SIZE)
+    {
+        f.errors.push(ConfigError::value(
+            path.key("max_header_size"),
+            format!("must be between 1KiB and {MAX_HEADER_SIZE} (what Pingora reads at most)"),
+        ));
+    }
+    if l.max_header_count
+        .is_some_and(|n| n == 0 || n > MAX_HEADER_COUNT)
+    {
+        f.errors.push(ConfigError::value(
+            path.key("max_header_count"),
+            format!("must be between 1 and {MAX_HEADER_COUNT} (what Pingora parses at most)"),
+        ));
+    }
+    for (key, value) in [
+        (
+            "max_requests_per_connection",
+            l.max_requests_per_connection.map(|n| n as usize),
+        ),
+        ("max_connections", l.max_connections),
+        ("max_connections_per_client", l.max_connections_per_client),
+    ] {
+        if value == Some(0) {
+            f.errors
+                .push(ConfigError::value(path.key(key), "must be at least 1"));
         }
     }
 }

@@ -109,6 +109,7 @@ pub struct Metrics {
     cache_evictions: IntCounter,
     cache_purges: IntCounter,
     cache_fills: IntCounterVec,
+    client_rejections: IntCounterVec,
     cache_purged_objects: IntCounter,
     limit_rejections: IntCounterVec,
     auth_rejections: IntCounterVec,
@@ -265,6 +266,12 @@ impl Metrics {
                 "palisade_cache_evictions_total",
                 "Stored responses dropped to make room.",
             ),
+            client_rejections: counter_vec(
+                &r,
+                "palisade_client_rejections_total",
+                "Clients turned away before their request reached a route, by listener and reason (max_connections, max_connections_per_client, header_timeout, header_too_large, too_many_headers).",
+                &["listener", "reason"],
+            ),
             cache_fills: counter_vec(
                 &r,
                 "palisade_cache_fills_total",
@@ -390,6 +397,13 @@ impl Metrics {
             &self.tls_handshake_failures
         };
         vec.with_label_values(&[listener]).inc();
+    }
+
+    /// Counts a client turned away by `listener` for `reason`.
+    pub fn client_rejected(&self, listener: &str, reason: &str) {
+        self.client_rejections
+            .with_label_values(&[listener, reason])
+            .inc();
     }
 
     /// Counts a fill that ended with `outcome`.

@@ -12,6 +12,7 @@ mod bodies;
 mod cache;
 mod cache_fills;
 mod cli;
+mod client_limits;
 mod coalescing;
 mod edge;
 mod errors;
