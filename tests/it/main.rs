@@ -19,6 +19,7 @@ mod errors;
 mod fleet;
 mod forwarding;
 mod fresh_hit;
+mod http2;
 mod hygiene;
 mod lifecycle;
 mod limits;
