@@ -18,6 +18,7 @@ pub mod net;
 pub mod observe;
 pub mod proxy;
 pub mod reload;
+pub mod request_body;
 pub mod runtime;
 pub mod server;
 pub mod signals;

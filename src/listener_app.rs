@@ -22,6 +22,13 @@
 //!   would have read, without another read or copy, and the proxy runs as
 //!   before. HTTP/2 streams are left to the h2 layer (its own limits:
 //!   header list 64 KiB, 100 concurrent streams, reset-flood protection).
+//! - Request buffering: when the header announces a body that may be
+//!   buffered (`request_buffer`, the route's `request_buffering`; not an
+//!   upgrade, `Expect: 100-continue` or gRPC, not over the route's
+//!   `max_request_body`), [`RequestHeads`] reads the body too, under
+//!   `client_body_timeout` and `client_body_min_rate`, before the proxy
+//!   sees the request: a slow upload never holds an origin connection, and
+//!   a too slow one gets `408` without the origin hearing of it.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -43,8 +50,10 @@ use tracing::debug;
 
 use crate::config::ClientLimits;
 use crate::observe::metrics::metrics;
+use crate::proxy::client_timing::body_too_slow;
 use crate::proxy::Palisade;
-use crate::runtime::RuntimeHandle;
+use crate::request_body::{chunked_length, parse_head, Framing};
+use crate::runtime::{normalize_host, RuntimeHandle};
 
 /// Why a client was turned away before its request reached the proxy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +68,9 @@ pub enum Rejection {
     HeaderTooLarge,
     /// The header had more than `max_header_count` fields (`431`).
     TooManyHeaders,
+    /// A buffered body arrived too slowly (`client_body_timeout`,
+    /// `client_body_min_rate`; `408`).
+    BodyTimeout,
 }
 
 impl Rejection {
@@ -70,6 +82,7 @@ impl Rejection {
             Rejection::HeaderTimeout => "header_timeout",
             Rejection::HeaderTooLarge => "header_too_large",
             Rejection::TooManyHeaders => "too_many_headers",
+            Rejection::BodyTimeout => "body_timeout",
         }
     }
 }
@@ -160,7 +173,7 @@ impl ListenerApp {
         options: HttpServerOptions,
         limits: ClientLimits,
         runtime: Arc<RuntimeHandle>,
-        name: &str,
+        (name, index): (&str, usize),
     ) -> Self {
         Self {
             heads: Arc::new(RequestHeads {
@@ -169,6 +182,8 @@ impl ListenerApp {
                 limits,
                 runtime,
                 listener: name.into(),
+                listener_index: index,
+                buffered: AtomicUsize::new(0),
                 shutting_down: AtomicBool::new(false),
                 shutdown: Notify::new(),
             }),
@@ -215,6 +230,9 @@ pub struct RequestHeads {
     limits: ClientLimits,
     runtime: Arc<RuntimeHandle>,
     listener: Arc<str>,
+    listener_index: usize,
+    /// Body bytes being buffered by all of this listener's connections.
+    buffered: AtomicUsize,
     shutting_down: AtomicBool,
     shutdown: Notify,
 }
@@ -294,6 +312,11 @@ impl RequestHeads {
                 if field_count(&buf[..end]) > limits.max_header_count {
                     return Head::Refused(Rejection::TooManyHeaders);
                 }
+                if let Some(framing) = self.body_to_buffer(&buf[..end]) {
+                    if let Err(why) = self.buffer_body(stream, &mut buf, end, framing).await {
+                        return Head::Refused(why);
+                    }
+                }
                 return Head::Read(buf);
             }
             if buf.len() > limits.max_header_size {
@@ -308,12 +331,119 @@ impl RequestHeads {
         }
     }
 
+    /// The framing of the body to read before the proxy sees the request,
+    /// or `None` to let it stream (see the module documentation).
+    fn body_to_buffer(&self, head: &[u8]) -> Option<Framing> {
+        if self.limits.request_buffer == 0 {
+            return None;
+        }
+        let facts = parse_head(head, self.limits.max_header_count)?;
+        if facts.must_stream || facts.framing == Framing::None {
+            return None;
+        }
+        let declared = match facts.framing {
+            Framing::Length(n) if n > self.buffer_room(head.len()) => return None,
+            Framing::Length(n) => Some(n),
+            _ => None,
+        };
+        let runtime = self.runtime.load();
+        let host = normalize_host(facts.host.as_deref().unwrap_or("")).ok()?;
+        let path = crate::edge::path::normalize(&facts.path).ok()?;
+        let route = &runtime.routes[runtime.router.lookup(&host, &path.path)?];
+        if !route.request_buffering {
+            return None;
+        }
+        // Over the route's limit: refused (413) before the body is read.
+        if declared
+            .zip(route.max_request_body)
+            .is_some_and(|(n, max)| n as u64 > max)
+        {
+            return None;
+        }
+        Some(facts.framing)
+    }
+
+    /// How much of a body to buffer behind a head of `head_len` bytes:
+    /// `request_buffer`, within what Pingora parses as one piece.
+    fn buffer_room(&self, head_len: usize) -> usize {
+        let pingora_max = usize::try_from(crate::config::MAX_REQUEST_HEAD_AND_BUFFER.bytes())
+            .unwrap_or(usize::MAX);
+        self.limits
+            .request_buffer
+            .min(pingora_max.saturating_sub(head_len))
+    }
+
+    /// Reads the body announced by the head ending at `end` into `buf`,
+    /// under the listener's body timeouts; a chunked body longer than
+    /// `request_buffer` is read that far and streams from there.
+    async fn buffer_body(
+        &self,
+        stream: &mut Stream,
+        buf: &mut BytesMut,
+        end: usize,
+        framing: Framing,
+    ) -> Result<(), Rejection> {
+        let want = match framing {
+            Framing::Length(n) => n,
+            _ => self.buffer_room(end),
+        };
+        // Memory for bodies being read, across the listener: 256 bodies of
+        // the largest size; past that, bodies stream.
+        let budget = self.limits.request_buffer.saturating_mul(256);
+        if self.buffered.fetch_add(want, Ordering::AcqRel) + want > budget {
+            self.buffered.fetch_sub(want, Ordering::AcqRel);
+            return Ok(());
+        }
+        let result = self.read_body(stream, buf, end, framing).await;
+        self.buffered.fetch_sub(want, Ordering::AcqRel);
+        result
+    }
+
+    async fn read_body(
+        &self,
+        stream: &mut Stream,
+        buf: &mut BytesMut,
+        end: usize,
+        framing: Framing,
+    ) -> Result<(), Rejection> {
+        let runtime = self.runtime.load();
+        let Some(policy) = runtime.listeners.get(self.listener_index) else {
+            return Ok(());
+        };
+        let started = Instant::now();
+        loop {
+            let body = &buf[end..];
+            let complete = match framing {
+                Framing::Length(n) => body.len() >= n,
+                _ => {
+                    !matches!(chunked_length(body), Ok(None)) || body.len() >= self.buffer_room(end)
+                }
+            };
+            if complete {
+                return Ok(());
+            }
+            if body_too_slow(policy, started.elapsed(), body.len() as u64) {
+                return Err(Rejection::BodyTimeout);
+            }
+            buf.reserve(match framing {
+                Framing::Length(n) => (n - body.len()).min(64 * 1024),
+                _ => 16 * 1024,
+            });
+            match tokio::time::timeout(policy.client_body_timeout, stream.read_buf(buf)).await {
+                Ok(Ok(n)) if n > 0 => {}
+                // The client closed: Pingora finds out on its own.
+                Ok(_) => return Ok(()),
+                Err(_) => return Err(Rejection::BodyTimeout),
+            }
+        }
+    }
+
     /// Answers a refused header and closes the connection.
     async fn refuse(&self, mut stream: Stream, why: Rejection) {
         self.reject(why);
         debug!(listener = %self.listener, reason = why.as_str(), "request header refused");
         let (status, reason) = match why {
-            Rejection::HeaderTimeout => (408, "Request Timeout"),
+            Rejection::HeaderTimeout | Rejection::BodyTimeout => (408, "Request Timeout"),
             _ => (431, "Request Header Fields Too Large"),
         };
         let body = format!("{status} {reason}\n");
@@ -410,6 +540,7 @@ mod tests {
             max_header_count: 100,
             max_connections: 3,
             max_connections_per_client: 2,
+            request_buffer: 1 << 20,
         };
         let a: IpAddr = "192.0.2.1".parse().unwrap();
         let b: IpAddr = "192.0.2.2".parse().unwrap();

@@ -120,7 +120,7 @@ pub fn build(
             options,
             limits,
             runtime.clone(),
-            &listener.name,
+            (&listener.name, index),
         );
         let mut service = Service::new(format!("listener {}", listener.name), app);
         let buffers = L4BufferSettings::default().write(listener.write_buffer_bytes());

@@ -91,7 +91,23 @@ pub struct ListenerConfig {
     /// [`DEFAULT_MAX_CONNECTIONS_PER_CLIENT`].
     #[serde(default)]
     pub max_connections_per_client: Option<usize>,
+    /// Request bodies up to this size are read from the client before the
+    /// origin is contacted (nginx `proxy_request_buffering`), so a slow
+    /// upload never holds an origin connection; larger bodies stream. `0`
+    /// turns buffering off. HTTP/1. Default [`DEFAULT_REQUEST_BUFFER`].
+    #[serde(default)]
+    pub request_buffer: Option<ByteSize>,
 }
+
+/// Default `request_buffer` (nginx keeps 16 KiB in memory and the rest on
+/// disk; this keeps the whole body in memory, so it is smaller than a
+/// typical upload limit).
+pub const DEFAULT_REQUEST_BUFFER: ByteSize = ByteSize(512 * 1024);
+
+/// The most bytes a request's header and buffered body may take together:
+/// Pingora 0.9 parses a request's first bytes as one piece of at most this
+/// size. `request_buffer` plus `max_header_size` must fit in it.
+pub const MAX_REQUEST_HEAD_AND_BUFFER: ByteSize = MAX_HEADER_SIZE;
 
 /// Default `client_header_timeout`.
 pub const DEFAULT_CLIENT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -135,6 +151,8 @@ pub struct ClientLimits {
     pub max_connections: usize,
     /// `max_connections_per_client`.
     pub max_connections_per_client: usize,
+    /// `request_buffer`, bytes (`0`: off).
+    pub request_buffer: usize,
 }
 
 /// Default `send_timeout`, as nginx's.
@@ -196,6 +214,12 @@ impl ListenerConfig {
             max_connections_per_client: self
                 .max_connections_per_client
                 .unwrap_or(DEFAULT_MAX_CONNECTIONS_PER_CLIENT),
+            request_buffer: usize::try_from(
+                self.request_buffer
+                    .unwrap_or(DEFAULT_REQUEST_BUFFER)
+                    .bytes(),
+            )
+            .unwrap_or(usize::MAX),
         }
     }
 

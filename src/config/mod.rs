@@ -52,8 +52,8 @@ pub use header::{HeaderName, HeaderRules, HeaderValue};
 pub use limits::{
     LimitBackend, LimitKeyPart, LimitPolicyConfig, LimitScope, OnRedisError, Rate, RedisConfig,
 };
-pub use listener::ClientLimits;
 pub use listener::ListenerConfig;
+pub use listener::{ClientLimits, MAX_REQUEST_HEAD_AND_BUFFER};
 pub use one_or_many::OneOrMany;
 pub use path::{KeyPath, Segment};
 pub use route::{

@@ -51,6 +51,11 @@ pub struct RouteConfig {
     /// are removed.
     #[serde(default)]
     pub keep_override_headers: Vec<String>,
+    /// Whether request bodies on this route are read before the origin is
+    /// contacted (up to the listener's `request_buffer`). Off for origins
+    /// that must see a body as it arrives (streaming uploads).
+    #[serde(default = "default_true")]
+    pub request_buffering: bool,
     /// Largest accepted request body; larger requests get `413`.
     #[serde(default)]
     pub max_request_body: Option<ByteSize>,
@@ -98,6 +103,10 @@ pub enum PathReadings {
     /// This route's back ends read paths literally (they keep `;`
     /// parameters, decode once, treat `\` as a character, match case).
     Off,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// What a route matches (`routes[i].match`).

@@ -325,6 +325,21 @@ fn client_limits(l: &super::ListenerConfig, path: &KeyPath, f: &mut Findings) {
             format!("must be between 1 and {MAX_HEADER_COUNT} (what Pingora parses at most)"),
         ));
     }
+    let limits = l.client_limits();
+    let together = limits.request_buffer.saturating_add(limits.max_header_size);
+    if together as u64 > super::listener::MAX_REQUEST_HEAD_AND_BUFFER.bytes() {
+        f.errors.push(
+            ConfigError::value(
+                path.key("request_buffer"),
+                format!(
+                    "request_buffer plus max_header_size must be at most {} (Pingora parses a \
+                     request's first bytes as one piece)",
+                    super::listener::MAX_REQUEST_HEAD_AND_BUFFER
+                ),
+            )
+            .with_hint("bodies larger than request_buffer stream as they arrive"),
+        );
+    }
     for (key, value) in [
         (
             "max_requests_per_connection",

@@ -4,7 +4,7 @@
 
 pub mod admission;
 mod caching;
-mod client_timing;
+pub mod client_timing;
 mod context;
 pub mod forwarded;
 pub mod fresh_hit;

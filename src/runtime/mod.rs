@@ -44,6 +44,8 @@ pub struct Route {
     pub response_headers: HeaderEdits,
     /// Largest accepted request body, in bytes.
     pub max_request_body: Option<u64>,
+    /// Request bodies are read before the origin is contacted.
+    pub request_buffering: bool,
     /// Override headers removed before forwarding (`edge::overrides`).
     pub removed_overrides: Box<[http::HeaderName]>,
     /// How responses are cached; `None`: not cached.
@@ -183,6 +185,7 @@ impl Runtime {
                 response_headers: HeaderEdits::new(&r.response_headers),
                 max_request_body: r.max_request_body.map(|s| s.bytes()),
                 removed_overrides: crate::edge::overrides::removed_except(&r.keep_override_headers),
+                request_buffering: r.request_buffering,
                 cache,
                 https: r.https,
                 hsts: r.hsts.as_ref().and_then(hsts_value),

@@ -113,13 +113,16 @@ async fn passive_ejection_stops_at_its_share_of_the_pool() {
 /// Requests whose body arrives too slowly are the client's fault: `408`,
 /// logged as a client error, never counted against a backend (before: 504
 /// and, ten of them, both healthy backends ejected and `/readyz` 503).
+/// The route streams bodies (`request_buffering: false`), so the backend's
+/// read timeout is what ends them; buffered bodies never reach a backend
+/// (see `buffering.rs`).
 #[tokio::test]
 async fn slow_uploads_are_the_clients_fault_not_the_backends() {
     let a = Origin::start("a").await;
     let b = Origin::start("b").await;
     let proxy = Proxy::builder(format!(
         "upstreams:\n  app:\n    backends: [\"{}\", \"{}\"]\n    read_timeout: 1s\n    passive_health:\n      consecutive_failures: 2\n\
-         routes:\n  - upstream: app\n",
+         routes:\n  - upstream: app\n    request_buffering: false\n",
         a.address(),
         b.address()
     ))

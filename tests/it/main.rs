@@ -9,6 +9,7 @@ mod access_log;
 mod auth;
 mod blame;
 mod bodies;
+mod buffering;
 mod cache;
 mod cache_fills;
 mod cli;

@@ -4,6 +4,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -60,22 +61,61 @@ impl RawConn {
             .filter_map(|l| l.split_once(':'))
             .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
             .collect();
-        let length: usize = headers
+        let chunked = headers
             .iter()
-            .find(|(n, _)| n == "content-length")
-            .and_then(|(_, v)| v.parse().ok())
-            .unwrap_or(0);
-        while self.buf.len() < length {
-            let mut chunk = [0u8; 8192];
-            match self.stream.read(&mut chunk).await {
-                Ok(0) | Err(_) => return None,
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-            }
-        }
-        let body = self.buf.drain(..length).collect();
+            .any(|(n, v)| n == "transfer-encoding" && v.contains("chunked"));
+        let body = if chunked {
+            self.chunked_body().await?
+        } else {
+            let length: usize = headers
+                .iter()
+                .find(|(n, _)| n == "content-length")
+                .and_then(|(_, v)| v.parse().ok())
+                .unwrap_or(0);
+            self.at_least(length).await?;
+            self.buf.drain(..length).collect()
+        };
         let request = RawRequest { line, body };
         self.seen.lock().unwrap().push(request.clone());
         Some(request)
+    }
+
+    /// Reads until `n` bytes are buffered; `None` when the peer closed.
+    async fn at_least(&mut self, n: usize) -> Option<()> {
+        while self.buf.len() < n {
+            let mut chunk = [0u8; 8192];
+            match self.stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return None,
+                Ok(read) => self.buf.extend_from_slice(&chunk[..read]),
+            }
+        }
+        Some(())
+    }
+
+    /// Reads a chunked body (trailers ignored), de-chunked.
+    async fn chunked_body(&mut self) -> Option<Vec<u8>> {
+        let mut body = Vec::new();
+        loop {
+            let line_end = loop {
+                if let Some(end) = self.buf.windows(2).position(|w| w == b"\r\n") {
+                    break end;
+                }
+                let more = self.buf.len() + 1;
+                self.at_least(more).await?;
+            };
+            let size_line = String::from_utf8_lossy(&self.buf[..line_end]).into_owned();
+            let size = usize::from_str_radix(size_line.split(';').next()?.trim(), 16).ok()?;
+            self.buf.drain(..line_end + 2);
+            if size == 0 {
+                // The empty line after the last chunk (no trailers sent).
+                self.at_least(2).await?;
+                self.buf.drain(..2);
+                return Some(body);
+            }
+            self.at_least(size + 2).await?;
+            body.extend(self.buf.drain(..size));
+            self.buf.drain(..2);
+        }
     }
 
     /// Writes `bytes` as they are.
@@ -97,6 +137,7 @@ pub struct RawOrigin {
     /// Where it listens.
     pub addr: SocketAddr,
     seen: Arc<Mutex<Vec<RawRequest>>>,
+    connections: Arc<AtomicUsize>,
     task: JoinHandle<()>,
 }
 
@@ -119,13 +160,15 @@ impl RawOrigin {
             .expect("bind raw origin");
         let addr = listener.local_addr().expect("raw origin address");
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let log = seen.clone();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let (log, count) = (seen.clone(), connections.clone());
         let handler = Arc::new(handler);
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
+                count.fetch_add(1, Ordering::SeqCst);
                 let conn = RawConn {
                     stream,
                     buf: Vec::new(),
@@ -134,12 +177,22 @@ impl RawOrigin {
                 tokio::spawn(handler(conn));
             }
         });
-        RawOrigin { addr, seen, task }
+        RawOrigin {
+            addr,
+            seen,
+            connections,
+            task,
+        }
     }
 
     /// `host:port`, for a config file.
     pub fn address(&self) -> String {
         self.addr.to_string()
+    }
+
+    /// How many connections it accepted.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
     }
 
     /// Every request it read, in order.
