@@ -499,7 +499,11 @@ impl HttpServerApp for RequestHeads {
     }
 
     fn h2_options(&self) -> Option<pingora::protocols::http::v2::server::H2Options> {
-        self.proxy.h2_options()
+        // Pingora's bounded defaults (header list 64 KiB…), with the
+        // listener's stream cap.
+        let mut options = pingora::protocols::http::v2::server::default_h2_options();
+        options.max_concurrent_streams(self.limits.http2_max_concurrent_streams);
+        Some(options)
     }
 
     fn server_options(&self) -> Option<&HttpServerOptions> {
@@ -541,6 +545,7 @@ mod tests {
             max_connections: 3,
             max_connections_per_client: 2,
             request_buffer: 1 << 20,
+            http2_max_concurrent_streams: 100,
         };
         let a: IpAddr = "192.0.2.1".parse().unwrap();
         let b: IpAddr = "192.0.2.2".parse().unwrap();

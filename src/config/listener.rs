@@ -97,7 +97,15 @@ pub struct ListenerConfig {
     /// turns buffering off. HTTP/1. Default [`DEFAULT_REQUEST_BUFFER`].
     #[serde(default)]
     pub request_buffer: Option<ByteSize>,
+    /// Streams one HTTP/2 connection may have open at once; more are
+    /// refused with `REFUSED_STREAM`. Default
+    /// [`DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS`] (Pingora's and nginx's).
+    #[serde(default)]
+    pub http2_max_concurrent_streams: Option<u32>,
 }
+
+/// Default `http2_max_concurrent_streams`.
+pub const DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS: u32 = 100;
 
 /// Default `request_buffer` (nginx keeps 16 KiB in memory and the rest on
 /// disk; this keeps the whole body in memory, so it is smaller than a
@@ -153,6 +161,8 @@ pub struct ClientLimits {
     pub max_connections_per_client: usize,
     /// `request_buffer`, bytes (`0`: off).
     pub request_buffer: usize,
+    /// `http2_max_concurrent_streams`.
+    pub http2_max_concurrent_streams: u32,
 }
 
 /// Default `send_timeout`, as nginx's.
@@ -214,6 +224,9 @@ impl ListenerConfig {
             max_connections_per_client: self
                 .max_connections_per_client
                 .unwrap_or(DEFAULT_MAX_CONNECTIONS_PER_CLIENT),
+            http2_max_concurrent_streams: self
+                .http2_max_concurrent_streams
+                .unwrap_or(DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS),
             request_buffer: usize::try_from(
                 self.request_buffer
                     .unwrap_or(DEFAULT_REQUEST_BUFFER)

@@ -346,6 +346,10 @@ fn client_limits(l: &super::ListenerConfig, path: &KeyPath, f: &mut Findings) {
             l.max_requests_per_connection.map(|n| n as usize),
         ),
         ("max_connections", l.max_connections),
+        (
+            "http2_max_concurrent_streams",
+            l.http2_max_concurrent_streams.map(|n| n as usize),
+        ),
         ("max_connections_per_client", l.max_connections_per_client),
     ] {
         if value == Some(0) {
