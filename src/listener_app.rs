@@ -267,13 +267,24 @@ fn memchr_lf(buf: &[u8]) -> Option<usize> {
     buf.iter().position(|b| *b == b'\n')
 }
 
-/// Header fields in a complete header (lines after the request line).
-fn field_count(header: &[u8]) -> usize {
-    header
-        .iter()
-        .filter(|b| **b == b'\n')
-        .count()
-        .saturating_sub(2)
+/// One pass over a complete header: how many fields it has (lines after
+/// the request line), and whether a
+/// field may announce a body (`Content-Length`, `Transfer-Encoding`), so
+/// that a request without one is never parsed a second time here.
+fn scan_head(header: &[u8]) -> (usize, bool) {
+    let mut lines = 0usize;
+    let mut body = false;
+    for (i, b) in header.iter().enumerate() {
+        if *b != b'\n' {
+            continue;
+        }
+        lines += 1;
+        let rest = &header[i + 1..];
+        let starts =
+            |name: &[u8]| rest.len() > name.len() && rest[..name.len()].eq_ignore_ascii_case(name);
+        body |= starts(b"content-length:") || starts(b"transfer-encoding:");
+    }
+    (lines.saturating_sub(2), body)
 }
 
 impl RequestHeads {
@@ -309,10 +320,14 @@ impl RequestHeads {
                 if end > limits.max_header_size {
                     return Head::Refused(Rejection::HeaderTooLarge);
                 }
-                if field_count(&buf[..end]) > limits.max_header_count {
+                let (fields, may_have_body) = scan_head(&buf[..end]);
+                if fields > limits.max_header_count {
                     return Head::Refused(Rejection::TooManyHeaders);
                 }
-                if let Some(framing) = self.body_to_buffer(&buf[..end]) {
+                let framing = may_have_body
+                    .then(|| self.body_to_buffer(&buf[..end]))
+                    .flatten();
+                if let Some(framing) = framing {
                     if let Err(why) = self.buffer_body(stream, &mut buf, end, framing).await {
                         return Head::Refused(why);
                     }
@@ -529,8 +544,11 @@ mod tests {
         );
         assert_eq!(header_end(b"GET / HTTP/1.1\nHost: a\n\nbody"), Some(24));
         assert_eq!(header_end(b"GET / HTTP/1.1\r\nHost: a\r\n"), None);
-        assert_eq!(field_count(b"GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\n\r\n"), 2);
-        assert_eq!(field_count(b"GET / HTTP/1.1\r\n\r\n"), 0);
+        assert_eq!(scan_head(b"GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\n\r\n").0, 2);
+        assert_eq!(scan_head(b"GET / HTTP/1.1\r\n\r\n").0, 0);
+        assert!(!scan_head(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").1);
+        assert!(scan_head(b"POST / HTTP/1.1\r\ncontent-LENGTH: 3\r\n\r\n").1);
+        assert!(scan_head(b"POST / HTTP/1.1\nTransfer-Encoding: chunked\n\n").1);
     }
 
     #[test]
