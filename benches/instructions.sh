@@ -48,19 +48,28 @@ wait_port "$origin_port"
 cat > "$work/send.py" <<'PY'
 import socket, sys
 port, path, n = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
-s = socket.create_connection(("127.0.0.1", port))
-f = s.makefile("rb")
+def connect():
+    s = socket.create_connection(("127.0.0.1", port))
+    return s, s.makefile("rb")
+s, f = connect()
 for i in range(n):
     target = path + str(i) if path.endswith("-") else path
     s.sendall(b"GET %s HTTP/1.1\r\nHost: bench\r\n\r\n" % target.encode())
-    length = 0
+    length, close = 0, False
     while True:
         line = f.readline()
         if line in (b"\r\n", b""):
             break
-        if line.lower().startswith(b"content-length:"):
+        lower = line.lower()
+        if lower.startswith(b"content-length:"):
             length = int(line.split(b":")[1])
+        if lower.startswith(b"connection:") and b"close" in lower:
+            close = True
     f.read(length)
+    if close:
+        # The server ends the connection (max requests per connection).
+        s.close()
+        s, f = connect()
 PY
 
 path_of() { case "$1" in hit1k) echo /cached/1k ;; pass) echo /nostore ;; miss) echo "/obj/$RANDOM-" ;; esac; }
