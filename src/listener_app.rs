@@ -4,24 +4,24 @@
 //! Pingora reads a request's header before the first phase, with only a
 //! per-read timeout (60 s): a client that sends its header a line at a time
 //! keeps its connection forever, and a fresh connection that sends nothing
-//! waits as long. The limits live in two layers around the proxy, both plain
-//! Pingora application traits:
+//! waits as long. [`ListenerApp`] is the listener's `ServerApp` (one call
+//! per accepted connection) and takes Pingora's place below the phases:
 //!
-//! - [`ListenerApp`] (a `ServerApp`: one call per accepted connection)
-//!   admits or closes a connection against `max_connections` and
+//! - It admits or closes the connection against `max_connections` and
 //!   `max_connections_per_client`, and holds its slot until the connection
-//!   ends; it then hands the connection to Pingora's own HTTP/1–HTTP/2
-//!   dispatch.
-//! - [`RequestHeads`] (an `HttpServerApp`: one call per request) reads each
-//!   HTTP/1 request header itself, under `client_header_timeout` (from the
-//!   first byte; for the first request of a connection, from the accept),
-//!   `keepalive_timeout` (the wait for the next request on a kept-alive
-//!   connection), `max_header_size` and `max_header_count`, answering `408`
-//!   or `431` and closing. The bytes it read go to a new Pingora session as
-//!   its first bytes ("pipelined prefix"), so Pingora parses the header it
-//!   would have read, without another read or copy, and the proxy runs as
-//!   before. HTTP/2 streams are left to the h2 layer (its own limits:
-//!   header list 64 KiB, 100 concurrent streams, reset-flood protection).
+//!   ends.
+//! - HTTP/2 (ALPN `h2`, or the h2c preface on an `h2c` listener) goes to
+//!   the proxy's own dispatch, under the h2 layer's limits (header list
+//!   64 KiB, `http2_max_concurrent_streams`, reset-flood protection).
+//! - HTTP/1 runs the keep-alive loop Pingora would run, with one
+//!   difference: [`RequestHeads`] reads each request header itself, under
+//!   `client_header_timeout` (from the first byte; for the first request of
+//!   a connection, from the accept), `keepalive_timeout` (the wait for the
+//!   next request), `max_header_size` and `max_header_count`, answering
+//!   `408` or `431` and closing. The bytes it read become the first bytes
+//!   of the Pingora session ("pipelined prefix"), so Pingora parses the
+//!   header it would have read, without another read or copy, and the
+//!   proxy runs as before. One session per request, as in Pingora's loop.
 //! - Request buffering: when the header announces a body that may be
 //!   buffered (`request_buffer`, the route's `request_buffering`; not an
 //!   upgrade, `Expect: 100-continue` or gRPC, not over the route's
@@ -29,9 +29,14 @@
 //!   `client_body_timeout` and `client_body_min_rate`, before the proxy
 //!   sees the request: a slow upload never holds an origin connection, and
 //!   a too slow one gets `408` without the origin hearing of it.
+//!
+//! The waits for a request header use one timer per connection, re-armed
+//! lazily ([`Waits`]); body reads wait on Pingora's coarse timer wheel
+//! (`pingora::time::timeout`, 10 ms ticks), as Pingora's own reads do.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -39,13 +44,16 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use bytes::BytesMut;
 use parking_lot::Mutex;
-use pingora::apps::{HttpServerApp, HttpServerOptions, ReusedHttpStream, ServerApp};
+use pingora::apps::{HttpServerApp, HttpServerOptions, ServerApp};
+use pingora::protocols::http::v2::server::default_h2_options;
 use pingora::protocols::http::ServerSession;
-use pingora::protocols::Stream;
+use pingora::protocols::{Stream, ALPN};
 use pingora::proxy::HttpProxy;
 use pingora::server::ShutdownWatch;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::futures::Notified;
 use tokio::sync::Notify;
+use tokio::time::Sleep;
 use tracing::debug;
 
 use crate::config::ClientLimits;
@@ -169,16 +177,23 @@ impl ListenerApp {
     /// serving `proxy` under `limits`, with the h2c and request-count
     /// settings in `options`.
     pub fn new(
-        proxy: HttpProxy<Palisade>,
+        mut proxy: HttpProxy<Palisade>,
         options: HttpServerOptions,
         limits: ClientLimits,
         runtime: Arc<RuntimeHandle>,
         (name, index): (&str, usize),
     ) -> Self {
+        // Pingora's bounded h2 defaults (header list 64 KiB…), with the
+        // listener's stream cap.
+        let mut h2 = default_h2_options();
+        h2.max_concurrent_streams(limits.http2_max_concurrent_streams);
+        proxy.h2_options = Some(h2);
+        let h2c = options.h2c;
+        proxy.server_options = Some(options);
         Self {
             heads: Arc::new(RequestHeads {
                 proxy: Arc::new(proxy),
-                options,
+                h2c,
                 limits,
                 runtime,
                 listener: name.into(),
@@ -214,11 +229,18 @@ impl ServerApp for ListenerApp {
                 return None;
             }
         };
-        self.heads.process_new(stream, shutdown).await
+        let mut stream = stream;
+        match self.heads.speaks_h2(&mut stream).await {
+            Some(true) => ServerApp::process_new(&self.heads.proxy, stream, shutdown).await,
+            Some(false) => self.heads.serve_http1(stream, shutdown).await,
+            None => None,
+        }
     }
 
     async fn cleanup(&self) {
-        self.heads.cleanup().await;
+        self.heads.shutting_down.store(true, Ordering::Release);
+        self.heads.shutdown.notify_waiters();
+        ServerApp::cleanup(&*self.heads.proxy).await;
     }
 }
 
@@ -226,7 +248,8 @@ impl ServerApp for ListenerApp {
 /// request to the proxy.
 pub struct RequestHeads {
     proxy: Arc<HttpProxy<Palisade>>,
-    options: HttpServerOptions,
+    /// Cleartext HTTP/2 (`h2c`) is served on this listener.
+    h2c: bool,
     limits: ClientLimits,
     runtime: Arc<RuntimeHandle>,
     listener: Arc<str>,
@@ -293,7 +316,12 @@ impl RequestHeads {
     }
 
     /// Reads the next request header from `stream` within the limits.
-    async fn read_head(&self, stream: &mut Stream, first_request: bool) -> Head {
+    async fn read_head(
+        &self,
+        stream: &mut Stream,
+        waits: &mut Waits<'_, '_>,
+        first_request: bool,
+    ) -> Head {
         let limits = &self.limits;
         let mut buf = BytesMut::with_capacity(4096);
         // The wait for the first byte: a new connection gets the header
@@ -304,14 +332,10 @@ impl RequestHeads {
         } else {
             limits.keepalive_timeout
         };
-        let first = tokio::select! {
-            read = tokio::time::timeout(idle, stream.read_buf(&mut buf)) => read,
-            _ = self.shutdown.notified() => return Head::Idle,
-        };
-        match first {
-            Ok(Ok(n)) if n > 0 => {}
-            // Closed, failed, or idle too long before a request began: a
-            // silent close, as nginx does.
+        match waits.read(stream, &mut buf, Instant::now() + idle).await {
+            Waited::Read(n) if n > 0 => {}
+            // Closed, failed, idle too long before a request began, or
+            // shutting down: a silent close, as nginx does.
             _ => return Head::Idle,
         }
         let deadline = Instant::now() + limits.header_timeout;
@@ -337,11 +361,10 @@ impl RequestHeads {
             if buf.len() > limits.max_header_size {
                 return Head::Refused(Rejection::HeaderTooLarge);
             }
-            let left = deadline.saturating_duration_since(Instant::now());
-            match tokio::time::timeout(left, stream.read_buf(&mut buf)).await {
-                Ok(Ok(n)) if n > 0 => {}
-                Ok(_) => return Head::Idle,
-                Err(_) => return Head::Refused(Rejection::HeaderTimeout),
+            match waits.read(stream, &mut buf, deadline).await {
+                Waited::Read(n) if n > 0 => {}
+                Waited::Read(_) | Waited::Shutdown => return Head::Idle,
+                Waited::TimedOut => return Head::Refused(Rejection::HeaderTimeout),
             }
         }
     }
@@ -444,7 +467,7 @@ impl RequestHeads {
                 Framing::Length(n) => (n - body.len()).min(64 * 1024),
                 _ => 16 * 1024,
             });
-            match tokio::time::timeout(policy.client_body_timeout, stream.read_buf(buf)).await {
+            match pingora::time::timeout(policy.client_body_timeout, stream.read_buf(buf)).await {
                 Ok(Ok(n)) if n > 0 => {}
                 // The client closed: Pingora finds out on its own.
                 Ok(_) => return Ok(()),
@@ -475,62 +498,130 @@ impl RequestHeads {
     }
 }
 
-#[async_trait]
-impl HttpServerApp for RequestHeads {
-    async fn process_new_http(
-        self: &Arc<Self>,
-        session: ServerSession,
-        shutdown: &ShutdownWatch,
-    ) -> Option<ReusedHttpStream> {
-        let ServerSession::H1(mut old) = session else {
-            return self.proxy.process_new_http(session, shutdown).await;
-        };
-        if *shutdown.borrow() || self.shutting_down.load(Ordering::Acquire) {
+impl RequestHeads {
+    /// Whether the connection speaks HTTP/2: ALPN `h2` over TLS, or the h2c
+    /// preface on an `h2c` listener (as Pingora decides). `None`: the
+    /// client sent nothing within `client_header_timeout`.
+    async fn speaks_h2(&self, stream: &mut Stream) -> Option<bool> {
+        if stream.get_ssl_digest().is_some() {
+            return Some(matches!(stream.selected_alpn_proto(), Some(ALPN::H2)));
+        }
+        if !self.h2c {
+            return Some(false);
+        }
+        let mut preface = [0u8; H2_PREFACE.len()];
+        match pingora::time::timeout(self.limits.header_timeout, stream.try_peek(&mut preface))
+            .await
+        {
+            // A stream that cannot peek is taken for h2, as Pingora does.
+            Ok(Ok(peeked)) => Some(!peeked || preface == H2_PREFACE),
+            _ => None,
+        }
+    }
+
+    /// Serves an HTTP/1 connection: Pingora's keep-alive loop, each request
+    /// header read by [`Self::read_head`] first.
+    async fn serve_http1(&self, mut stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
+        let max = self.limits.max_requests_per_connection;
+        let keepalive = Some(self.limits.keepalive_timeout.as_secs());
+        // Registered before the flag is read, so a shutdown between the two
+        // is not missed.
+        let shutting_down = self.shutdown.notified();
+        tokio::pin!(shutting_down);
+        shutting_down.as_mut().enable();
+        if self.shutting_down.load(Ordering::Acquire) {
             return None;
         }
-        // Pingora's per-connection settings, carried to the new session.
-        let remaining = old.get_keepalive_reuses_remaining();
-        // Pingora starts a connection with every reuse still to come and
-        // counts down from there.
-        let first_request = remaining == Some(self.limits.max_requests_per_connection - 1);
-        let user_context = old.take_connection_user_context();
-        let pipelining = old.pipelining_enabled();
-        let mut stream = old.into_inner();
-        let head = match self.read_head(&mut stream, first_request).await {
-            Head::Read(head) => head,
-            Head::Idle => return None,
-            Head::Refused(why) => {
-                self.refuse(stream, why).await;
+        let timer = tokio::time::sleep(self.limits.header_timeout);
+        tokio::pin!(timer);
+        let mut waits = Waits {
+            armed: timer.deadline().into_std(),
+            timer,
+            shutdown: shutting_down,
+        };
+        for served in 0..max {
+            if *shutdown.borrow() {
                 return None;
             }
-        };
-        let mut session = ServerSession::new_http1(stream);
-        session.set_keepalive(Some(self.limits.keepalive_timeout.as_secs()));
-        session.set_keepalive_reuses_remaining(remaining);
-        session.set_connection_user_context(user_context);
-        session.set_pipelining_enabled(pipelining);
-        session.set_pipelined_prefix(head);
-        self.proxy.process_new_http(session, shutdown).await
-    }
-
-    fn h2_options(&self) -> Option<pingora::protocols::http::v2::server::H2Options> {
-        // Pingora's bounded defaults (header list 64 KiB…), with the
-        // listener's stream cap.
-        let mut options = pingora::protocols::http::v2::server::default_h2_options();
-        options.max_concurrent_streams(self.limits.http2_max_concurrent_streams);
-        Some(options)
-    }
-
-    fn server_options(&self) -> Option<&HttpServerOptions> {
-        Some(&self.options)
-    }
-
-    async fn http_cleanup(&self) {
-        self.shutting_down.store(true, Ordering::Release);
-        self.shutdown.notify_waiters();
-        self.proxy.http_cleanup().await;
+            let head = match self.read_head(&mut stream, &mut waits, served == 0).await {
+                Head::Read(head) => head,
+                Head::Idle => return None,
+                Head::Refused(why) => {
+                    self.refuse(stream, why).await;
+                    return None;
+                }
+            };
+            let mut session = ServerSession::new_http1(stream);
+            session.set_keepalive(keepalive);
+            // The requests this connection may still carry after this one:
+            // Pingora closes the connection after a session with none left.
+            session.set_keepalive_reuses_remaining(Some(max - 1 - served));
+            session.set_pipelined_prefix(head);
+            // Palisade leaves HTTP/1 pipelining off (Pingora's default): a
+            // session with bytes past its request is not reused, so there is
+            // no carried prefix or context to hand on.
+            let (next, _) = self
+                .proxy
+                .process_new_http(session, shutdown)
+                .await?
+                .consume();
+            stream = next;
+        }
+        None
     }
 }
+
+/// One HTTP/1 connection's waits for request bytes: one timer and one
+/// shutdown registration for all of the connection's requests. A fresh
+/// timer and registration per request cost more than the rest of the
+/// listener's work on a keep-alive cache hit; this timer is re-armed
+/// lazily instead: a wait whose deadline is later than the armed one lets
+/// the timer fire early and re-arms it then (at most once per wait).
+struct Waits<'w, 'n> {
+    timer: Pin<&'w mut Sleep>,
+    /// When `timer` fires.
+    armed: Instant,
+    shutdown: Pin<&'w mut Notified<'n>>,
+}
+
+/// How a [`Waits::read`] ended.
+enum Waited {
+    /// The read's result: bytes read, `0` at the end of the stream.
+    Read(usize),
+    TimedOut,
+    Shutdown,
+}
+
+impl Waits<'_, '_> {
+    /// Reads from `stream` into `buf` until `deadline`, unless the listener
+    /// shuts down first. A failed read counts as the end of the stream.
+    async fn read(&mut self, stream: &mut Stream, buf: &mut BytesMut, deadline: Instant) -> Waited {
+        if deadline < self.armed {
+            self.arm(deadline);
+        }
+        loop {
+            tokio::select! {
+                biased;
+                read = stream.read_buf(buf) => return Waited::Read(read.unwrap_or(0)),
+                () = self.timer.as_mut() => {
+                    if Instant::now() >= deadline {
+                        return Waited::TimedOut;
+                    }
+                    self.arm(deadline);
+                }
+                () = self.shutdown.as_mut() => return Waited::Shutdown,
+            }
+        }
+    }
+
+    fn arm(&mut self, deadline: Instant) {
+        self.timer.as_mut().reset(deadline.into());
+        self.armed = deadline;
+    }
+}
+
+/// The HTTP/2 connection preface (RFC 9113 §3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 #[cfg(test)]
 mod tests {
