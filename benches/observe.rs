@@ -16,7 +16,7 @@ fn entry() -> Entry<'static> {
         client_ip: Some("192.0.2.7".parse().expect("address")),
         method: "GET",
         host: "www.example.com",
-        uri: "/static/app.js?v=42",
+        uri: "/static/app.js?v=42".into(),
         protocol: "HTTP/1.1",
         status: 200,
         bytes_sent: 1024,

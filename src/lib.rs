@@ -12,6 +12,7 @@ pub mod cache;
 pub mod config;
 pub mod edge;
 pub mod limits;
+pub mod listen_check;
 pub mod listener_app;
 pub mod logging;
 pub mod net;

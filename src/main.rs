@@ -19,7 +19,7 @@ use tracing::{info, warn};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-const DEFAULT_CONFIG: &str = "conf/palisade.yaml";
+const DEFAULT_CONFIG: &str = palisade::config::DEFAULT_FILE;
 
 #[derive(Parser)]
 #[command(
@@ -50,20 +50,28 @@ enum Command {
         daemon: bool,
     },
     /// Check the configuration file and exit: 0 when valid, 1 otherwise.
+    /// Listen addresses that cannot be bound (in use by another process,
+    /// a privileged port) are warnings; the running Palisade's own are not.
     Check {
         /// The configuration file.
         #[arg(short, long, value_name = "FILE", default_value = DEFAULT_CONFIG)]
         config: PathBuf,
+        /// Treat warnings as errors (exit 1).
+        #[arg(long)]
+        strict: bool,
     },
-    /// Ask the running proxy to reload FILE (through its admin API) and
-    /// print what changed, or the errors that kept it from reloading.
+    /// Check FILE, then ask the running proxy (through the admin API that
+    /// FILE configures) to reload it and print what changed, or why not.
+    /// FILE must be the file the proxy runs: a reload re-reads that file
+    /// and cannot switch to another (the proxy refuses, naming its file).
     Reload {
         /// The configuration file the proxy runs with.
         #[arg(short, long, value_name = "FILE", default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
-    /// Hash a password read from standard input (one line) for a basic auth
-    /// policy's `users:` or an htpasswd file.
+    /// Hash a password for a basic auth policy's `users:` or an htpasswd
+    /// file: at a terminal, prompted for twice without echo; otherwise one
+    /// line read from standard input.
     HashPassword {
         /// Print a bcrypt hash (cost 12) instead of argon2id.
         #[arg(long)]
@@ -80,7 +88,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Check { config } => check(&config),
+        Command::Check { config, strict } => check(&config, strict),
         Command::Run {
             config,
             upgrade,
@@ -116,10 +124,20 @@ fn reload(path: &Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match palisade::admin::client::post(admin.address, "/reload", &token) {
+    let file = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let request = serde_json::json!({ "config": file.display().to_string() }).to_string();
+    match palisade::admin::client::post(admin.address, "/reload", &token, &request) {
         Ok((200, body)) => {
             println!("{body}");
             ExitCode::SUCCESS
+        }
+        Ok((409, body)) => {
+            let why = serde_json::from_str::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v["error"].as_str().map(str::to_string))
+                .unwrap_or(body);
+            eprintln!("palisade: reload refused: {why}");
+            ExitCode::FAILURE
         }
         Ok((status, body)) => {
             eprintln!("palisade: reload refused ({status}):\n{body}");
@@ -136,17 +154,20 @@ fn reload(path: &Path) -> ExitCode {
 }
 
 fn hash_password(bcrypt: bool) -> ExitCode {
-    let mut line = String::new();
-    if std::io::stdin().read_line(&mut line).is_err() {
-        eprintln!("palisade: cannot read the password from standard input");
-        return ExitCode::FAILURE;
-    }
-    let password = line.trim_end_matches(['\r', '\n']);
-    if password.is_empty() {
-        eprintln!("palisade: empty password (write it on standard input, e.g. `palisade hash-password < file`)");
-        return ExitCode::FAILURE;
-    }
-    match palisade::auth::basic::hash_password(password, bcrypt) {
+    use std::io::IsTerminal;
+    let password = if std::io::stdin().is_terminal() {
+        read_password_twice()
+    } else {
+        read_password_line()
+    };
+    let password = match password {
+        Ok(p) => p,
+        Err(why) => {
+            eprintln!("palisade: {why}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match palisade::auth::basic::hash_password(&password, bcrypt) {
         Ok(hash) => {
             println!("{hash}");
             ExitCode::SUCCESS
@@ -156,6 +177,37 @@ fn hash_password(bcrypt: bool) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// At a terminal: a prompt, the password read without echo, and again.
+fn read_password_twice() -> Result<String, String> {
+    let read = |prompt: &str| {
+        rpassword::prompt_password(prompt).map_err(|e| format!("cannot read the password: {e}"))
+    };
+    let password = read("Password: ")?;
+    if password.is_empty() {
+        return Err("empty password".into());
+    }
+    if read("Again: ")? != password {
+        return Err("the passwords do not match".into());
+    }
+    Ok(password)
+}
+
+/// From a pipe or a file: one line.
+fn read_password_line() -> Result<String, String> {
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .map_err(|e| format!("cannot read the password from standard input: {e}"))?;
+    let password = line.trim_end_matches(['\r', '\n']);
+    if password.is_empty() {
+        return Err(
+            "empty password (write it on standard input, e.g. `palisade hash-password < file`)"
+                .into(),
+        );
+    }
+    Ok(password.to_string())
 }
 
 fn generate_api_key(name: &str) -> ExitCode {
@@ -184,12 +236,27 @@ fn count(n: usize, what: &str) -> String {
     }
 }
 
-fn check(path: &Path) -> ExitCode {
+fn check(path: &Path, strict: bool) -> ExitCode {
     match palisade::load(path, &HealthRegistry::default()) {
-        Ok((loaded, runtime)) => {
+        Ok((mut loaded, runtime)) => {
+            // The running Palisade's own addresses are in use as expected.
+            loaded.warnings.extend(
+                palisade::listen_check::unbindable(&loaded.config, path)
+                    .iter()
+                    .filter(|u| !u.held_by_running)
+                    .map(|u| u.to_config_error()),
+            );
             let report: Report = loaded.report(Vec::new());
             if !report.warnings.is_empty() {
                 eprintln!("{report}");
+            }
+            if strict && !report.warnings.is_empty() {
+                eprintln!(
+                    "palisade: configuration file {} test failed ({}, --strict)",
+                    path.display(),
+                    count(report.warnings.len(), "warning")
+                );
+                return ExitCode::FAILURE;
             }
             let c = &loaded.config;
             eprintln!(
@@ -230,8 +297,12 @@ fn run(path: &Path, upgrade: bool, daemon: bool) -> ExitCode {
     let daemon = daemon || config.server.daemon;
     // During an upgrade the old process still holds the addresses.
     if !upgrade {
-        if let Err(e) = palisade::server::check_listeners(config) {
-            eprintln!("palisade: {e}");
+        let unbindable: Vec<_> = palisade::listen_check::unbindable(config, path)
+            .iter()
+            .map(|u| u.to_config_error())
+            .collect();
+        if !unbindable.is_empty() {
+            eprintln!("{}", loaded.report(unbindable).without_warnings());
             return ExitCode::FAILURE;
         }
     }

@@ -22,22 +22,46 @@ use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use tracing::{error, info, warn};
 
-use crate::config::{Config, LoadError};
+use crate::config::{Config, LoadError, RouteConfig};
 use crate::observe::metrics::metrics;
-use crate::runtime::RuntimeHandle;
+use crate::runtime::{Runtime, RuntimeHandle};
 use crate::upstream::state::HealthRegistry;
 
 /// What a successful reload changed.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ReloadSummary {
-    /// Routes (by name) that are new, gone, or different.
+    /// The file that was loaded.
+    pub config: PathBuf,
+    /// Routes (by name) that are new, gone, or different; a changed route
+    /// says which of its keys changed (`request_headers`, `cache`…).
     pub routes: Changes,
     /// Upstreams likewise.
     pub upstreams: Changes,
     /// Authentication policies likewise.
     pub auth: Changes,
+    /// Named limits (`limits:`) likewise.
+    pub limits: Changes,
+    /// Named cache policies (`cache.policies`) likewise.
+    pub cache_policies: Changes,
+    /// TLS listeners whose certificates (the files' contents) or TLS
+    /// settings changed.
+    pub tls: Changes,
     /// Settings that were not applied and need a graceful upgrade.
     pub needs_upgrade: Vec<String>,
+}
+
+impl ReloadSummary {
+    /// The sections and their changes, in the order they are reported.
+    pub fn sections(&self) -> [(&'static str, &Changes); 6] {
+        [
+            ("routes", &self.routes),
+            ("upstreams", &self.upstreams),
+            ("auth", &self.auth),
+            ("limits", &self.limits),
+            ("cache_policies", &self.cache_policies),
+            ("tls", &self.tls),
+        ]
+    }
 }
 
 /// Names added, removed and changed in one section.
@@ -49,6 +73,8 @@ pub struct Changes {
     pub removed: Vec<String>,
     /// Names whose settings differ.
     pub changed: Vec<String>,
+    /// For changed names, which of their keys changed, where known.
+    pub changed_keys: IndexMap<String, Vec<&'static str>>,
 }
 
 impl Changes {
@@ -69,6 +95,7 @@ impl Changes {
                 .filter(|(k, v)| old.get(*k).is_some_and(|o| o != *v))
                 .map(|(k, _)| k.clone())
                 .collect(),
+            changed_keys: IndexMap::new(),
         }
     }
 
@@ -88,7 +115,12 @@ impl std::fmt::Display for Changes {
             ("-", &self.removed),
             ("~", &self.changed),
         ] {
-            parts.extend(names.iter().map(|n| format!("{sign}{n}")));
+            parts.extend(names.iter().map(|n| match self.changed_keys.get(n) {
+                Some(keys) if sign == "~" && !keys.is_empty() => {
+                    format!("{sign}{n}({})", keys.join(","))
+                }
+                _ => format!("{sign}{n}"),
+            }));
         }
         f.write_str(&parts.join(" "))
     }
@@ -168,7 +200,9 @@ impl Reloader {
         let result = crate::load(&self.path, &self.registry)
             .map_err(ReloadError::Invalid)
             .and_then(|(loaded, runtime)| {
-                let summary = compare(&current, &loaded.config)?;
+                let mut summary = compare(&current, &loaded.config)?;
+                summary.config = self.path.clone();
+                summary.tls = certificate_changes(&current, &self.runtime.load(), &runtime);
                 self.runtime.store(runtime);
                 *current = loaded.config;
                 metrics().config_loaded(&loaded.sha256);
@@ -186,6 +220,9 @@ impl Reloader {
                     routes = %summary.routes,
                     upstreams = %summary.upstreams,
                     auth = %summary.auth,
+                    limits = %summary.limits,
+                    cache_policies = %summary.cache_policies,
+                    tls = %summary.tls,
                     "configuration reloaded"
                 );
                 for what in &summary.needs_upgrade {
@@ -198,6 +235,19 @@ impl Reloader {
             }
         }
         result
+    }
+
+    /// The file this process runs (and reloads), as it was given.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    /// Whether `other` names the file this process runs (the same file
+    /// after resolving links and relative paths).
+    pub fn runs(&self, other: &std::path::Path) -> bool {
+        let resolve =
+            |p: &std::path::Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+        resolve(&self.path) == resolve(other)
     }
 
     /// The running configuration's digest and load time.
@@ -223,8 +273,27 @@ fn compare(old: &Config, new: &Config) -> Result<ReloadSummary, ReloadError> {
     }
     let mut needs_upgrade = Vec::new();
     for (o, n) in old.listeners.iter().zip(&new.listeners) {
-        if o.address != n.address || o.threads != n.threads || o.h2c != n.h2c {
-            needs_upgrade.push(format!("listener `{}` (address, threads or h2c)", n.name));
+        if o.address != n.address
+            || o.threads != n.threads
+            || o.h2c != n.h2c
+            || o.write_buffer != n.write_buffer
+        {
+            needs_upgrade.push(format!(
+                "listener `{}` (address, threads, h2c or write_buffer)",
+                n.name
+            ));
+        }
+        let tls_settings = |t: &Option<crate::config::ListenerTls>| {
+            t.clone().map(|mut t| {
+                t.certificates.clear();
+                t
+            })
+        };
+        if tls_settings(&o.tls) != tls_settings(&n.tls) {
+            needs_upgrade.push(format!(
+                "listener `{}` (TLS versions, ciphers, HTTP/2 or client certificates; certificates were applied)",
+                n.name
+            ));
         }
         if o.client_limits() != n.client_limits() {
             needs_upgrade.push(format!(
@@ -250,12 +319,107 @@ fn compare(old: &Config, new: &Config) -> Result<ReloadSummary, ReloadError> {
     if old.logging != new.logging {
         needs_upgrade.push("logging".into());
     }
+    let (old_routes, new_routes) = (route_map(old), route_map(new));
+    let mut routes = Changes::between(&old_routes, &new_routes);
+    routes.changed_keys = routes
+        .changed
+        .iter()
+        .filter_map(|name| {
+            let (o, n) = (old_routes.get(name)?, new_routes.get(name)?);
+            Some((name.clone(), route_keys_changed(o, n)))
+        })
+        .collect();
     Ok(ReloadSummary {
-        routes: Changes::between(&route_map(old), &route_map(new)),
+        config: PathBuf::new(),
+        routes,
         upstreams: Changes::between(&old.upstreams, &new.upstreams),
         auth: Changes::between(&old.auth, &new.auth),
+        limits: Changes::between(&old.limits, &new.limits),
+        cache_policies: Changes::between(&old.cache.policies, &new.cache.policies),
+        tls: Changes::default(),
         needs_upgrade,
     })
+}
+
+/// The keys of a route that differ between `old` and `new`.
+fn route_keys_changed(old: &RouteConfig, new: &RouteConfig) -> Vec<&'static str> {
+    // Written out without `..`: a new key of `RouteConfig` must be added
+    // here to compile.
+    let RouteConfig {
+        name,
+        matcher,
+        upstream,
+        host_rewrite,
+        request_headers,
+        response_headers,
+        keep_override_headers,
+        request_buffering,
+        max_request_body,
+        cache,
+        https,
+        hsts,
+        ip_filter,
+        encoded_slashes,
+        path_readings,
+        auth,
+        limits,
+    } = old;
+    let mut keys = Vec::new();
+    let mut differs = |key: &'static str, changed: bool| {
+        if changed {
+            keys.push(key);
+        }
+    };
+    differs("name", *name != new.name);
+    differs("match", *matcher != new.matcher);
+    differs("upstream", *upstream != new.upstream);
+    differs("host_rewrite", *host_rewrite != new.host_rewrite);
+    differs("request_headers", *request_headers != new.request_headers);
+    differs(
+        "response_headers",
+        *response_headers != new.response_headers,
+    );
+    differs(
+        "keep_override_headers",
+        *keep_override_headers != new.keep_override_headers,
+    );
+    differs(
+        "request_buffering",
+        *request_buffering != new.request_buffering,
+    );
+    differs(
+        "max_request_body",
+        *max_request_body != new.max_request_body,
+    );
+    differs("cache", *cache != new.cache);
+    differs("https", *https != new.https);
+    differs("hsts", *hsts != new.hsts);
+    differs("ip_filter", *ip_filter != new.ip_filter);
+    differs("encoded_slashes", *encoded_slashes != new.encoded_slashes);
+    differs("path_readings", *path_readings != new.path_readings);
+    differs("auth", *auth != new.auth);
+    differs("limits", *limits != new.limits);
+    keys
+}
+
+/// TLS listeners whose settings or certificates (by the leaf certificates'
+/// digests, so a renewed file under the same name counts) differ.
+fn certificate_changes(old_config: &Config, old: &Runtime, new: &Runtime) -> Changes {
+    let mut changes = Changes::default();
+    for (i, listener) in old_config.listeners.iter().enumerate() {
+        let (Some(o), Some(n)) = (old.listeners.get(i), new.listeners.get(i)) else {
+            continue;
+        };
+        let digests =
+            |p: &crate::runtime::ListenerPolicy| p.certificates.as_ref().map(|c| c.leaf_digests());
+        if digests(o) != digests(n) {
+            changes.changed.push(listener.name.clone());
+            changes
+                .changed_keys
+                .insert(listener.name.clone(), vec!["certificates"]);
+        }
+    }
+    changes
 }
 
 /// Reloads on `SIGHUP` (`systemctl reload palisade`).

@@ -47,27 +47,6 @@ pub fn server_conf(config: &Config, daemon: bool) -> ServerConf {
     }
 }
 
-/// Checks that every listener address can be bound, so that a port in use
-/// or a privileged port is reported at once with the listener's name instead
-/// of Pingora retrying the bind for 30 seconds. The test sockets are closed
-/// again before Pingora binds for real.
-pub fn check_listeners(config: &Config) -> Result<(), String> {
-    for (i, listener) in config.listeners.iter().enumerate() {
-        if let Err(e) = std::net::TcpListener::bind(listener.address) {
-            return Err(format!(
-                "cannot listen on {} (listeners[{i}], `{}`): {e}",
-                listener.address, listener.name
-            ));
-        }
-    }
-    if let Some(admin) = &config.admin {
-        if let Err(e) = std::net::TcpListener::bind(admin.address) {
-            return Err(format!("cannot listen on {} (admin): {e}", admin.address));
-        }
-    }
-    Ok(())
-}
-
 /// The process-wide state the services share.
 pub struct Shared {
     /// The configuration snapshot in force.

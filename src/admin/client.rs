@@ -9,7 +9,12 @@ use std::time::Duration;
 const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// `POST path` with the bearer token; returns the status and the body.
-pub fn post(address: SocketAddr, path: &str, token: &str) -> std::io::Result<(u16, String)> {
+pub fn post(
+    address: SocketAddr,
+    path: &str,
+    token: &str,
+    body: &str,
+) -> std::io::Result<(u16, String)> {
     // An admin API listening on every address is reached on loopback.
     let target = match address.ip() {
         IpAddr::V4(ip) if ip.is_unspecified() => {
@@ -24,7 +29,8 @@ pub fn post(address: SocketAddr, path: &str, token: &str) -> std::io::Result<(u1
     stream.set_read_timeout(Some(TIMEOUT))?;
     write!(
         stream,
-        "POST {path} HTTP/1.1\r\nHost: {target}\r\nAuthorization: Bearer {token}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        "POST {path} HTTP/1.1\r\nHost: {target}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
     )?;
     let mut response = String::new();
     stream.read_to_string(&mut response)?;

@@ -64,31 +64,82 @@ impl AdminApp {
         }
     }
 
-    /// `POST /reload`: 200 with what changed, or 422 with the errors.
-    async fn reload(&self) -> Response<Vec<u8>> {
+    /// `POST /reload`: 200 with what changed, or 422 with the errors. A
+    /// body `{"config": PATH}` (what `palisade reload -c PATH` sends) names
+    /// the file the caller means: a file other than the one this process
+    /// runs is refused with 409, never reported as reloaded.
+    async fn reload(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let body = match read_body(session).await {
+            Ok(b) => b,
+            Err(resp) => return resp,
+        };
+        let request: ReloadRequest = if body.iter().all(u8::is_ascii_whitespace) {
+            ReloadRequest::default()
+        } else {
+            match serde_json::from_slice(&body) {
+                Ok(r) => r,
+                Err(e) => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        &format!("invalid reload request: {e}"),
+                    )
+                }
+            }
+        };
+        let running = self.reloader.path().display().to_string();
+        if let Some(asked) = &request.config {
+            if !self.reloader.runs(std::path::Path::new(asked)) {
+                warn!(asked = %asked, running = %running, "reload of another configuration file refused");
+                return json_response(
+                    StatusCode::CONFLICT,
+                    json!({
+                        "status": "refused",
+                        "config": running,
+                        "error": format!(
+                            "this process (pid {}) runs {running}, not {asked}; a reload re-reads {running}. \
+                             To run {asked}, copy it over {running} and reload, or restart Palisade with `-c {asked}`",
+                            std::process::id()
+                        ),
+                    }),
+                );
+            }
+        }
         let reloader = self.reloader.clone();
         let Ok(result) = tokio::task::spawn_blocking(move || reloader.reload()).await else {
             return error(StatusCode::INTERNAL_SERVER_ERROR, "the reload task failed");
         };
-        let changes =
-            |c: &Changes| json!({"added": c.added, "removed": c.removed, "changed": c.changed});
+        let changes = |c: &Changes| {
+            json!({
+                "added": c.added,
+                "removed": c.removed,
+                "changed": c.changed,
+                "changed_keys": c.changed_keys,
+            })
+        };
         match result {
-            Ok(summary) => json_response(
-                StatusCode::OK,
-                json!({
-                    "status": "reloaded",
-                    "routes": changes(&summary.routes),
-                    "upstreams": changes(&summary.upstreams),
-                    "auth": changes(&summary.auth),
-                    "needs_upgrade": summary.needs_upgrade,
-                }),
-            ),
+            Ok(summary) => {
+                let mut body = json!({ "status": "reloaded", "config": running });
+                for (name, section) in summary.sections() {
+                    body[name] = changes(section);
+                }
+                body["needs_upgrade"] = json!(summary.needs_upgrade);
+                json_response(StatusCode::OK, body)
+            }
             Err(e) => json_response(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                json!({"status": "refused", "error": e.to_string()}),
+                json!({"status": "refused", "config": running, "error": e.to_string()}),
             ),
         }
     }
+}
+
+/// The body of `POST /reload`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReloadRequest {
+    /// The file the caller means to reload.
+    #[serde(default)]
+    config: Option<String>,
 }
 
 fn json_response(status: StatusCode, body: serde_json::Value) -> Response<Vec<u8>> {
@@ -327,7 +378,7 @@ impl ServeHttp for AdminApp {
             (Method::GET, "/metrics") => self.metrics(),
             (Method::GET, "/status") => self.status(),
             (Method::POST, "/cache/purge") => self.purge(session).await,
-            (Method::POST, "/reload") => self.reload().await,
+            (Method::POST, "/reload") => self.reload(session).await,
             (
                 _,
                 "/cache/stats" | "/cache/purge" | "/upstreams" | "/limits" | "/reload" | "/metrics"

@@ -6,6 +6,7 @@
 //! depends only on a digest the client cannot steer, never on how much of a
 //! real key it guessed.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -101,30 +102,49 @@ impl ApiKeyAuth {
                 req.remove_header(h);
             }
             KeySource::Query(q) => {
-                let Some(query) = req.uri.query() else {
+                let Some(pq) = req.uri.path_and_query() else {
                     return;
                 };
-                let kept: Vec<&str> = query
-                    .split('&')
-                    .filter(|pair| {
-                        let name = pair.split('=').next().unwrap_or("");
-                        form_urlencoded::parse(name.as_bytes())
-                            .next()
-                            .map_or(name != q, |(k, _)| k != *q)
-                    })
-                    .collect();
-                let path = req.uri.path();
-                let pq = if kept.is_empty() {
-                    path.to_string()
-                } else {
-                    format!("{path}?{}", kept.join("&"))
-                };
-                if let Some(uri) = crate::edge::path::with_path_and_query(&req.uri, &pq) {
-                    req.set_uri(uri);
+                if let Cow::Owned(pq) = without_query_param(pq.as_str(), q) {
+                    if let Some(uri) = crate::edge::path::with_path_and_query(&req.uri, &pq) {
+                        req.set_uri(uri);
+                    }
                 }
             }
         }
     }
+
+    /// `path_and_query` without this key, when it is carried in the query
+    /// (for the access log).
+    pub fn redact<'a>(&self, path_and_query: &'a str) -> Cow<'a, str> {
+        match &self.source {
+            KeySource::Query(q) => without_query_param(path_and_query, q),
+            KeySource::Header(_) => Cow::Borrowed(path_and_query),
+        }
+    }
+}
+
+/// `path_and_query` without the query parameters named `name` (in any
+/// percent-encoding); borrowed when there is none.
+pub fn without_query_param<'a>(path_and_query: &'a str, name: &str) -> Cow<'a, str> {
+    let Some((path, query)) = path_and_query.split_once('?') else {
+        return Cow::Borrowed(path_and_query);
+    };
+    let named = |pair: &&str| {
+        let key = pair.split('=').next().unwrap_or("");
+        form_urlencoded::parse(key.as_bytes())
+            .next()
+            .map_or(key == name, |(k, _)| k == name)
+    };
+    if !query.split('&').any(|pair| named(&pair)) {
+        return Cow::Borrowed(path_and_query);
+    }
+    let kept: Vec<&str> = query.split('&').filter(|pair| !named(pair)).collect();
+    Cow::Owned(if kept.is_empty() {
+        path.to_string()
+    } else {
+        format!("{path}?{}", kept.join("&"))
+    })
 }
 
 /// A new random key (32 bytes, base64url) and the hex SHA-256 to configure.

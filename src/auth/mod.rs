@@ -107,12 +107,33 @@ impl Authenticator {
 
     /// `WWW-Authenticate` values for a `401` after `denial`.
     pub fn challenges(&self, denial: &Denial) -> Vec<HeaderValue> {
+        // A `403` is answered with the scheme that can say why (RFC 6750
+        // `insufficient_scope`), not with every way to log in.
+        let forbidden = matches!(denial, Denial::Forbidden(_));
         match self {
+            Authenticator::Basic(_) | Authenticator::ApiKey(_) if forbidden => Vec::new(),
             Authenticator::Basic(b) => vec![b.challenge()],
             Authenticator::ApiKey(k) => vec![k.challenge()],
             Authenticator::Jwt(j) => vec![j.challenge(denial)],
             Authenticator::AnyOf(members) => {
                 members.iter().flat_map(|m| m.challenges(denial)).collect()
+            }
+        }
+    }
+
+    /// `path_and_query` without the credentials this policy reads from the
+    /// query (API keys), for the access log.
+    pub fn redact<'a>(&self, path_and_query: &'a str) -> std::borrow::Cow<'a, str> {
+        match self {
+            Authenticator::ApiKey(k) => k.redact(path_and_query),
+            Authenticator::Basic(_) | Authenticator::Jwt(_) => path_and_query.into(),
+            Authenticator::AnyOf(members) => {
+                members
+                    .iter()
+                    .fold(path_and_query.into(), |pq, m| match pq {
+                        std::borrow::Cow::Borrowed(b) => m.redact(b),
+                        std::borrow::Cow::Owned(o) => m.redact(&o).into_owned().into(),
+                    })
             }
         }
     }

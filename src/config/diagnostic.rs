@@ -140,8 +140,10 @@ impl Report {
     }
 
     /// A report holding one error that has a position but no key path
-    /// (a YAML syntax error).
-    pub fn syntax(file: &Path, position: Position, message: String) -> Self {
+    /// (a YAML syntax error), with a hint in plain words when the parser's
+    /// message is a common one (`line`: the text of the line it points at).
+    pub fn syntax(file: &Path, position: Position, message: String, line: &str) -> Self {
+        let hint = yaml_hint(&message, line).map(str::to_string);
         Report {
             errors: vec![Diagnostic {
                 severity: Severity::Error,
@@ -149,10 +151,16 @@ impl Report {
                 position: Some(position),
                 path: KeyPath::root(),
                 message,
-                hint: None,
+                hint,
             }],
             warnings: Vec::new(),
         }
+    }
+
+    /// The report's errors only.
+    pub fn without_warnings(mut self) -> Self {
+        self.warnings.clear();
+        self
     }
 
     /// Whether the configuration is unusable.
@@ -171,6 +179,46 @@ impl fmt::Display for Report {
         }
         Ok(())
     }
+}
+
+/// What a YAML parser's `message` about `line` usually means, in plain
+/// words.
+fn yaml_hint(message: &str, line: &str) -> Option<&'static str> {
+    let indent = line.len() - line.trim_start().len();
+    if message.contains("tab") || line[..indent].contains('\t') {
+        return Some("YAML does not allow tabs for indentation: indent with spaces");
+    }
+    if message.contains("duplicate entry") {
+        return Some("a key appears twice in the same mapping: keep one");
+    }
+    if message.contains("unknown escape character") {
+        return Some(
+            "inside double quotes `\\` starts an escape (`\\n`, `\\\"`): write `\\\\`, or use single quotes",
+        );
+    }
+    if message.contains("illegal placement of ':'")
+        || message.contains("expected ',' or ']'")
+        || message.contains("expected ',' or '}'")
+    {
+        return Some(
+            "a `[` or `{` opened on this line or above is not closed (or an entry lacks its comma); \
+             quote a value that contains `: `",
+        );
+    }
+    if message.contains("end of stream") || message.contains("quoted scalar") {
+        return Some("a quote opened here or above is not closed");
+    }
+    if message.contains("did not find expected")
+        || message.contains("mapping values are not allowed")
+        || message.contains("block")
+    {
+        return Some(
+            "check the indentation of this line against the key above it: keys of one mapping \
+             start in the same column, a nested key further right than its parent, and the `- ` \
+             of one list's items in the same column",
+        );
+    }
+    None
 }
 
 /// Why a configuration file could not be loaded.

@@ -16,6 +16,7 @@ mod auth;
 mod cache;
 mod cidr;
 mod diagnostic;
+mod every_error;
 mod header;
 mod limits;
 mod listener;
@@ -37,6 +38,8 @@ use std::path::{Path, PathBuf};
 use indexmap::IndexMap;
 use serde::de::DeserializeOwned;
 use serde_yaml::Value;
+
+use every_error::item;
 
 pub use access::IpFilterConfig;
 pub use admin::{AdminConfig, MIN_TOKEN_LEN};
@@ -175,6 +178,9 @@ pub const SECTIONS: &[&str] = &[
     "admin",
 ];
 
+/// The configuration file the command line uses when `-c` is not given.
+pub const DEFAULT_FILE: &str = "conf/palisade.yaml";
+
 /// A configuration that passed every check, with what is needed to report
 /// later problems (found while compiling it) at the right place.
 #[derive(Debug)]
@@ -215,7 +221,12 @@ pub fn load(path: &Path) -> Result<LoadedConfig, LoadError> {
 /// Validates configuration `text`; `file` is only used in diagnostics.
 pub fn parse(file: &Path, text: &str) -> Result<LoadedConfig, LoadError> {
     let source = SourceMap::parse(text).map_err(|e| LoadError::Invalid {
-        report: Report::syntax(file, e.position, format!("YAML syntax: {}", e.message)),
+        report: Report::syntax(
+            file,
+            e.position,
+            format!("YAML syntax: {}", e.message),
+            line_at(text, e.position),
+        ),
     })?;
     let mut value: Value = serde_yaml::from_str(text).map_err(|e| {
         let position = e
@@ -225,12 +236,22 @@ pub fn parse(file: &Path, text: &str) -> Result<LoadedConfig, LoadError> {
                 column: l.column(),
             });
         LoadError::Invalid {
-            report: Report::syntax(file, position, format!("YAML: {e}")),
+            report: Report::syntax(
+                file,
+                position,
+                format!("YAML: {e}"),
+                line_at(text, position),
+            ),
         }
     })?;
     if let Err(e) = value.apply_merge() {
         return Err(LoadError::Invalid {
-            report: Report::syntax(file, Position { line: 1, column: 1 }, format!("YAML: {e}")),
+            report: Report::syntax(
+                file,
+                Position { line: 1, column: 1 },
+                format!("YAML: {e}"),
+                "",
+            ),
         });
     }
 
@@ -252,6 +273,13 @@ pub fn parse(file: &Path, text: &str) -> Result<LoadedConfig, LoadError> {
             report: Report::locate(file, Some(&source), errors, findings.warnings),
         })
     }
+}
+
+/// The text of the line at `position` (1-based), or nothing.
+fn line_at(text: &str, position: Position) -> &str {
+    text.lines()
+        .nth(position.line.saturating_sub(1))
+        .unwrap_or_default()
 }
 
 /// Where the items that survived the structural pass came from, so that later
@@ -381,21 +409,6 @@ fn describe(value: &Value) -> &'static str {
     }
 }
 
-/// Deserializes one value, turning a failure into a located [`ConfigError`].
-fn item<T: DeserializeOwned>(
-    value: Value,
-    path: &KeyPath,
-    errors: &mut Vec<ConfigError>,
-) -> Option<T> {
-    match serde_path_to_error::deserialize::<_, T>(value) {
-        Ok(v) => Some(v),
-        Err(e) => {
-            errors.push(serde_error(path.join_serde(e.path()), &e.into_inner()));
-            None
-        }
-    }
-}
-
 fn section<T: DeserializeOwned + Default>(
     value: Value,
     path: &KeyPath,
@@ -473,31 +486,6 @@ fn named<T: DeserializeOwned>(
         )),
     }
     (out, broken)
-}
-
-/// Turns a serde error into a [`ConfigError`], pointing unknown keys at the
-/// key and suggesting the closest known one.
-fn serde_error(path: KeyPath, error: &serde_yaml::Error) -> ConfigError {
-    let message = error.to_string();
-    if let Some(rest) = message.strip_prefix("unknown field `") {
-        let unknown = rest.split('`').next().unwrap_or_default();
-        let expected: Vec<&str> = rest
-            .split_once("expected")
-            .map(|(_, list)| list.split('`').skip(1).step_by(2).collect())
-            .unwrap_or_default();
-        let mut e = ConfigError::key(path, format!("unknown key `{unknown}`"));
-        if let Some(s) = did_you_mean(unknown, expected.iter().copied()) {
-            e = e.with_hint(format!("did you mean `{s}`?"));
-        } else if !expected.is_empty() {
-            e = e.with_hint(format!("expected one of: {}", expected.join(", ")));
-        }
-        return e;
-    }
-    if message.starts_with("missing field `") {
-        let field = message.split('`').nth(1).unwrap_or_default();
-        return ConfigError::key(path, format!("missing required key `{field}`"));
-    }
-    ConfigError::value(path, message)
 }
 
 #[cfg(test)]

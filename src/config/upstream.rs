@@ -236,7 +236,7 @@ pub enum HealthCheckKind {
     /// An HTTP request whose response is checked.
     #[default]
     Http,
-    /// A TCP connection (and TLS handshake, for TLS pools).
+    /// A TCP connection only (no TLS handshake, also for TLS pools).
     Tcp,
 }
 

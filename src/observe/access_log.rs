@@ -44,7 +44,7 @@ pub struct Entry<'a> {
     pub host: &'a str,
     /// Path and query as forwarded (normalised; API keys in the query
     /// removed).
-    pub uri: &'a str,
+    pub uri: std::borrow::Cow<'a, str>,
     /// `HTTP/1.1`, `HTTP/2.0`…
     pub protocol: &'a str,
     /// Status sent; 0 when the client went away before a response.
@@ -108,7 +108,7 @@ impl Entry<'_> {
             user = escape(self.identity.unwrap_or("-")),
             time = clf_time(&self.time),
             method = escape(self.method),
-            uri = escape(self.uri),
+            uri = escape(&self.uri),
             protocol = self.protocol,
             status = self.status,
             bytes = self.bytes_sent,
@@ -348,7 +348,7 @@ mod tests {
             client_ip: Some("192.0.2.7".parse().unwrap()),
             method: "GET",
             host: "example.com",
-            uri: "/a?b=\"c\"",
+            uri: "/a?b=\"c\"".into(),
             protocol: "HTTP/1.1",
             status: 200,
             bytes_sent: 512,

@@ -57,6 +57,9 @@ pub struct RequestCtx {
     pub backend: Option<Arc<Backend>>,
     /// Backends this request has tried, in order.
     pub tried: Vec<SocketAddr>,
+    /// Each failed upstream attempt: the backend's label and what went
+    /// wrong (Pingora's error type), for the failure's log line.
+    pub failed_attempts: Vec<(Arc<str>, &'static str)>,
     /// Attempts on another backend after a failure (bounded by the pool's
     /// `max_retries`).
     pub retries: u32,
@@ -104,6 +107,7 @@ impl RequestCtx {
             peer_trusted: false,
             backend: None,
             tried: Vec::new(),
+            failed_attempts: Vec::new(),
             retries: 0,
             stale_connection_replays: 0,
             deadline: None,
@@ -155,6 +159,26 @@ impl RequestCtx {
     /// The current backend for logs, `-` before one is chosen.
     pub fn backend_label(&self) -> &str {
         self.backend.as_ref().map_or("-", |b| &b.label)
+    }
+
+    /// Records a failed attempt on the current backend.
+    pub fn attempt_failed(&mut self, error: &pingora::Error) {
+        if let Some(backend) = &self.backend {
+            self.failed_attempts
+                .push((backend.label.clone(), error.etype().as_str()));
+        }
+    }
+
+    /// Every failed attempt, `backend (error)`, in order; `-` for none.
+    pub fn failed_attempts_text(&self) -> String {
+        if self.failed_attempts.is_empty() {
+            return "-".into();
+        }
+        self.failed_attempts
+            .iter()
+            .map(|(backend, error)| format!("{backend} ({error})"))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     /// Whether the request deadline has passed.

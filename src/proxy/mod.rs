@@ -247,11 +247,7 @@ impl ProxyHttp for Palisade {
                 Err(denial) => {
                     metrics().auth_rejected(&auth.policy, denial.status());
                     debug!(route = %route.name, client = ?ctx.client_ip, reason = denial.reason(), request_id = %ctx.request_id_str(), "authentication failed");
-                    let challenges = if denial.status() == 401 {
-                        auth.authenticator.challenges(&denial)
-                    } else {
-                        Vec::new()
-                    };
+                    let challenges = auth.authenticator.challenges(&denial);
                     respond::send_with(session, ctx, denial.status(), &challenges).await?;
                     return Ok(true);
                 }
@@ -589,6 +585,7 @@ impl ProxyHttp for Palisade {
         let Some(pool) = ctx.pool().cloned() else {
             return e;
         };
+        ctx.attempt_failed(&e);
         if let Some(backend) = &ctx.backend {
             metrics().connect_failed(&pool.name, &backend.label);
             pool.record_failure(backend);
@@ -657,6 +654,9 @@ impl ProxyHttp for Palisade {
             return e;
         }
         let upstream_fault = matches!(e.esource(), pingora::ErrorSource::Upstream);
+        if upstream_fault {
+            ctx.attempt_failed(&e);
+        }
         if upstream_fault && !stale_connection {
             if let Some(backend) = &ctx.backend {
                 pool.record_failure(backend);
@@ -890,7 +890,7 @@ impl ProxyHttp for Palisade {
                 listener = %self.listener,
                 route = %ctx.route_name(),
                 upstream = %ctx.pool().map_or("-", |p| &p.name),
-                backend = %ctx.backend_label(),
+                backends = %ctx.failed_attempts_text(),
                 tries = ctx.tried.len(),
                 status = status.unwrap_or(0),
                 request_id = %ctx.request_id_str(),

@@ -27,7 +27,15 @@ pub fn entry<'a>(
         client_ip: ctx.client_ip,
         method: req.method.as_str(),
         host: request_host(req).unwrap_or("-"),
-        uri: req.uri.path_and_query().map_or("/", |pq| pq.as_str()),
+        // API keys in the query never reach the log, also when the request
+        // was refused or answered from the cache.
+        uri: {
+            let pq = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
+            match ctx.route().and_then(|r| r.auth.as_ref()) {
+                Some(auth) => auth.authenticator.redact(pq),
+                None => pq.into(),
+            }
+        },
         protocol: version(req.version),
         status,
         bytes_sent: session.body_bytes_sent(),

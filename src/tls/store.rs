@@ -7,6 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use openssl::asn1::Asn1Time;
+use pingora::tls::hash::MessageDigest;
 use pingora::tls::nid::Nid;
 use pingora::tls::pkey::{PKey, Private};
 use pingora::tls::x509::X509;
@@ -46,6 +47,23 @@ pub struct CertStore {
 }
 
 impl CertStore {
+    /// The SHA-256 digests of its leaf certificates, sorted: equal when the
+    /// same certificates are served, whatever their files are called.
+    pub fn leaf_digests(&self) -> Vec<Vec<u8>> {
+        let mut digests: Vec<Vec<u8>> = self
+            .exact
+            .values()
+            .chain(self.wildcard.values())
+            .chain(std::iter::once(&self.default))
+            .filter_map(|ck| ck.chain.first())
+            .filter_map(|leaf| leaf.digest(MessageDigest::sha256()).ok())
+            .map(|d| d.to_vec())
+            .collect();
+        digests.sort();
+        digests.dedup();
+        digests
+    }
+
     /// Reads and checks every certificate of `tls`; errors name the file and
     /// the key (`listeners[0].tls.certificates[1].cert`).
     pub fn load(tls: &ListenerTls, path: &KeyPath) -> Result<Self, Vec<ConfigError>> {

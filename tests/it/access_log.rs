@@ -148,3 +148,57 @@ async fn an_access_log_in_a_missing_directory_is_a_config_error() {
         "{stderr}"
     );
 }
+
+/// An API key carried in the query never reaches the access log: not for
+/// a forwarded request, a cache hit, nor a refused one.
+#[tokio::test]
+async fn api_keys_in_the_query_are_not_logged() {
+    let origin = Origin::start("web").await;
+    origin.on(
+        "/feed",
+        Reply::text("items").header("cache-control", "max-age=60"),
+    );
+    let digest: String = openssl::sha::sha256(b"acme-secret-key-1")
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let proxy = Proxy::start(format!(
+        "logging:\n  access_log:\n    output: access.log\n    format: json\n\
+         auth:\n  by_query:\n    type: api_key\n    query: key\n    keys: [{{ name: acme, sha256: {digest} }}]\n\
+         upstreams:\n  web:\n    backends: [\"{}\"]\nroutes:\n  - upstream: web\n    auth: by_query\n    cache: {{ shared_for_authenticated: true }}\n",
+        origin.address()
+    ))
+    .await;
+    let c = client();
+    for (path, expected) in [
+        ("/feed?page=2&key=acme-secret-key-1", 200),
+        ("/feed?page=2&key=acme-secret-key-1", 200),
+        ("/feed?%6Bey=acme-secret-key-1&page=2", 200),
+        ("/feed?key=wrong-secret-key", 401),
+    ] {
+        let status = c.get(proxy.url(path)).send().await.unwrap().status();
+        assert_eq!(status, expected, "{path}");
+    }
+    let lines = lines(&proxy.dir().join("access.log"), 4).await;
+    for line in &lines {
+        assert!(!line.contains("secret"), "a key in the access log: {line}");
+    }
+    let uris: Vec<String> = lines
+        .iter()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["uri"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        uris,
+        ["/feed?page=2", "/feed?page=2", "/feed?page=2", "/feed"]
+    );
+    let caches: Vec<String> = lines
+        .iter()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["cache"].to_string())
+        .collect();
+    assert!(caches[1].contains("hit"), "{caches:?}");
+}

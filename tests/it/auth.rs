@@ -309,6 +309,14 @@ async fn jwt_tokens_are_verified_with_every_key_source() {
     )
     .await;
     assert_eq!(wrong_role.status(), StatusCode::FORBIDDEN);
+    // RFC 6750 §3.1: the 403 says why.
+    assert_eq!(
+        wrong_role
+            .headers()
+            .get("www-authenticate")
+            .map(|v| v.to_str().unwrap()),
+        Some("Bearer realm=\"users\", error=\"insufficient_scope\"")
+    );
     assert_eq!(origin.hits(), 1);
 
     // RS256 with a PEM public key, and with a JWKS chosen by kid.

@@ -33,12 +33,50 @@ routes:
         .find(|l| l.contains("upstream request failed"))
         .unwrap_or_else(|| panic!("no failure line in log:\n{log}"));
     assert!(line.contains("upstream=dead"), "{line}");
-    assert!(line.contains(&format!("backend={dead}")), "{line}");
+    assert!(
+        line.contains(&format!("backends={dead} (ConnectRefused)")),
+        "{line}"
+    );
     assert!(line.contains("status=502"), "{line}");
     assert!(line.contains(&id), "{line}");
 
     // The proxy is still serving other routes.
     assert_eq!(c.get(proxy.url("/")).send().await.unwrap().status(), 200);
+}
+
+/// A request that failed on several backends is logged once, naming each
+/// backend tried with what went wrong there.
+#[tokio::test]
+async fn the_failure_line_names_every_backend_tried() {
+    let refusing = format!("127.0.0.1:{}", free_port());
+    let hanging = Origin::start("hanging").await;
+    hanging.on("/", Reply::text("late").delay(Duration::from_secs(5)));
+    let proxy = Proxy::start(format!(
+        "upstreams:\n  pool:\n    backends: [\"{refusing}\", \"{}\"]\n    algorithm: round_robin\n    max_retries: 1\n    read_timeout: 300ms\n    passive_health: {{ enabled: false }}\nroutes:\n  - upstream: pool\n",
+        hanging.address()
+    ))
+    .await;
+    // Whichever backend is tried first, the other one follows.
+    let resp = client().get(proxy.url("/x")).send().await.unwrap();
+    assert!(
+        matches!(resp.status().as_u16(), 502 | 504),
+        "{}",
+        resp.status()
+    );
+    let log = proxy.wait_for_log("upstream request failed").await;
+    let line = log
+        .lines()
+        .find(|l| l.contains("upstream request failed"))
+        .unwrap_or_else(|| panic!("no failure line in log:\n{log}"));
+    assert!(
+        line.contains(&format!("{refusing} (ConnectRefused)")),
+        "{line}"
+    );
+    assert!(
+        line.contains(&format!("{} (ReadTimedout)", hanging.address())),
+        "{line}"
+    );
+    assert!(line.contains("tries=2"), "{line}");
 }
 
 #[tokio::test]

@@ -118,7 +118,7 @@ async fn the_reload_command_and_endpoint_report_what_changed() {
     assert_eq!(json["routes"]["changed"], serde_json::json!(["main"]));
     assert_eq!(
         json["needs_upgrade"][0],
-        "listener `main` (address, threads or h2c)"
+        "listener `main` (address, threads, h2c or write_buffer)"
     );
     assert!(proxy
         .log()
@@ -138,4 +138,96 @@ async fn the_reload_command_and_endpoint_report_what_changed() {
     let response = admin_reload(&proxy).await;
     assert_eq!(response.status(), 422);
     assert!(response.text().await.unwrap().contains("graceful upgrade"));
+}
+
+/// `palisade reload -c OTHER` never reports a reload of a file the process
+/// does not run: it is refused, naming the file the process runs, and
+/// nothing changes.
+#[tokio::test]
+async fn reloading_a_file_the_process_does_not_run_is_refused() {
+    let a = Origin::start("a").await;
+    let proxy = Proxy::builder(two_origin_config(&a)).admin().start().await;
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = other_dir.path().join("other.yaml");
+    let text = std::fs::read_to_string(&proxy.config).unwrap();
+    std::fs::write(
+        &other,
+        text.replace("cache: {}", "cache: { cache_status: false }"),
+    )
+    .unwrap();
+    let out = run_cli(&["reload", "-c", other.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let running = std::fs::canonicalize(&proxy.config).unwrap();
+    assert!(
+        stderr.contains(&format!("runs {}", proxy.config.display()))
+            || stderr.contains(&format!("runs {}", running.display())),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "not {}",
+            std::fs::canonicalize(&other).unwrap().display()
+        )),
+        "{stderr}"
+    );
+    assert!(!proxy.log().contains("configuration reloaded"));
+    let (_, cache, _) = body_of(&proxy, "/").await;
+    assert_ne!(cache, "", "the other file's policy was not applied");
+
+    // The file it runs, named through another path, is the same file.
+    let alias = other_dir.path().join("alias.yaml");
+    std::os::unix::fs::symlink(&proxy.config, &alias).unwrap();
+    let out = run_cli(&["reload", "-c", alias.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["status"], "reloaded");
+    assert_eq!(json["config"], proxy.config.display().to_string());
+}
+
+/// The reload summary names what changed in every section an operator
+/// edits: limits, cache policies, and which keys of a changed route.
+#[tokio::test]
+async fn the_reload_summary_lists_limits_cache_policies_and_route_keys() {
+    let a = Origin::start("a").await;
+    let config = format!(
+        "{}    response_headers: {{ set: {{ x-v: \"1\" }} }}\nlimits:\n  per_ip: {{ rate: 100/s }}\n  spare: {{ rate: 5/s }}\ncache:\n  policies:\n    short: {{ default_ttl: 1m }}\n",
+        two_origin_config(&a)
+    );
+    let proxy = Proxy::builder(config).admin().start().await;
+    let log = proxy
+        .reload_with(|text| {
+            text.replace("x-v: \"1\"", "x-v: \"2\"")
+                .replace("rate: 100/s", "rate: 200/s")
+                .replace(
+                    "  spare: { rate: 5/s }\n",
+                    "  new_limit: { concurrency: 10 }\n",
+                )
+                .replace(
+                    "short: { default_ttl: 1m }",
+                    "short: { default_ttl: 2m }\n    long: { default_ttl: 1h }",
+                )
+        })
+        .await;
+    let line = log
+        .lines()
+        .find(|l| l.contains("configuration reloaded"))
+        .unwrap_or_else(|| panic!("{log}"));
+    for expected in [
+        "routes=~main(response_headers)",
+        "limits=+new_limit -spare ~per_ip",
+        "cache_policies=+long ~short",
+        "auth=unchanged",
+    ] {
+        assert!(line.contains(expected), "expected `{expected}` in:\n{line}");
+    }
+    let response = admin_reload(&proxy).await;
+    let json: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(json["limits"]["changed"], serde_json::json!([]));
+    assert_eq!(json["cache_policies"]["added"], serde_json::json!([]));
+    assert_eq!(json["tls"]["changed"], serde_json::json!([]));
 }

@@ -422,6 +422,8 @@ async fn certificates_are_swapped_by_a_reload_without_a_restart() {
         .write(dir.path(), "site");
     let log = proxy.reload_with(|text| text).await;
     assert!(log.contains("configuration reloaded"), "{log}");
+    // The summary says the certificates changed, though no file name did.
+    assert!(log.contains("tls=~main(certificates)"), "{log}");
     let after = connect(proxy.addr, &options).await.unwrap();
     assert_eq!(after.peer_names(), ["site.test", "www.site.test"]);
     // The connection made before the reload still works.
