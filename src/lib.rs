@@ -30,15 +30,15 @@ pub mod upstream;
 use std::path::Path;
 
 use config::{LoadError, LoadedConfig};
+use runtime::Carried;
 use runtime::Runtime;
-use upstream::state::HealthRegistry;
 
 /// Loads, validates and compiles the configuration file at `path`: exactly
 /// what `palisade check` verifies and `palisade run` needs. Backend states
-/// come from `registry`.
-pub fn load(path: &Path, registry: &HealthRegistry) -> Result<(LoadedConfig, Runtime), LoadError> {
+/// and limit states come from `carried`.
+pub fn load(path: &Path, carried: &Carried) -> Result<(LoadedConfig, Runtime), LoadError> {
     let loaded = config::load(path)?;
-    match Runtime::compile(&loaded.config, registry) {
+    match Runtime::compile(&loaded.config, carried) {
         Ok(runtime) => Ok((loaded, runtime)),
         Err(errors) => Err(LoadError::Invalid {
             report: loaded.report(errors),

@@ -8,9 +8,9 @@ use clap::{Parser, Subcommand};
 use palisade::cache::CacheStore;
 use palisade::config::{LoadError, Report};
 use palisade::reload::Reloader;
+use palisade::runtime::Carried;
 use palisade::runtime::RuntimeHandle;
 use palisade::upgrade::UpgradePlan;
-use palisade::upstream::state::HealthRegistry;
 use tracing::{info, warn};
 
 /// mimalloc instead of the system allocator: the request path allocates and
@@ -103,7 +103,7 @@ fn main() -> ExitCode {
 fn reload(path: &Path) -> ExitCode {
     // The file is checked here first, so that errors show in this terminal;
     // the running proxy checks it again before applying it.
-    let loaded = match palisade::load(path, &HealthRegistry::default()) {
+    let loaded = match palisade::load(path, &Carried::default()) {
         Ok((loaded, _)) => loaded,
         Err(e) => {
             print_load_error(path, &e);
@@ -237,7 +237,7 @@ fn count(n: usize, what: &str) -> String {
 }
 
 fn check(path: &Path, strict: bool) -> ExitCode {
-    match palisade::load(path, &HealthRegistry::default()) {
+    match palisade::load(path, &Carried::default()) {
         Ok((mut loaded, runtime)) => {
             // The running Palisade's own addresses are in use as expected.
             loaded.warnings.extend(
@@ -283,8 +283,8 @@ fn run(path: &Path, upgrade: bool, daemon: bool) -> ExitCode {
     // Where to find the next version on SIGUSR2: this path, resolved now,
     // before a package upgrade replaces the file.
     let binary = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("palisade"));
-    let registry = Arc::new(HealthRegistry::default());
-    let (loaded, runtime) = match palisade::load(path, &registry) {
+    let carried = Arc::new(Carried::default());
+    let (loaded, runtime) = match palisade::load(path, &carried) {
         Ok(ok) => ok,
         Err(e) => {
             print_load_error(path, &e);
@@ -339,7 +339,7 @@ fn run(path: &Path, upgrade: bool, daemon: bool) -> ExitCode {
         config.clone(),
         loaded.sha256.clone(),
         runtime.clone(),
-        registry.clone(),
+        carried.clone(),
     ));
     let plan = UpgradePlan {
         binary,
@@ -350,7 +350,7 @@ fn run(path: &Path, upgrade: bool, daemon: bool) -> ExitCode {
     let services = palisade::server::Shared {
         runtime,
         cache,
-        registry,
+        carried,
         reloader,
         upgrade: plan,
     };

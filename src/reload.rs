@@ -24,8 +24,7 @@ use tracing::{error, info, warn};
 
 use crate::config::{Config, LoadError, RouteConfig};
 use crate::observe::metrics::metrics;
-use crate::runtime::{Runtime, RuntimeHandle};
-use crate::upstream::state::HealthRegistry;
+use crate::runtime::{Carried, Runtime, RuntimeHandle};
 
 /// What a successful reload changed.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -148,7 +147,7 @@ impl std::fmt::Display for ReloadError {
 pub struct Reloader {
     path: PathBuf,
     runtime: Arc<RuntimeHandle>,
-    registry: Arc<HealthRegistry>,
+    carried: Arc<Carried>,
     current: Mutex<Config>,
     running: Mutex<Running>,
 }
@@ -179,13 +178,13 @@ impl Reloader {
         current: Config,
         sha256: String,
         runtime: Arc<RuntimeHandle>,
-        registry: Arc<HealthRegistry>,
+        carried: Arc<Carried>,
     ) -> Self {
         metrics().config_loaded(&sha256);
         Self {
             path,
             runtime,
-            registry,
+            carried,
             current: Mutex::new(current),
             running: Mutex::new(Running {
                 sha256,
@@ -197,7 +196,7 @@ impl Reloader {
     /// Reloads now. Serialised: concurrent calls run one after the other.
     pub fn reload(&self) -> Result<ReloadSummary, ReloadError> {
         let mut current = self.current.lock();
-        let result = crate::load(&self.path, &self.registry)
+        let result = crate::load(&self.path, &self.carried)
             .map_err(ReloadError::Invalid)
             .and_then(|(loaded, runtime)| {
                 let mut summary = compare(&current, &loaded.config)?;

@@ -15,14 +15,13 @@ use crate::admin::AdminApp;
 use crate::observe::access_log::AccessLogService;
 use crate::upgrade::{UpgradePlan, UpgradeService};
 use crate::upstream::health::HealthService;
-use crate::upstream::state::HealthRegistry;
 
 use crate::cache::CacheStore;
 use crate::config::Config;
 use crate::listener_app::ListenerApp;
 use crate::proxy::Palisade;
 use crate::reload::{Reloader, SighupService};
-use crate::runtime::RuntimeHandle;
+use crate::runtime::{Carried, RuntimeHandle};
 use crate::tls::acceptor::{self, SniResolver};
 
 /// Pingora's server settings for `config`, daemonizing when `daemon`.
@@ -53,8 +52,8 @@ pub struct Shared {
     pub runtime: Arc<RuntimeHandle>,
     /// The response cache.
     pub cache: &'static CacheStore,
-    /// Backend health, kept across reloads.
-    pub registry: Arc<HealthRegistry>,
+    /// Backend health and limit state, kept across reloads.
+    pub carried: Arc<Carried>,
     /// Reloads the configuration file.
     pub reloader: Arc<Reloader>,
     /// How to start the next process on `SIGUSR2`.
@@ -76,7 +75,7 @@ pub fn build(
     let Shared {
         runtime,
         cache,
-        registry,
+        carried,
         reloader,
         upgrade: plan,
     } = shared;
@@ -105,7 +104,15 @@ pub fn build(
         let buffers = L4BufferSettings::default().write(listener.write_buffer_bytes());
         let mut endpoint = PingoraListener::tcp(listener.address.to_string()).l4_buffer(buffers);
         if let Some(tls) = &listener.tls {
-            let resolver = SniResolver::new(runtime.clone(), index, &listener.name);
+            let snapshot = runtime.clone();
+            let certificates = Box::new(move || {
+                snapshot
+                    .load()
+                    .listeners
+                    .get(index)
+                    .and_then(|l| l.certificates.clone())
+            });
+            let resolver = SniResolver::new(certificates, &listener.name);
             let settings = acceptor::settings(tls, resolver)
                 .map_err(|e| format!("listeners[{index}] (`{}`): {e}", listener.name))?;
             endpoint = endpoint.tls(settings);
@@ -116,7 +123,13 @@ pub fn build(
     }
     server.add_service(background_service(
         "health checks",
-        HealthService::new(runtime.clone(), registry),
+        HealthService::new(
+            {
+                let snapshot = runtime.clone();
+                Box::new(move || snapshot.load().pools.to_vec())
+            },
+            carried.health.clone(),
+        ),
     ));
     server.add_service(background_service(
         "reload on SIGHUP",

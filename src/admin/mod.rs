@@ -31,7 +31,7 @@ use serde_json::json;
 use tracing::{info, warn};
 
 use crate::cache::CacheStore;
-use crate::observe::metrics::metrics;
+use crate::observe::metrics::{metrics, BackendSample};
 use crate::reload::{Changes, Reloader};
 use crate::runtime::{Runtime, RuntimeHandle};
 use crate::upstream::state::now_ms;
@@ -225,8 +225,30 @@ impl AdminApp {
     /// `GET /metrics`: the Prometheus text format.
     fn metrics(&self) -> Response<Vec<u8>> {
         let runtime = self.runtime.load();
+        let now = crate::upstream::state::now_ms();
+        let stats: Vec<_> = runtime
+            .pools
+            .iter()
+            .flat_map(|pool| {
+                pool.backends()
+                    .iter()
+                    .map(|b| (pool.name.clone(), b.label.clone(), b.state.stats(now)))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let samples: Vec<BackendSample<'_>> = stats
+            .iter()
+            .map(|(upstream, backend, s)| BackendSample {
+                upstream,
+                backend,
+                available: s.available(),
+                in_flight: s.in_flight,
+                requests: s.requests,
+                failures: s.failures,
+            })
+            .collect();
         let body = metrics()
-            .render(&runtime, self.cache.storage.stats())
+            .render(&samples, self.cache.storage.stats())
             .into_bytes();
         Response::builder()
             .status(StatusCode::OK)

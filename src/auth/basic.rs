@@ -21,7 +21,7 @@ use openssl::sha::Sha256;
 use pingora::http::RequestHeader;
 
 use super::{authorization, Denial, Identity};
-use crate::config::{BasicAuthConfig, ConfigError, KeyPath};
+use crate::config::{password_scheme, BasicAuthConfig, ConfigError, KeyPath, PasswordScheme};
 
 /// How long a verified user/password pair is remembered.
 const VERIFIED_TTL: Duration = Duration::from_secs(300);
@@ -37,16 +37,10 @@ enum StoredHash {
 
 impl StoredHash {
     fn parse(hash: &str) -> Result<Self, String> {
-        if hash.starts_with("$argon2") {
-            PasswordHash::new(hash).map_err(|e| format!("invalid argon2 hash: {e}"))?;
-            Ok(StoredHash::Argon2(hash.to_string()))
-        } else if ["$2a$", "$2b$", "$2y$"].iter().any(|p| hash.starts_with(p)) {
-            hash.parse::<bcrypt::HashParts>()
-                .map_err(|e| format!("invalid bcrypt hash: {e}"))?;
-            Ok(StoredHash::Bcrypt(hash.to_string()))
-        } else {
-            Err("unsupported password hash: use argon2 (`$argon2id$...`) or bcrypt (`$2b$...`, `htpasswd -B`)".into())
-        }
+        Ok(match password_scheme(hash)? {
+            PasswordScheme::Argon2 => StoredHash::Argon2(hash.to_string()),
+            PasswordScheme::Bcrypt => StoredHash::Bcrypt(hash.to_string()),
+        })
     }
 
     fn verify(&self, password: &[u8]) -> bool {
@@ -69,11 +63,6 @@ pub fn hash_password(password: &str, bcrypt: bool) -> Result<String, String> {
         .hash_password(password.as_bytes(), &salt)
         .map(|h| h.to_string())
         .map_err(|e| e.to_string())
-}
-
-/// Checks that `hash` is an argon2 or bcrypt hash Palisade can verify.
-pub fn check_hash(hash: &str) -> Result<(), String> {
-    StoredHash::parse(hash).map(|_| ())
 }
 
 /// A compiled `type: basic` policy.

@@ -24,6 +24,30 @@ pub enum AuthPolicyConfig {
     AnyOf(AnyOfConfig),
 }
 
+/// The scheme of a stored password hash (`users:` values, htpasswd lines).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PasswordScheme {
+    /// `$argon2id$…` (and the other argon2 variants).
+    Argon2,
+    /// `$2a$`, `$2b$`, `$2y$` (`htpasswd -B`).
+    Bcrypt,
+}
+
+/// The scheme of `hash`, or why Palisade cannot verify passwords against it.
+pub fn password_scheme(hash: &str) -> Result<PasswordScheme, String> {
+    if hash.starts_with("$argon2") {
+        argon2::password_hash::PasswordHash::new(hash)
+            .map_err(|e| format!("invalid argon2 hash: {e}"))?;
+        Ok(PasswordScheme::Argon2)
+    } else if ["$2a$", "$2b$", "$2y$"].iter().any(|p| hash.starts_with(p)) {
+        hash.parse::<bcrypt::HashParts>()
+            .map_err(|e| format!("invalid bcrypt hash: {e}"))?;
+        Ok(PasswordScheme::Bcrypt)
+    } else {
+        Err("unsupported password hash: use argon2 (`$argon2id$...`) or bcrypt (`$2b$...`, `htpasswd -B`)".into())
+    }
+}
+
 /// `type: basic`.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]

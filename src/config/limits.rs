@@ -92,6 +92,17 @@ pub struct RedisConfig {
     pub key_prefix: String,
 }
 
+impl RedisConfig {
+    /// The connection URL of `address` (`host:port` is `redis://host:port`).
+    pub fn url(&self) -> String {
+        if self.address.contains("://") {
+            self.address.clone()
+        } else {
+            format!("redis://{}", self.address)
+        }
+    }
+}
+
 fn default_redis_timeout() -> Duration {
     Duration::from_millis(50)
 }

@@ -44,7 +44,8 @@ use every_error::item;
 pub use access::IpFilterConfig;
 pub use admin::{AdminConfig, MIN_TOKEN_LEN};
 pub use auth::{
-    AnyOfConfig, ApiKeyConfig, ApiKeyEntry, AuthPolicyConfig, BasicAuthConfig, JwtConfig, RouteAuth,
+    password_scheme, AnyOfConfig, ApiKeyConfig, ApiKeyEntry, AuthPolicyConfig, BasicAuthConfig,
+    JwtConfig, PasswordScheme, RouteAuth,
 };
 pub use cache::{
     CacheBypassConfig, CacheConfig, CacheKeyConfig, CachePolicyConfig, EvictionPolicy, RouteCache,

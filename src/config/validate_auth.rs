@@ -48,7 +48,7 @@ pub(super) fn auth_policies(config: &Config, f: &mut Findings) {
                     ));
                 }
                 for (user, hash) in &b.users {
-                    if let Err(e) = crate::auth::basic::check_hash(hash) {
+                    if let Err(e) = super::auth::password_scheme(hash) {
                         f.errors
                             .push(ConfigError::value(path.key("users").key(user.as_str()), e));
                     }

@@ -77,11 +77,7 @@ pub(super) fn limit_policies(config: &Config, f: &mut Findings) {
                     "must be greater than 0s",
                 ));
             }
-            if redis::IntoConnectionInfo::into_connection_info(
-                crate::limits::redis_url(&redis.address).as_str(),
-            )
-            .is_err()
-            {
+            if redis::IntoConnectionInfo::into_connection_info(redis.url().as_str()).is_err() {
                 f.errors.push(ConfigError::value(
                     path.key("redis").key("address"),
                     format!(

@@ -71,15 +71,6 @@ pub struct FleetGcra {
     pub errors: AtomicU64,
 }
 
-/// The connection URL for `address` (`host:port` or a URL).
-pub fn redis_url(address: &str) -> String {
-    if address.contains("://") {
-        address.to_string()
-    } else {
-        format!("redis://{address}")
-    }
-}
-
 impl FleetGcra {
     /// A limit `name` of `count` per `period`, bursts of `burst`, in the
     /// Redis server of `config`.
@@ -91,7 +82,7 @@ impl FleetGcra {
         max_keys: u64,
         config: &RedisConfig,
     ) -> Result<Self, String> {
-        let client = redis::Client::open(redis_url(&config.address).as_str())
+        let client = redis::Client::open(config.url().as_str())
             .map_err(|e| format!("invalid Redis address `{}`: {e}", config.address))?;
         let interval_us = u64::try_from((period.as_micros() / u128::from(count.max(1))).max(1))
             .unwrap_or(u64::MAX);

@@ -7,8 +7,6 @@ pub mod concurrency;
 pub mod fleet;
 pub mod gcra;
 
-pub use fleet::redis_url;
-
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 use std::net::IpAddr;
@@ -292,12 +290,6 @@ pub struct LimitRegistry {
 }
 
 impl LimitRegistry {
-    /// The process-wide registry.
-    pub fn global() -> &'static LimitRegistry {
-        static REGISTRY: OnceLock<LimitRegistry> = OnceLock::new();
-        REGISTRY.get_or_init(LimitRegistry::default)
-    }
-
     /// The limits of `config`: unchanged ones keep their state, changed or
     /// new ones start empty, removed ones are dropped once no request holds
     /// them.

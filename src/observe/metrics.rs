@@ -22,8 +22,6 @@ use prometheus::{
 };
 
 use crate::cache::storage::StorageStats;
-use crate::runtime::Runtime;
-use crate::upstream::state::now_ms;
 
 /// Downstream request duration buckets, in seconds (0.5 ms … 30 s).
 const REQUEST_BUCKETS: &[f64] = &[
@@ -449,8 +447,8 @@ impl Metrics {
     }
 
     /// The text exposition of every metric, after refreshing those read from
-    /// the cache store and the backends of `runtime`.
-    pub fn render(&self, runtime: &Runtime, cache: StorageStats) -> String {
+    /// the cache store and the backends (samples the caller gathered).
+    pub fn render(&self, backends: &[BackendSample<'_>], cache: StorageStats) -> String {
         let _serial = self.scrape.lock();
         self.cache_bytes
             .set(i64::try_from(cache.bytes + cache.inflight_bytes).unwrap_or(i64::MAX));
@@ -459,7 +457,7 @@ impl Metrics {
         self.cache_objects
             .set(i64::try_from(cache.objects).unwrap_or(i64::MAX));
         catch_up(&self.cache_evictions, cache.evictions);
-        self.refresh_backends(runtime);
+        self.refresh_backends(backends);
         let mut out = Vec::with_capacity(16 * 1024);
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
             tracing::error!(error = %e, "cannot encode the metrics");
@@ -467,33 +465,46 @@ impl Metrics {
         String::from_utf8(out).unwrap_or_default()
     }
 
-    fn refresh_backends(&self, runtime: &Runtime) {
+    fn refresh_backends(&self, backends: &[BackendSample<'_>]) {
         // Backends that left the configuration leave the gauges; counters
         // keep their last value (Prometheus handles series that stop).
         self.backend_up.reset();
         self.backend_in_flight.reset();
-        let now = now_ms();
-        for pool in &runtime.pools {
-            for b in pool.backends().iter() {
-                let s = b.state.stats(now);
-                let labels = [&*pool.name, &*b.label];
-                self.backend_up
-                    .with_label_values(&labels)
-                    .set(i64::from(s.available()));
-                self.backend_in_flight
-                    .with_label_values(&labels)
-                    .set(i64::from(s.in_flight));
-                catch_up(
-                    &self.backend_requests.with_label_values(&labels),
-                    s.requests,
-                );
-                catch_up(
-                    &self.backend_failures.with_label_values(&labels),
-                    s.failures,
-                );
-            }
+        for s in backends {
+            let labels = [s.upstream, s.backend];
+            self.backend_up
+                .with_label_values(&labels)
+                .set(i64::from(s.available));
+            self.backend_in_flight
+                .with_label_values(&labels)
+                .set(i64::from(s.in_flight));
+            catch_up(
+                &self.backend_requests.with_label_values(&labels),
+                s.requests,
+            );
+            catch_up(
+                &self.backend_failures.with_label_values(&labels),
+                s.failures,
+            );
         }
     }
+}
+
+/// One backend's state at a scrape, as the metrics show it.
+#[derive(Debug, Clone, Copy)]
+pub struct BackendSample<'a> {
+    /// The upstream's name.
+    pub upstream: &'a str,
+    /// The backend's label (`host:port`).
+    pub backend: &'a str,
+    /// Healthy and not ejected.
+    pub available: bool,
+    /// Requests in flight.
+    pub in_flight: u32,
+    /// Attempts so far.
+    pub requests: u64,
+    /// Failed attempts so far.
+    pub failures: u64,
 }
 
 fn reload_result(ok: bool) -> &'static str {

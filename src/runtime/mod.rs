@@ -105,6 +105,16 @@ pub struct ListenerPolicy {
     pub client_body_min_rate: Option<u64>,
 }
 
+/// What outlives configuration snapshots: backend health and limit state,
+/// kept by name across reloads. One per process, passed to every compile.
+#[derive(Default)]
+pub struct Carried {
+    /// Backend health and ejections, by upstream name and address.
+    pub health: Arc<HealthRegistry>,
+    /// Limits (and their counters), by name while their settings stay.
+    pub limits: LimitRegistry,
+}
+
 /// Everything the request path needs, compiled from one configuration.
 #[derive(Debug)]
 pub struct Runtime {
@@ -127,14 +137,14 @@ impl Runtime {
     /// Compiles a validated configuration. Fails only on what cannot be known
     /// without touching the outside world, such as a backend host name that
     /// does not resolve.
-    /// Backend health lives in `registry`, so that it carries over between
-    /// snapshots.
-    pub fn compile(config: &Config, registry: &HealthRegistry) -> Result<Self, Vec<ConfigError>> {
+    /// Backend health and limit state live in `carried`, so that they carry
+    /// over between snapshots.
+    pub fn compile(config: &Config, carried: &Carried) -> Result<Self, Vec<ConfigError>> {
         let mut errors = Vec::new();
         let mut pools = Vec::with_capacity(config.upstreams.len());
         for (name, upstream) in &config.upstreams {
             let path = KeyPath::root().key("upstreams").key(name.as_str());
-            match Pool::build(name, upstream, &path, registry) {
+            match Pool::build(name, upstream, &path, &carried.health) {
                 Ok(pool) => pools.push(Arc::new(pool)),
                 Err(e) => errors.push(e),
             }
@@ -148,7 +158,7 @@ impl Runtime {
             return Err(errors);
         }
 
-        let limits = LimitRegistry::global().compile(config)?;
+        let limits = carried.limits.compile(config)?;
         let policies: HashMap<&str, Arc<CachePolicy>> = config
             .cache
             .policies

@@ -19,23 +19,25 @@ use tracing::warn;
 use super::load_certs;
 use crate::config::{CipherPolicy, ListenerTls, TlsVersion};
 use crate::observe::metrics::metrics;
-use crate::runtime::RuntimeHandle;
+use crate::tls::store::CertStore;
 
 /// Picks the certificate for each handshake of one listener, and counts
 /// handshakes.
 pub struct SniResolver {
-    runtime: Arc<RuntimeHandle>,
-    listener: usize,
+    certificates: CertificateSource,
     name: Arc<str>,
 }
 
+/// Where a listener's certificates are read from at each handshake (the
+/// configuration snapshot in force, which a reload replaces).
+pub type CertificateSource = Box<dyn Fn() -> Option<Arc<CertStore>> + Send + Sync>;
+
 impl SniResolver {
-    /// The resolver of listener number `listener` (its index in
-    /// `listeners:`), named `name` in metrics.
-    pub fn new(runtime: Arc<RuntimeHandle>, listener: usize, name: &str) -> Self {
+    /// The resolver of the listener named `name` in metrics, serving the
+    /// certificates `certificates` returns at each handshake.
+    pub fn new(certificates: CertificateSource, name: &str) -> Self {
         Self {
-            runtime,
-            listener,
+            certificates,
             name: name.into(),
         }
     }
@@ -74,12 +76,7 @@ impl TlsAccept for SniResolver {
                 },
             );
         }
-        let runtime = self.runtime.load();
-        let Some(store) = runtime
-            .listeners
-            .get(self.listener)
-            .and_then(|l| l.certificates.as_ref())
-        else {
+        let Some(store) = (self.certificates)() else {
             return;
         };
         let ck = store.lookup(ssl.servername(NameType::HOST_NAME)).clone();

@@ -18,7 +18,6 @@ use tracing::{debug, info, warn};
 use super::state::{HealthChange, HealthRegistry};
 use super::{Backend, Pool};
 use crate::config::{HealthCheckConfig, HealthCheckKind};
-use crate::runtime::RuntimeHandle;
 
 /// How often the service looks for due work.
 const TICK: Duration = Duration::from_millis(50);
@@ -115,16 +114,20 @@ async fn http_probe(
 
 /// The background service running health checks and re-resolution.
 pub struct HealthService {
-    runtime: Arc<RuntimeHandle>,
+    pools: PoolSource,
     registry: Arc<HealthRegistry>,
     connector: Arc<Connector>,
 }
 
+/// The pools to check, read at each tick (those of the configuration
+/// snapshot in force, which a reload replaces).
+pub type PoolSource = Box<dyn Fn() -> Vec<Arc<Pool>> + Send + Sync>;
+
 impl HealthService {
-    /// A service for the pools of `runtime`.
-    pub fn new(runtime: Arc<RuntimeHandle>, registry: Arc<HealthRegistry>) -> Self {
+    /// A service for the pools `pools` returns.
+    pub fn new(pools: PoolSource, registry: Arc<HealthRegistry>) -> Self {
         Self {
-            runtime,
+            pools,
             registry,
             connector: Arc::new(Connector::new(None)),
         }
@@ -185,8 +188,7 @@ impl BackgroundService for HealthService {
                 _ = ticker.tick() => {}
             }
             let now = Instant::now();
-            let runtime = self.runtime.load();
-            for pool in runtime.pools.iter() {
+            for pool in (self.pools)().iter() {
                 if let Some(interval) = pool.resolve_interval {
                     let due = next_resolve
                         .entry(pool.name.clone())
