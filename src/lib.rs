@@ -5,6 +5,26 @@
 //! table, [`upstream`] pools) the request path reads; [`proxy`] is the
 //! Pingora `ProxyHttp` implementation; [`server`] assembles the Pingora
 //! server from it all.
+//!
+//! # Layering
+//!
+//! Every import runs down this list, never back up:
+//!
+//! ```text
+//! main (CLI) → server wiring (server, listener_app, reload, upgrade, signals, admin)
+//!            → proxy (the only place Pingora phases appear)
+//!            → runtime (config → snapshot; Carried: state that outlives snapshots)
+//!            → policies: cache, edge, auth, limits, upstream, tls, observe
+//!            → config (schema, validation, diagnostics) and net (shared types)
+//! ```
+//!
+//! Policies may use one another where one builds on another (a limit keyed
+//! by a cookie uses the cache's cookie reader) but never a layer above:
+//! what they need from the snapshot in force (the pools to health-check, a
+//! listener's certificates) is handed to them as a closure by the server
+//! wiring; metrics render from samples their caller gathers; validation
+//! calls no policy code (formats it checks, such as password hashes and
+//! Redis addresses, belong to `config`).
 
 pub mod admin;
 pub mod auth;

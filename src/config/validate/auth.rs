@@ -1,8 +1,8 @@
 //! Validation of the `auth:` section and of routes' references to it.
 
-use super::path::KeyPath;
-use super::validate::Findings;
-use super::{did_you_mean, AuthPolicyConfig, Config, ConfigError, JwtConfig, Origins};
+use super::Findings;
+use crate::config::path::KeyPath;
+use crate::config::{did_you_mean, AuthPolicyConfig, Config, ConfigError, JwtConfig, WrittenAt};
 
 /// Headers an identity may not be written into: framing, hop-by-hop, and
 /// the credentials themselves.
@@ -48,7 +48,7 @@ pub(super) fn auth_policies(config: &Config, f: &mut Findings) {
                     ));
                 }
                 for (user, hash) in &b.users {
-                    if let Err(e) = super::auth::password_scheme(hash) {
+                    if let Err(e) = crate::config::auth::password_scheme(hash) {
                         f.errors
                             .push(ConfigError::value(path.key("users").key(user.as_str()), e));
                     }
@@ -188,7 +188,7 @@ fn undefined(config: &Config, name: &str, path: KeyPath) -> ConfigError {
 /// A route's `auth:` reference and options.
 pub(super) fn route_auth(
     config: &Config,
-    origins: &Origins,
+    origins: &WrittenAt,
     index: usize,
     path: &KeyPath,
     f: &mut Findings,

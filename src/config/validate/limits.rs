@@ -1,8 +1,8 @@
 //! Validation of the `limits:` section and of routes' references to it.
 
-use super::path::KeyPath;
-use super::validate::Findings;
-use super::{did_you_mean, Config, ConfigError, Origins};
+use super::Findings;
+use crate::config::path::KeyPath;
+use crate::config::{did_you_mean, Config, ConfigError, WrittenAt};
 
 pub(super) fn limit_policies(config: &Config, f: &mut Findings) {
     for (name, l) in &config.limits {
@@ -54,17 +54,17 @@ pub(super) fn limit_policies(config: &Config, f: &mut Findings) {
             ));
         }
         match (l.backend, &l.redis) {
-            (super::LimitBackend::Redis, None) => f.errors.push(ConfigError::key(
+            (crate::config::LimitBackend::Redis, None) => f.errors.push(ConfigError::key(
                 path.clone(),
                 "backend: redis needs a `redis:` section with the server's address",
             )),
-            (super::LimitBackend::Redis, Some(_)) if l.concurrency.is_some() => {
+            (crate::config::LimitBackend::Redis, Some(_)) if l.concurrency.is_some() => {
                 f.errors.push(ConfigError::value(
                     path.key("backend"),
                     "concurrency limits are per node; only rate limits can use Redis",
                 ))
             }
-            (super::LimitBackend::Local, Some(_)) => f.warnings.push(ConfigError::key(
+            (crate::config::LimitBackend::Local, Some(_)) => f.warnings.push(ConfigError::key(
                 path.key("redis"),
                 "ignored: the limit uses `backend: local` (the default)",
             )),
@@ -109,7 +109,7 @@ pub(super) fn limit_policies(config: &Config, f: &mut Findings) {
 /// A route's `limits:` references.
 pub(super) fn route_limits(
     config: &Config,
-    origins: &Origins,
+    origins: &WrittenAt,
     index: usize,
     path: &KeyPath,
     f: &mut Findings,
