@@ -9,8 +9,15 @@
 
 use std::net::IpAddr;
 
-use http::HeaderValue;
+use std::time::SystemTime;
+
+use http::{header, HeaderValue};
 use pingora::http::RequestHeader;
+use pingora::proxy::Session;
+
+use super::context::RequestCtx;
+use super::request_id::X_REQUEST_ID;
+use crate::cache::surrogate;
 
 use crate::net::IpSet;
 
@@ -96,6 +103,69 @@ pub fn apply(req: &mut RequestHeader, downstream: Downstream) -> pingora::Result
         }
     }
     Ok(())
+}
+
+/// The request header sent upstream: forwarding headers (`X-Forwarded-*`,
+/// `Forwarded`), `Via`, the request id, `Surrogate-Capability` on a
+/// caching request, the route's host rewrite, credentials stripped and the
+/// identity header written, override headers removed, and the route's
+/// request header rules.
+pub(super) fn upstream_request(
+    session: &Session,
+    upstream: &mut RequestHeader,
+    ctx: &mut RequestCtx,
+) -> pingora::Result<()> {
+    if let Some(peer) = ctx.peer_ip {
+        apply(
+            upstream,
+            Downstream {
+                peer,
+                trusted: ctx.peer_trusted,
+                tls: super::is_tls(session),
+            },
+        )?;
+    }
+    upstream.append_header(header::VIA, via_value(session.req_header().version))?;
+    if let Some(id) = &ctx.request_id {
+        upstream.insert_header(X_REQUEST_ID, id.clone())?;
+    }
+    if let Some(cc) = ctx.cache.as_mut() {
+        cc.request_time = Some(SystemTime::now());
+        if session.cache.enabled() {
+            upstream.insert_header("surrogate-capability", surrogate::CAPABILITY)?;
+        }
+    }
+    let Some(route) = ctx.route() else {
+        return Ok(());
+    };
+    if let Some(host) = &route.host_rewrite {
+        upstream.insert_header(header::HOST, host.clone())?;
+    }
+    if let Some(auth) = &route.auth {
+        if !auth.forward_credentials {
+            auth.authenticator.strip_credentials(upstream);
+        }
+        if let Some(name) = &auth.identity_header {
+            // Whatever the client sent under this name is replaced.
+            match ctx
+                .identity
+                .as_ref()
+                .and_then(|id| HeaderValue::from_str(&id.name).ok())
+            {
+                Some(value) => upstream.insert_header(name.clone(), value)?,
+                None => {
+                    upstream.remove_header(name);
+                }
+            }
+        }
+    }
+    // Requests rarely carry one: a lookup costs less than a removal.
+    for name in route.removed_overrides.iter() {
+        if upstream.headers.contains_key(name) {
+            upstream.remove_header(name);
+        }
+    }
+    route.request_headers.apply(upstream)
 }
 
 /// The `Via` entry for a message of HTTP version `version`.

@@ -127,6 +127,40 @@ pub fn decorate(resp: &mut ResponseHeader, ctx: &RequestCtx, tls: bool) -> Resul
     Ok(())
 }
 
+/// The proxy's part of every response header it forwards or serves from
+/// the cache: `Via` (and HTTP/1.1 towards the client), the request id,
+/// the RateLimit headers, `Connection: close` when the connection will
+/// not be reused, HSTS over HTTPS and the route's response header rules.
+pub fn finish_response_header(
+    session: &mut Session,
+    response: &mut ResponseHeader,
+    ctx: &RequestCtx,
+) -> Result<()> {
+    // Via records the version the response was received with; the client
+    // then gets it in the version this proxy speaks (RFC 9110 §6.2),
+    // HTTP/1.1 for any HTTP/1.x client.
+    response.append_header(header::VIA, super::forwarded::via_value(response.version))?;
+    if response.version < http::Version::HTTP_11 {
+        response.set_version(http::Version::HTTP_11);
+    }
+    if let Some(id) = &ctx.request_id {
+        response.insert_header(X_REQUEST_ID, id.clone())?;
+    }
+    super::limiting::add_headers(response, ctx)?;
+    if ctx.closes_connection {
+        session.set_keepalive(None);
+    }
+    if super::is_tls(session) {
+        if let Some(value) = ctx.hsts() {
+            response.insert_header(header::STRICT_TRANSPORT_SECURITY, value.clone())?;
+        }
+    }
+    if let Some(route) = ctx.route() {
+        route.response_headers.apply(response)?;
+    }
+    Ok(())
+}
+
 /// Sends a prepared response, decorated ([`decorate`]), and ends the
 /// request (closing the connection if the request body was not read).
 pub async fn write(

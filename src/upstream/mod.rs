@@ -6,6 +6,7 @@ pub mod balancer;
 pub mod hash_key;
 pub mod health;
 pub mod peer;
+pub mod retry;
 pub mod state;
 
 use std::net::{SocketAddr, ToSocketAddrs};
