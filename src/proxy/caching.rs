@@ -422,6 +422,68 @@ fn disabled_detail(reason: NoCacheReason) -> &'static str {
     }
 }
 
+/// What the cache did for a request: Pingora's cache phase read together
+/// with what this request's context recorded. The one mapping from which
+/// both `Cache-Status` ([`status`]) and the metrics' result ([`result`])
+/// are derived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    /// Answered before Pingora's cache phases (a plain fresh hit).
+    FreshHit,
+    /// The cache was not used for this request.
+    Skipped(Forward),
+    /// Answered by another request's fetch of the same key.
+    Collapsed,
+    /// A stored response served as is.
+    Hit,
+    /// A stale stored response served (while revalidating, or after an
+    /// origin failure).
+    StaleServed(StaleServed),
+    /// Stale, served while another request updates it.
+    StaleUpdating,
+    /// Stale, served after the origin failed.
+    StaleAfterError,
+    /// Nothing usable stored: fetched.
+    Miss,
+    /// A stored response too old: fetched again.
+    Expired,
+    /// Revalidated with a `304` and updated.
+    Revalidated,
+    /// Revalidated with a `304` that could not update it.
+    RevalidatedNoCache,
+    /// The response was not cacheable (predicted or found).
+    Bypass,
+    /// The cache gave up on this request.
+    Disabled(NoCacheReason),
+}
+
+/// The [`Outcome`] of a request in `phase`; `None` when the request ended
+/// before the cache phases.
+fn outcome(cc: &CacheCtx, phase: CachePhase) -> Option<Outcome> {
+    if cc.fresh_hit_until.is_some() {
+        return Some(Outcome::FreshHit);
+    }
+    if let Some(skipped) = cc.skipped {
+        return Some(Outcome::Skipped(skipped));
+    }
+    Some(match phase {
+        CachePhase::Hit if cc.collapsed => Outcome::Collapsed,
+        CachePhase::Hit => match cc.stale_served {
+            Some(served) => Outcome::StaleServed(served),
+            None => Outcome::Hit,
+        },
+        CachePhase::StaleUpdating => Outcome::StaleUpdating,
+        CachePhase::Stale => Outcome::StaleAfterError,
+        CachePhase::Miss => Outcome::Miss,
+        CachePhase::Expired => Outcome::Expired,
+        CachePhase::Revalidated => Outcome::Revalidated,
+        CachePhase::RevalidatedNoCache(_) => Outcome::RevalidatedNoCache,
+        CachePhase::Bypass => Outcome::Bypass,
+        CachePhase::Disabled(reason) => Outcome::Disabled(reason),
+        CachePhase::Uninit | CachePhase::CacheKey => return None,
+    })
+}
+
 /// The `Cache-Status` of a response about to be sent.
 pub fn status(
     cc: &CacheCtx,
@@ -430,13 +492,6 @@ pub fn status(
     upstream_status: u16,
 ) -> CacheStatus {
     let now = SystemTime::now();
-    if let Some(until) = cc.fresh_hit_until {
-        return CacheStatus {
-            hit: true,
-            ttl: Some(seconds_until(until, now)),
-            ..CacheStatus::default()
-        };
-    }
     let ttl = meta.map(|m| seconds_left(m, now));
     let forwarded = if cc.forced_by_request {
         Forward::Request
@@ -451,14 +506,23 @@ pub fn status(
     };
     let stored = cc.stored && doomed.is_none();
     let detail = cc.not_storable.map(NotStorable::as_str).or(doomed);
-    if let Some(skipped) = cc.skipped {
+    let Some(outcome) = outcome(cc, phase) else {
         return CacheStatus {
-            forward: Some(skipped),
+            forward: Some(Forward::Miss),
             ..CacheStatus::default()
         };
-    }
-    match phase {
-        CachePhase::Hit if cc.collapsed => CacheStatus {
+    };
+    match outcome {
+        Outcome::FreshHit => CacheStatus {
+            hit: true,
+            ttl: cc.fresh_hit_until.map(|until| seconds_until(until, now)),
+            ..CacheStatus::default()
+        },
+        Outcome::Skipped(skipped) => CacheStatus {
+            forward: Some(skipped),
+            ..CacheStatus::default()
+        },
+        Outcome::Collapsed => CacheStatus {
             forward: Some(if cc.found_stale {
                 Forward::Stale
             } else {
@@ -468,71 +532,65 @@ pub fn status(
             collapsed: true,
             ..CacheStatus::default()
         },
-        CachePhase::Hit => match cc.stale_served {
-            Some(served) => CacheStatus {
-                hit: true,
-                forward: (served == StaleServed::AfterFailure).then_some(Forward::Stale),
-                ttl,
-                detail: Some(served.as_str()),
-                ..CacheStatus::default()
-            },
-            None => CacheStatus {
-                hit: true,
-                ttl,
-                ..CacheStatus::default()
-            },
+        Outcome::StaleServed(served) => CacheStatus {
+            hit: true,
+            forward: (served == StaleServed::AfterFailure).then_some(Forward::Stale),
+            ttl,
+            detail: Some(served.as_str()),
+            ..CacheStatus::default()
         },
-        CachePhase::StaleUpdating => CacheStatus {
+        Outcome::Hit => CacheStatus {
+            hit: true,
+            ttl,
+            ..CacheStatus::default()
+        },
+        Outcome::StaleUpdating => CacheStatus {
             hit: true,
             ttl,
             detail: Some("stale-while-revalidate"),
             ..CacheStatus::default()
         },
-        CachePhase::Stale => CacheStatus {
+        Outcome::StaleAfterError => CacheStatus {
             hit: true,
             forward: Some(Forward::Stale),
             ttl,
             detail: Some("stale-if-error"),
             ..CacheStatus::default()
         },
-        CachePhase::Miss => CacheStatus {
+        Outcome::Miss => CacheStatus {
             forward: Some(Forward::Miss),
             stored,
             detail,
             ..CacheStatus::default()
         },
-        CachePhase::Expired => CacheStatus {
+        Outcome::Expired => CacheStatus {
             forward: Some(forwarded),
             forward_status: Some(upstream_status),
             stored,
             detail,
             ..CacheStatus::default()
         },
-        CachePhase::Revalidated => CacheStatus {
+        Outcome::Revalidated => CacheStatus {
             forward: Some(forwarded),
             forward_status: Some(304),
             ttl,
             ..CacheStatus::default()
         },
-        CachePhase::RevalidatedNoCache(_) => CacheStatus {
+        Outcome::RevalidatedNoCache => CacheStatus {
             forward: Some(forwarded),
             forward_status: Some(304),
             detail,
             ..CacheStatus::default()
         },
-        CachePhase::Bypass => CacheStatus {
+        Outcome::Bypass => CacheStatus {
             forward: Some(Forward::Bypass),
             stored: cc.stored,
             detail: if cc.stored { None } else { Some("uncacheable") },
             ..CacheStatus::default()
         },
-        CachePhase::Disabled(reason) => CacheStatus {
+        Outcome::Disabled(reason) => CacheStatus {
             forward: Some(Forward::Miss),
             detail: detail.or(Some(disabled_detail(reason))),
-            ..CacheStatus::default()
-        },
-        CachePhase::Uninit | CachePhase::CacheKey => CacheStatus {
-            forward: Some(Forward::Miss),
             ..CacheStatus::default()
         },
     }
@@ -588,26 +646,20 @@ pub fn invalidation_urls(
 /// Headers meant for this cache only, removed before the client sees them.
 pub const SURROGATE_HEADERS: [&str; 3] = [surrogate::HEADER, "surrogate-key", "cache-tag"];
 
-/// What the cache did for a finished request, as metrics count it; the
-/// same reading as its `Cache-Status` ([`status`]). `None` when the request
-/// ended before the cache phases.
+/// What the cache did for a finished request, as metrics count it: the
+/// same [`Outcome`] as its `Cache-Status`. `None` when the request ended
+/// before the cache phases.
 pub fn result(cc: &CacheCtx, phase: CachePhase) -> Option<CacheResult> {
-    if cc.fresh_hit_until.is_some() {
-        return Some(CacheResult::Hit);
-    }
-    if cc.skipped.is_some() {
-        return Some(CacheResult::Bypass);
-    }
-    Some(match phase {
-        CachePhase::Hit if cc.collapsed => CacheResult::Collapsed,
-        CachePhase::Hit if cc.stale_served.is_some() => CacheResult::Stale,
-        CachePhase::Hit => CacheResult::Hit,
-        CachePhase::Stale | CachePhase::StaleUpdating => CacheResult::Stale,
-        CachePhase::Miss | CachePhase::Disabled(_) => CacheResult::Miss,
-        CachePhase::Expired => CacheResult::Expired,
-        CachePhase::Revalidated | CachePhase::RevalidatedNoCache(_) => CacheResult::Revalidated,
-        CachePhase::Bypass => CacheResult::Bypass,
-        CachePhase::Uninit | CachePhase::CacheKey => return None,
+    Some(match outcome(cc, phase)? {
+        Outcome::FreshHit | Outcome::Hit => CacheResult::Hit,
+        Outcome::Skipped(_) | Outcome::Bypass => CacheResult::Bypass,
+        Outcome::Collapsed => CacheResult::Collapsed,
+        Outcome::StaleServed(_) | Outcome::StaleUpdating | Outcome::StaleAfterError => {
+            CacheResult::Stale
+        }
+        Outcome::Miss | Outcome::Disabled(_) => CacheResult::Miss,
+        Outcome::Expired => CacheResult::Expired,
+        Outcome::Revalidated | Outcome::RevalidatedNoCache => CacheResult::Revalidated,
     })
 }
 
