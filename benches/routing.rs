@@ -6,7 +6,8 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use palisade::config::HostPattern;
-use palisade::runtime::{normalize_host, Router};
+use palisade::edge::Host;
+use palisade::runtime::Router;
 
 /// A table of `n` routes shaped like a multi-tenant edge: a catch-all, a few
 /// wildcard tenants, and many exact hosts each with several path prefixes.
@@ -62,14 +63,12 @@ fn bench_lookup(c: &mut Criterion) {
 }
 
 fn bench_normalize(c: &mut Criterion) {
-    let mut group = c.benchmark_group("router/normalize_host");
+    let mut group = c.benchmark_group("router/host");
     for (name, raw) in [
         ("lowercase_no_port", "site1.example.com"),
         ("mixed_case_with_port", "Site1.Example.com:8443"),
     ] {
-        group.bench_function(name, |b| {
-            b.iter(|| black_box(normalize_host(black_box(raw))))
-        });
+        group.bench_function(name, |b| b.iter(|| black_box(Host::parse(black_box(raw)))));
     }
     group.finish();
 }

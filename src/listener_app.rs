@@ -57,11 +57,12 @@ use tokio::time::Sleep;
 use tracing::debug;
 
 use crate::config::ClientLimits;
+use crate::edge::Host;
 use crate::observe::metrics::metrics;
 use crate::proxy::client_timing::body_too_slow;
 use crate::proxy::Palisade;
 use crate::request_body::{chunked_length, parse_head, Framing};
-use crate::runtime::{normalize_host, RuntimeHandle};
+use crate::runtime::RuntimeHandle;
 
 /// Why a client was turned away before its request reached the proxy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -385,7 +386,9 @@ impl RequestHeads {
             _ => None,
         };
         let runtime = self.runtime.load();
-        let host = normalize_host(facts.host.as_deref().unwrap_or("")).ok()?;
+        let host = Host::parse(facts.host.as_deref().unwrap_or(""))
+            .ok()?
+            .into_name();
         let path = crate::edge::path::normalize(&facts.path).ok()?;
         let route = &runtime.routes[runtime.router.lookup(&host, &path.path)?];
         if !route.request_buffering {

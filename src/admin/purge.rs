@@ -6,7 +6,8 @@ use serde::Deserialize;
 
 use crate::cache::key;
 use crate::cache::storage::PurgeSelector;
-use crate::runtime::{normalize_host, Runtime};
+use crate::edge::Host;
+use crate::runtime::Runtime;
 
 /// The JSON body of `POST /cache/purge`: exactly one of the fields.
 #[derive(Debug, Deserialize)]
@@ -47,9 +48,10 @@ fn split_url(url: &str) -> Result<Parts<'_>, String> {
         Some((p, q)) => (p, Some(q)),
         None => (path_query, None),
     };
+    let host = Host::parse(authority).map_err(|_| format!("`{url}` has an invalid host"))?;
     Ok(Parts {
         scheme,
-        host: authority.trim_end_matches('.').to_ascii_lowercase(),
+        host: host.with_port().into_owned(),
         path,
         query,
     })
@@ -62,8 +64,9 @@ impl PurgeRequest {
         match (self.url, self.prefix, self.tag) {
             (Some(url), None, None) => {
                 let p = split_url(&url)?;
-                let routing_host =
-                    normalize_host(&p.host).map_err(|_| format!("`{url}` has an invalid host"))?;
+                let routing_host = Host::parse(&p.host)
+                    .map(Host::into_name)
+                    .map_err(|_| format!("`{url}` has an invalid host"))?;
                 let query = runtime
                     .router
                     .lookup(&routing_host, p.path)

@@ -1,7 +1,6 @@
 //! The glue between Pingora's cache phases and the cache policy modules:
 //! what each phase decides, with the per-request cache state it needs.
 
-use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -16,6 +15,7 @@ use crate::cache::revalidate::{identifies, merge_not_modified, MERGED_BY_PINGORA
 use crate::cache::status::{CacheStatus, Forward};
 use crate::cache::storage::{Fill, FillOutcome};
 use crate::cache::{key, no_cache_reason, surrogate, CachePolicy};
+use crate::edge::Host;
 use crate::observe::metrics::CacheResult;
 
 /// Per-request cache state (present when the route has a cache policy).
@@ -183,42 +183,15 @@ pub fn not_modified_received(
 /// port, path and query as the policy wants them.
 pub fn request_url(req: &RequestHeader, tls: bool, policy: &CachePolicy) -> String {
     let scheme = if tls { "https" } else { "http" };
-    let raw_host = req
-        .uri
-        .authority()
-        .map(|a| a.as_str())
-        .or_else(|| req.headers.get(header::HOST).and_then(|h| h.to_str().ok()))
-        .unwrap_or("");
-    // Borrowed in the common case: already lowercase, no trailing dot.
-    let host: Cow<str> = if raw_host.bytes().any(|b| b.is_ascii_uppercase()) {
-        Cow::Owned(raw_host.to_ascii_lowercase())
-    } else {
-        Cow::Borrowed(raw_host)
-    };
-    let (name, port) = split_host_port(&host);
-    let trimmed = name.trim_end_matches('.');
-    let host = if trimmed.len() == name.len() {
-        host
-    } else {
-        Cow::Owned(match port {
-            Some(port) => format!("{trimmed}:{port}"),
-            None => trimmed.to_string(),
-        })
-    };
-    key::url(scheme, &host, req.uri.path(), req.uri.query(), policy.query)
-}
-
-fn split_host_port(host: &str) -> (&str, Option<&str>) {
-    if host.starts_with('[') {
-        return match host.find(']') {
-            Some(end) => (&host[..=end], host[end + 1..].strip_prefix(':')),
-            None => (host, None),
-        };
-    }
-    match host.rsplit_once(':') {
-        Some((name, port)) => (name, Some(port)),
-        None => (host, None),
-    }
+    // A request with an unusable host was refused before routing.
+    let host = Host::of_request(req).unwrap_or_else(|_| Host::empty());
+    key::url(
+        scheme,
+        &host.with_port(),
+        req.uri.path(),
+        req.uri.query(),
+        policy.query,
+    )
 }
 
 /// Whether `req` is a `GET` or `HEAD` that carries a body (a

@@ -49,7 +49,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use http::header;
 use pingora::cache::key::HashBinary;
 use pingora::cache::{CacheKey, CacheMeta, ForcedFreshness, HitHandler, RespCacheable};
 use pingora::http::{RequestHeader, ResponseHeader};
@@ -92,15 +91,6 @@ impl Palisade {
 
     fn listener_policy<'a>(&self, runtime: &'a Runtime) -> Option<&'a ListenerPolicy> {
         runtime.listeners.get(self.listener_index)
-    }
-}
-
-/// The host a request is for: the URI authority (absolute-form, HTTP/2) or
-/// the `Host` header.
-fn request_host(req: &RequestHeader) -> Option<&str> {
-    match req.uri.authority() {
-        Some(a) => Some(a.as_str()),
-        None => req.headers.get(header::HOST).and_then(|h| h.to_str().ok()),
     }
 }
 

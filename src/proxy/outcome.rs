@@ -9,7 +9,7 @@ use pingora::proxy::FailToProxy;
 use tracing::{debug, info, warn};
 
 use super::context::{ClientFault, RequestCtx};
-use super::{caching, request_host, respond};
+use super::{caching, respond};
 use crate::observe::access_log::{self, Entry};
 use crate::observe::metrics::{metrics, unrouted, CacheResult};
 
@@ -136,7 +136,7 @@ fn entry<'a>(
         request_id: ctx.request_id_str(),
         client_ip: ctx.client_ip,
         method: req.method.as_str(),
-        host: request_host(req).unwrap_or("-"),
+        host: crate::edge::host::raw_of_request(req).unwrap_or("-"),
         // API keys in the query never reach the log, also when the request
         // was refused or answered from the cache.
         uri: {

@@ -11,13 +11,12 @@ use tracing::debug;
 use super::admission::{self, Verdict};
 use super::cache_phases;
 use super::context::{ClientFault, RequestCtx};
-use super::{
-    caching, client_timing, forwarded, is_tls, limiting, request_host, request_id, respond,
-};
+use super::{caching, client_timing, forwarded, is_tls, limiting, request_id, respond};
 use crate::cache::CacheStore;
 use crate::config::LimitScope;
+use crate::edge::Host;
 use crate::observe::metrics::metrics;
-use crate::runtime::{normalize_host, ListenerPolicy};
+use crate::runtime::ListenerPolicy;
 
 /// Runs every step; `Ok(true)` when the request was answered here.
 pub(super) async fn admit(
@@ -83,8 +82,8 @@ async fn route(
     ctx: &mut RequestCtx,
 ) -> Result<Next<Option<http::Uri>>> {
     let req = session.req_header();
-    let host = match request_host(req) {
-        Some(raw) => normalize_host(raw),
+    let host = match crate::edge::host::raw_of_request(req) {
+        Some(raw) => Host::parse(raw).map(Host::into_name),
         // HTTP/1.1 requires Host (RFC 9112 §3.2); HTTP/1.0 may omit it.
         None if req.version == http::Version::HTTP_10 => Ok("".into()),
         None => {

@@ -14,7 +14,7 @@ use arc_swap::ArcSwap;
 use http::{HeaderName, HeaderValue};
 
 pub use headers::{HeaderEdits, HeaderTarget};
-pub use router::{normalize_host, InvalidHost, RouteId, Router};
+pub use router::{RouteId, Router};
 
 use crate::auth::Authenticator;
 use crate::cache::CachePolicy;

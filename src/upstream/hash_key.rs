@@ -1,5 +1,6 @@
 //! The key `consistent_hash` hashes, taken from the request.
 
+use crate::edge::Host;
 use std::borrow::Cow;
 use std::net::IpAddr;
 
@@ -38,12 +39,10 @@ pub fn bytes<'a>(
         HashKey::CacheKey => Some(match facts.cache_url {
             Some(url) => Cow::Borrowed(url.as_bytes()),
             None => {
-                let host = req
-                    .headers
-                    .get(http::header::HOST)
-                    .and_then(|h| h.to_str().ok())
-                    .unwrap_or("")
-                    .to_ascii_lowercase();
+                // Read as the cache key reads it (HTTP/2's `:authority`
+                // included).
+                let host = Host::of_request(req).unwrap_or_else(|_| Host::empty());
+                let host = host.with_port();
                 let scheme = if facts.tls { "https" } else { "http" };
                 Cow::Owned(
                     key::url(
