@@ -3,7 +3,7 @@
 //! of [`super::caching`] and `crate::cache`.
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use pingora::cache::key::{CacheHashKey, HashBinary};
 use pingora::cache::{
@@ -216,19 +216,27 @@ pub(super) fn serves_stale(ctx: &mut RequestCtx, error: Option<&Error>) -> bool 
     serve
 }
 
+/// How long the fetch of a fill that will not be stored pauses between two
+/// pieces while its client has writes queued (see [`body_piece`]).
+const DOOMED_FILL_PAUSE: Duration = Duration::from_millis(100);
+
 /// Follows the fill a response body is written into: an object found too
 /// large is remembered (later requests stream straight through), and a
-/// fill that will not be stored stops running ahead of this client.
-pub(super) fn body_piece(cache: &CacheStore, session: &mut Session, ctx: &mut RequestCtx) {
-    let Some(cc) = ctx.cache.as_mut().filter(|cc| cc.stored) else {
-        return;
-    };
+/// fill that will not be stored stops running ahead of this client. The
+/// switch back to writes that pace the fetch can only happen between two
+/// writes; until this client's queued writes drain, the fetch pauses
+/// between pieces ([`DOOMED_FILL_PAUSE`]) instead of queueing the rest of
+/// the response for a client that does not read.
+pub(super) fn body_piece(
+    cache: &CacheStore,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+) -> Option<Duration> {
+    let cc = ctx.cache.as_mut().filter(|cc| cc.stored)?;
     if cc.fill.is_none() {
         cc.fill = fill_of(cache, session);
     }
-    let Some(outcome) = cc.fill.as_ref().map(|f| f.outcome()) else {
-        return;
-    };
+    let outcome = cc.fill.as_ref().map(|f| f.outcome())?;
     if outcome == FillOutcome::Doomed(Doom::TooLarge) && !cc.oversize_reported {
         cc.oversize_reported = true;
         session
@@ -237,13 +245,16 @@ pub(super) fn body_piece(cache: &CacheStore, session: &mut Session, ctx: &mut Re
     }
     if matches!(outcome, FillOutcome::Doomed(_))
         && session.downstream_session.supports_proxy_task_api()
-        && !session.has_pending_downstream_tasks()
     {
+        if session.has_pending_downstream_tasks() {
+            return Some(DOOMED_FILL_PAUSE);
+        }
         // A fill that will not be stored is not fetched ahead of this
         // request's client: back to writes that pace the fetch, as for any
         // uncached response (switched between two writes only).
         session.set_proxy_tasks_enabled(false);
     }
+    None
 }
 
 /// The cache's part of the response header: surrogate headers removed,

@@ -297,8 +297,7 @@ impl ProxyHttp for Palisade {
                 "request_timeout expired while reading the response body",
             ));
         }
-        cache_phases::body_piece(self.cache, session, ctx);
-        Ok(None)
+        Ok(cache_phases::body_piece(self.cache, session, ctx))
     }
 
     /// Whether a stale stored response is served after an origin failure,
