@@ -8,21 +8,11 @@ use std::net::IpAddr;
 use http::uri::Uri;
 use pingora::http::RequestHeader;
 
+use super::refusal::Refusal;
 use crate::config::HttpsMode;
 use crate::edge::path::{decode_slashes, normalize, with_path_and_query, PathError};
 use crate::edge::readings::readings;
 use crate::runtime::{ListenerPolicy, Route, RouteId, Runtime};
-
-/// What happens to a request.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Verdict {
-    /// It goes on.
-    Pass,
-    /// Answer with this status.
-    Refuse(u16, &'static str),
-    /// Answer `308` to this URL.
-    Redirect(String),
-}
 
 /// The route of a request, and its URI rewritten to the normalised path when
 /// that differs from what the client sent.
@@ -37,18 +27,14 @@ pub struct Routed {
 /// Normalises the path and matches the route. `Err` is the status to
 /// answer: `400` for a malformed path or an encoded slash a protected route
 /// refuses, `404` for no route.
-pub fn route(
-    runtime: &Runtime,
-    host: &str,
-    req: &RequestHeader,
-) -> Result<Routed, (u16, &'static str)> {
+pub fn route(runtime: &Runtime, host: &str, req: &RequestHeader) -> Result<Routed, Refusal> {
     let normal = normalize(req.uri.path()).map_err(|e| match e {
-        PathError::BadEscape => (400, "malformed percent-encoding in the path"),
-        PathError::EncodedNul => (400, "encoded NUL byte in the path"),
-        PathError::NotAbsolute => (400, "the path is not absolute"),
+        PathError::BadEscape => Refusal::new(400, "malformed percent-encoding in the path"),
+        PathError::EncodedNul => Refusal::new(400, "encoded NUL byte in the path"),
+        PathError::NotAbsolute => Refusal::new(400, "the path is not absolute"),
     })?;
     let Some(route) = runtime.router.lookup(host, &normal.path) else {
-        return Err((404, "no route matches"));
+        return Err(Refusal::new(404, "no route matches"));
     };
     if normal.encoded_slash {
         // An origin that decodes `%2F` sees another path, perhaps one a
@@ -61,7 +47,10 @@ pub fn route(
         let other = runtime.router.lookup(host, &decoded);
         let refuses = |id: RouteId| runtime.routes[id].reject_encoded_slashes;
         if refuses(route) || other.is_some_and(refuses) {
-            return Err((400, "encoded slash in the path of a protected route"));
+            return Err(Refusal::new(
+                400,
+                "encoded slash in the path of a protected route",
+            ));
         }
     }
     if runtime.routes[route].check_path_readings {
@@ -78,7 +67,7 @@ pub fn route(
             && runtime.routes.iter().any(|r| r.protected)
             && others.iter().any(protected_elsewhere)
         {
-            return Err((
+            return Err(Refusal::new(
                 400,
                 "the path reads as a protected route's path on some back ends",
             ));
@@ -108,15 +97,15 @@ pub fn client_address(
     listener: Option<&ListenerPolicy>,
     route: Option<&Route>,
     client: Option<IpAddr>,
-) -> Verdict {
+) -> Result<(), Refusal> {
     let filters = [
         listener.and_then(|l| l.ip_filter.as_ref()),
         route.and_then(|r| r.ip_filter.as_ref()),
     ];
     if filters.into_iter().flatten().all(|f| f.permits(client)) {
-        Verdict::Pass
+        Ok(())
     } else {
-        Verdict::Refuse(403, "client address not allowed")
+        Err(Refusal::new(403, "client address not allowed"))
     }
 }
 
@@ -127,20 +116,27 @@ pub fn plain_http(
     route: &Route,
     host: &str,
     req: &RequestHeader,
-) -> Verdict {
+) -> Result<(), Refusal> {
     let mode = route
         .https
         .or(listener.map(|l| l.https))
         .unwrap_or_default();
     match mode {
-        HttpsMode::Off => Verdict::Pass,
-        HttpsMode::Require => Verdict::Refuse(403, "plain HTTP refused on an HTTPS-only route"),
-        HttpsMode::Redirect if host.is_empty() => {
-            Verdict::Refuse(400, "cannot redirect a request without Host to HTTPS")
-        }
+        HttpsMode::Off => Ok(()),
+        HttpsMode::Require => Err(Refusal::new(
+            403,
+            "plain HTTP refused on an HTTPS-only route",
+        )),
+        HttpsMode::Redirect if host.is_empty() => Err(Refusal::new(
+            400,
+            "cannot redirect a request without Host to HTTPS",
+        )),
         HttpsMode::Redirect => {
             let port = listener.map_or(443, |l| l.https_port);
-            Verdict::Redirect(https_location(host, port, req))
+            Err(Refusal::redirect(
+                &https_location(host, port, req),
+                "plain HTTP redirected to HTTPS",
+            ))
         }
     }
 }

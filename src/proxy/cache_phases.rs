@@ -15,6 +15,7 @@ use pingora::protocols::http::conditional_filter::to_304;
 use pingora::ErrorType;
 
 use super::context::RequestCtx;
+use super::refusal::Refusal;
 use super::{caching, fresh_hit, is_tls, respond};
 use crate::cache::key::for_url;
 use crate::cache::storage::{Doom, Fill, FillOutcome};
@@ -131,13 +132,12 @@ pub(super) fn hit(
     caching::hit_decision(cc, meta, facts, || lock.claim(key))
 }
 
-/// Whether a request the cache could not answer may go to the origin:
-/// `Ok(false)` after answering it here.
-pub(super) async fn may_reach_origin(
+/// Whether a request the cache could not answer may go to the origin.
+pub(super) fn may_reach_origin(
     cache: &CacheStore,
-    session: &mut Session,
-    ctx: &mut RequestCtx,
-) -> Result<bool> {
+    session: &Session,
+    ctx: &RequestCtx,
+) -> Result<(), Refusal> {
     if ctx
         .cache
         .as_ref()
@@ -145,8 +145,10 @@ pub(super) async fn may_reach_origin(
     {
         // RFC 9111 §5.2.1.7: nothing usable is stored, and the client
         // forbade contacting the origin.
-        respond::send(session, ctx, 504).await?;
-        return Ok(false);
+        return Err(Refusal::new(
+            504,
+            "only-if-cached and nothing usable is stored",
+        ));
     }
     if session.cache.phase() == CachePhase::Disabled(NoCacheReason::CacheLockTimeout) {
         // The request fetching this key has not heard from the origin
@@ -158,10 +160,9 @@ pub(super) async fn may_reach_origin(
             request_id = %ctx.request_id_str(),
             "gave up waiting for the request fetching the same response; not sending another to the origin"
         );
-        respond::send(session, ctx, 504).await?;
-        return Ok(false);
+        return Err(Refusal::new(504, "cache lock timeout"));
     }
-    Ok(true)
+    Ok(())
 }
 
 /// Whether (and for how long) the origin's response is stored (see

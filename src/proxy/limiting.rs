@@ -1,12 +1,12 @@
 //! Applying a route's limits to a request: before the cache for
 //! `scope: all`, after a cache miss for `scope: upstream_only`.
 
-use http::header;
+use http::{header, HeaderName, HeaderValue};
 use pingora::prelude::*;
 use tracing::info;
 
 use super::context::RequestCtx;
-use super::respond;
+use super::refusal::Refusal;
 use crate::config::LimitScope;
 use crate::limits::{header_values, KeyFacts, Outcome};
 use crate::observe::metrics::metrics;
@@ -16,16 +16,17 @@ pub const RATELIMIT_POLICY: &str = "ratelimit-policy";
 /// `RateLimit` (draft-ietf-httpapi-ratelimit-headers).
 pub const RATELIMIT: &str = "ratelimit";
 
-/// Counts the request against the route's limits of `scope`. Returns
-/// `true` when one refused it (the answer is sent).
+/// Counts the request against the route's limits of `scope`: the refusal
+/// of the first that refuses it (`429` with `Retry-After` and the RateLimit
+/// headers, or the limit's `status` and `body`).
 pub async fn enforce(
-    session: &mut Session,
+    session: &Session,
     ctx: &mut RequestCtx,
     scope: LimitScope,
-) -> Result<bool> {
+) -> Result<Option<Refusal>> {
     let runtime = ctx.runtime.clone();
     let Some(route) = ctx.route.and_then(|id| runtime.routes.get(id)) else {
-        return Ok(false);
+        return Ok(None);
     };
     for limit in route.limits.iter().filter(|l| l.scope == scope) {
         let facts = KeyFacts {
@@ -51,32 +52,35 @@ pub async fn enforce(
                     request_id = %ctx.request_id_str(),
                     "request refused by a limit"
                 );
-                let (mut resp, body) = respond::build_with_body(
-                    limit.status,
-                    ctx.request_id.as_ref(),
-                    limit.body.clone(),
-                )?;
+                let mut refusal = Refusal::new(limit.status, "request refused by a limit")
+                    .with_body(limit.body.clone());
                 if let Some(wait) = retry_after {
                     // Whole seconds, rounded up: never invite a retry that
                     // would be refused again.
                     let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-                    resp.insert_header(header::RETRY_AFTER, secs.max(1))?;
+                    refusal =
+                        refusal.with_header(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
                 }
                 if limit.headers {
                     ctx.rate_reports.extend(report);
-                    add_headers(&mut resp, ctx)?;
+                    if let Some((policy, state)) = header_values(&ctx.rate_reports) {
+                        refusal = refusal
+                            .with_header(HeaderName::from_static(RATELIMIT_POLICY), policy)
+                            .with_header(HeaderName::from_static(RATELIMIT), state);
+                    }
                 }
-                respond::write(session, ctx, resp, body).await?;
-                return Ok(true);
+                return Ok(Some(refusal));
             }
             Outcome::Unavailable => {
                 metrics().limit_rejected(&limit.name);
-                respond::send(session, ctx, 503).await?;
-                return Ok(true);
+                return Ok(Some(Refusal::new(
+                    503,
+                    "the limit's shared store did not answer (on_error: deny)",
+                )));
             }
         }
     }
-    Ok(false)
+    Ok(None)
 }
 
 /// Adds the RateLimit headers for the limits this request passed (or hit).

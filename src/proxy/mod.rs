@@ -8,6 +8,8 @@
 //! request_filter ─────────── request.rs: client, host, route, HTTPS, auth,
 //!   │                        limits, body size, cache state; a fresh hit
 //!   │                        is answered here (cache_phases::serve_fresh_hit)
+//!   │                        every check returns a refusal::Refusal, and
+//!   │                        refusal::answer is the one writer of them
 //! request_body_filter ────── request.rs: body size and rate
 //! request_cache_filter ──┐
 //! cache_key_callback     │   cache_phases.rs (decisions: caching.rs, cache/)
@@ -40,6 +42,7 @@ pub mod fresh_hit;
 pub mod hop_by_hop;
 mod limiting;
 mod outcome;
+mod refusal;
 mod request;
 pub mod request_id;
 pub mod respond;
@@ -162,10 +165,17 @@ impl ProxyHttp for Palisade {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<bool> {
-        if !cache_phases::may_reach_origin(self.cache, session, ctx).await? {
-            return Ok(false);
+        let refusal = match cache_phases::may_reach_origin(self.cache, session, ctx) {
+            Err(refusal) => Some(refusal),
+            Ok(()) => limiting::enforce(session, ctx, LimitScope::UpstreamOnly).await?,
+        };
+        match refusal {
+            Some(refusal) => {
+                refusal::answer(session, ctx, refusal).await?;
+                Ok(false)
+            }
+            None => Ok(true),
         }
-        Ok(!limiting::enforce(session, ctx, LimitScope::UpstreamOnly).await?)
     }
 
     /// The variance of a stored response for this request (`Vary`, key

@@ -4,21 +4,24 @@
 //! used. Each step either lets the request go on or answers it.
 
 use http::header;
+use pingora::http::RequestHeader;
 use pingora::prelude::*;
 use pingora::ErrorType;
 use tracing::debug;
 
-use super::admission::{self, Verdict};
+use super::admission;
 use super::cache_phases;
 use super::context::{ClientFault, RequestCtx};
-use super::{caching, client_timing, forwarded, is_tls, limiting, request_id, respond};
+use super::refusal::{self, Refusal};
+use super::{caching, client_timing, forwarded, is_tls, limiting, request_id};
 use crate::cache::CacheStore;
 use crate::config::LimitScope;
 use crate::edge::Host;
 use crate::observe::metrics::metrics;
 use crate::runtime::ListenerPolicy;
 
-/// Runs every step; `Ok(true)` when the request was answered here.
+/// Runs every step; `Ok(true)` when the request was answered here (a
+/// refusal, a redirect or a fresh hit).
 pub(super) async fn admit(
     cache: &CacheStore,
     listener: Option<&ListenerPolicy>,
@@ -30,23 +33,36 @@ pub(super) async fn admit(
         session.set_read_timeout(Some(l.client_body_timeout));
     }
     identify_client(session, ctx);
-    let Next::Go(normalised_uri) = route(listener, session, ctx).await? else {
-        return Ok(true);
-    };
-    if authenticate(session, ctx).await? {
+    if let Err(refusal) = checks(listener, session, ctx).await {
+        refusal::answer(session, ctx, refusal).await?;
         return Ok(true);
     }
+    use_cache(cache, session, ctx).await
+}
+
+/// Every check a request must pass before the cache: the route and its
+/// address and HTTPS rules, credentials, limits of scope `all`, body size.
+async fn checks(
+    listener: Option<&ListenerPolicy>,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+) -> Result<(), Refusal> {
+    let normalised_uri = route(listener, session.req_header(), is_tls(session), ctx)?;
+    authenticate(session.req_header(), ctx).await?;
     // Forward what was routed: the origin must see the same path.
     if let Some(uri) = normalised_uri {
         session.req_header_mut().set_uri(uri);
     }
-    if limiting::enforce(session, ctx, LimitScope::All).await? {
-        return Ok(true);
+    let limited = limiting::enforce(session, ctx, LimitScope::All)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, request_id = %ctx.request_id_str(), "limit check failed");
+            Refusal::new(500, "limit check failed")
+        })?;
+    if let Some(refusal) = limited {
+        return Err(refusal);
     }
-    if body_refused(session, ctx).await? {
-        return Ok(true);
-    }
-    use_cache(cache, session, ctx).await
+    body_size(session.req_header(), ctx)
 }
 
 /// The request id, the TCP peer, and the client address (what a trusted
@@ -66,122 +82,87 @@ fn identify_client(session: &Session, ctx: &mut RequestCtx) {
     }
 }
 
-/// What a step leaves for the next ones, or that it answered.
-enum Next<T> {
-    Go(T),
-    Answered,
-}
-
 /// The host (`400` when missing on HTTP/1.1 or malformed), the listener's
 /// address filter, the route, the route's address filter and its HTTPS
-/// rule. Goes on with the normalised URI the origin must see, if it
-/// differs.
-async fn route(
+/// rule; the normalised URI the origin must see, if it differs.
+fn route(
     listener: Option<&ListenerPolicy>,
-    session: &mut Session,
+    req: &RequestHeader,
+    tls: bool,
     ctx: &mut RequestCtx,
-) -> Result<Next<Option<http::Uri>>> {
-    let req = session.req_header();
+) -> Result<Option<http::Uri>, Refusal> {
     let host = match crate::edge::host::raw_of_request(req) {
-        Some(raw) => Host::parse(raw).map(Host::into_name),
+        Some(raw) => Host::parse(raw)
+            .map(Host::into_name)
+            .map_err(|_| Refusal::new(400, "request with a malformed Host"))?,
         // HTTP/1.1 requires Host (RFC 9112 §3.2); HTTP/1.0 may omit it.
-        None if req.version == http::Version::HTTP_10 => Ok("".into()),
-        None => {
-            debug!(request_id = %ctx.request_id_str(), "request without Host header");
-            respond::send(session, ctx, 400).await?;
-            return Ok(Next::Answered);
-        }
+        None if req.version == http::Version::HTTP_10 => "".into(),
+        None => return Err(Refusal::new(400, "request without Host header")),
     };
-    let Ok(host) = host else {
-        debug!(request_id = %ctx.request_id_str(), "request with a malformed Host");
-        respond::send(session, ctx, 400).await?;
-        return Ok(Next::Answered);
-    };
-    if let Verdict::Refuse(status, why) = admission::client_address(listener, None, ctx.client_ip) {
-        debug!(client = ?ctx.client_ip, request_id = %ctx.request_id_str(), "{why} by the listener");
-        respond::send(session, ctx, status).await?;
-        return Ok(Next::Answered);
-    }
+    admission::client_address(listener, None, ctx.client_ip)?;
     let runtime = ctx.runtime.clone();
-    let routed = match admission::route(&runtime, &host, req) {
-        Ok(routed) => routed,
-        Err((status, why)) => {
-            debug!(host = %host, path = req.uri.path(), request_id = %ctx.request_id_str(), "{why}");
-            respond::send(session, ctx, status).await?;
-            return Ok(Next::Answered);
-        }
-    };
+    let routed = admission::route(&runtime, &host, req)?;
     ctx.route = Some(routed.route);
     let route = &runtime.routes[routed.route];
-    let mut verdict = admission::client_address(None, Some(route), ctx.client_ip);
-    if verdict == Verdict::Pass && !is_tls(session) {
-        verdict = admission::plain_http(listener, route, &host, req);
+    admission::client_address(None, Some(route), ctx.client_ip)?;
+    if !tls {
+        admission::plain_http(listener, route, &host, req)?;
     }
-    match verdict {
-        Verdict::Pass => Ok(Next::Go(routed.normalised_uri)),
-        Verdict::Refuse(status, why) => {
-            debug!(route = %route.name, client = ?ctx.client_ip, request_id = %ctx.request_id_str(), "{why}");
-            respond::send(session, ctx, status).await?;
-            Ok(Next::Answered)
-        }
-        Verdict::Redirect(location) => {
-            respond::redirect(session, ctx, &location).await?;
-            Ok(Next::Answered)
-        }
-    }
+    Ok(routed.normalised_uri)
 }
 
 /// The route's authentication: the identity, or `401`/`403` with the
-/// challenges; `Ok(true)` after answering.
-async fn authenticate(session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+/// challenges.
+async fn authenticate(req: &RequestHeader, ctx: &mut RequestCtx) -> Result<(), Refusal> {
     let runtime = ctx.runtime.clone();
-    let Some((route, auth)) = ctx
+    let Some(auth) = ctx
         .route
         .and_then(|id| runtime.routes.get(id))
-        .and_then(|r| r.auth.as_ref().map(|a| (r, a)))
+        .and_then(|r| r.auth.as_ref())
     else {
-        return Ok(false);
+        return Ok(());
     };
-    match auth.authenticator.authenticate(session.req_header()).await {
+    match auth.authenticator.authenticate(req).await {
         Ok(identity) => {
             ctx.identity = Some(identity);
-            Ok(false)
+            Ok(())
         }
         Err(denial) => {
             metrics().auth_rejected(&auth.policy, denial.status());
-            debug!(route = %route.name, client = ?ctx.client_ip, reason = denial.reason(), request_id = %ctx.request_id_str(), "authentication failed");
+            debug!(reason = denial.reason(), request_id = %ctx.request_id_str(), "authentication failed");
             let challenges = auth.authenticator.challenges(&denial);
-            respond::send_with(session, ctx, denial.status(), &challenges).await?;
-            Ok(true)
+            Err(challenges.into_iter().fold(
+                Refusal::new(denial.status(), "authentication failed"),
+                |r, c| r.with_header(header::WWW_AUTHENTICATE, c),
+            ))
         }
     }
 }
 
 /// A declared body over the route's `max_request_body` (`413`), or a body
 /// on a `GET`/`HEAD` of a caching route (`400`: what a body says is not in
-/// the cache key); `Ok(true)` after answering.
-async fn body_refused(session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+/// the cache key).
+fn body_size(req: &RequestHeader, ctx: &RequestCtx) -> Result<(), Refusal> {
     let Some(route) = ctx.route() else {
-        return Ok(false);
+        return Ok(());
     };
     if let Some(limit) = route.max_request_body {
-        let declared = session
-            .req_header()
+        let declared = req
             .headers
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|len| len > limit) {
-            respond::send(session, ctx, 413).await?;
-            return Ok(true);
+            return Err(Refusal::new(
+                413,
+                "declared body larger than max_request_body",
+            ));
         }
     }
-    if route.cache.is_some() && caching::body_on_a_cacheable_request(session.req_header()) {
-        debug!(route = %route.name, request_id = %ctx.request_id_str(), "GET/HEAD with a body on a caching route");
-        respond::send(session, ctx, 400).await?;
-        return Ok(true);
+    if route.cache.is_some() && caching::body_on_a_cacheable_request(req) {
+        return Err(Refusal::new(400, "GET/HEAD with a body on a caching route"));
     }
-    Ok(false)
+    Ok(())
 }
 
 /// On a caching route: the request's cache state, and the fresh-hit answer

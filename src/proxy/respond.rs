@@ -80,28 +80,6 @@ pub fn build_with_body(
     Ok((resp, body))
 }
 
-/// Sends a `308 Permanent Redirect` to `location` (the method and body are
-/// kept by clients following it, unlike with 301).
-pub async fn redirect(session: &mut Session, ctx: &RequestCtx, location: &str) -> Result<()> {
-    let (mut resp, body) = build(308, ctx.request_id.as_ref())?;
-    resp.insert_header(header::LOCATION, location)?;
-    write(session, ctx, resp, body).await
-}
-
-/// Sends a `401` (with these `WWW-Authenticate` challenges) or `403`.
-pub async fn send_with(
-    session: &mut Session,
-    ctx: &RequestCtx,
-    status: u16,
-    challenges: &[HeaderValue],
-) -> Result<()> {
-    let (mut resp, body) = build(status, ctx.request_id.as_ref())?;
-    for challenge in challenges {
-        resp.append_header(header::WWW_AUTHENTICATE, challenge.clone())?;
-    }
-    write(session, ctx, resp, body).await
-}
-
 /// Sends a short plain-text response and ends the request. If the request
 /// body was not read, the connection is closed afterwards rather than
 /// reused, so unread body bytes can never be taken for the next request.
