@@ -7,6 +7,15 @@ use ahash::AHashSet;
 
 use ipnet::IpNet;
 
+/// The body length a message declares (`Content-Length`), when it is a
+/// valid number.
+pub fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+}
+
 /// A set of IP networks (e.g. the trusted proxies, an allow list), matched
 /// by containment.
 ///

@@ -42,7 +42,7 @@ pub(super) fn item<T: DeserializeOwned>(
     let mut taken = Taken::default();
     let mut failed = false;
     for _ in 0..MAX_ERRORS_PER_ITEM {
-        let error = match serde_path_to_error::deserialize::<_, T>(value.clone()) {
+        let error = match serde_path_to_error::deserialize::<_, T>(&value) {
             Ok(parsed) => return (!failed).then_some(parsed),
             Err(e) => e,
         };

@@ -18,6 +18,9 @@ pub struct InvalidHost;
 pub struct Host<'a> {
     name: Cow<'a, str>,
     port: Option<&'a str>,
+    /// The written host, when it is already `name[:port]` (the common
+    /// case): [`Host::with_port`] then borrows it.
+    written: Option<&'a str>,
 }
 
 impl<'a> Host<'a> {
@@ -43,7 +46,9 @@ impl<'a> Host<'a> {
         if port.is_some_and(|p| !valid_port(p)) {
             return Err(InvalidHost);
         }
+        let empty_port = port.is_some_and(str::is_empty);
         let port = port.filter(|p| !p.is_empty());
+        let dotted = name.ends_with('.');
         let name = name.strip_suffix('.').unwrap_or(name);
         if !name.bytes().all(|b| {
             b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'[' | b']' | b':')
@@ -55,7 +60,12 @@ impl<'a> Host<'a> {
         } else {
             Cow::Borrowed(name)
         };
-        Ok(Host { name, port })
+        let unchanged = matches!(name, Cow::Borrowed(_)) && !dotted && !empty_port;
+        Ok(Host {
+            name,
+            port,
+            written: unchanged.then_some(raw),
+        })
     }
 
     /// No host (an HTTP/1.0 request without one).
@@ -63,6 +73,7 @@ impl<'a> Host<'a> {
         Host {
             name: Cow::Borrowed(""),
             port: None,
+            written: Some(""),
         }
     }
 
@@ -84,6 +95,9 @@ impl<'a> Host<'a> {
 
     /// `name[:port]`: what a URL (the cache key) carries.
     pub fn with_port(&self) -> Cow<'_, str> {
+        if let Some(written) = self.written {
+            return Cow::Borrowed(written);
+        }
         match self.port {
             Some(port) => Cow::Owned(format!("{}:{port}", self.name)),
             None => Cow::Borrowed(&self.name),
@@ -138,6 +152,19 @@ mod tests {
             let expected = expected.map(|(n, p)| (n.to_string(), p.to_string()));
             assert_eq!(got, expected, "{written:?}");
         }
+    }
+
+    #[test]
+    fn a_host_already_normal_is_borrowed_with_its_port() {
+        let host = Host::parse("example.com:8080").unwrap();
+        assert!(matches!(
+            host.with_port(),
+            Cow::Borrowed("example.com:8080")
+        ));
+        assert!(matches!(
+            Host::parse("Example.com:8080").unwrap().with_port(),
+            Cow::Owned(_)
+        ));
     }
 
     #[test]

@@ -320,11 +320,7 @@ pub fn decide_storage(
     stored: Option<&CacheMeta>,
     max_object_size: u64,
 ) -> RespCacheable {
-    let declared_len = resp
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared_len = crate::net::declared_length(&resp.headers);
     if declared_len.is_some_and(|len| len > max_object_size) {
         cc.not_storable = None;
         return RespCacheable::Uncacheable(NoCacheReason::ResponseTooLarge);

@@ -118,7 +118,7 @@ impl ProxyHttp for Palisade {
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let runtime = ctx.runtime.clone();
         let listener = self.listener_policy(&runtime);
-        request::admit(self.cache, listener, session, ctx).await
+        request::admit(self.cache, &runtime, listener, session, ctx).await
     }
 
     /// Each piece of the request body: size and rate limits.
@@ -129,8 +129,7 @@ impl ProxyHttp for Palisade {
         _end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        let runtime = ctx.runtime.clone();
-        request::body_piece(self.listener_policy(&runtime), body, ctx)
+        request::body_piece(body, ctx)
     }
 
     /// Turns Pingora's cache on for requests that use it.

@@ -18,12 +18,13 @@ use crate::cache::CacheStore;
 use crate::config::LimitScope;
 use crate::edge::Host;
 use crate::observe::metrics::metrics;
-use crate::runtime::ListenerPolicy;
+use crate::runtime::{ListenerPolicy, Runtime};
 
 /// Runs every step; `Ok(true)` when the request was answered here (a
 /// refusal, a redirect or a fresh hit).
 pub(super) async fn admit(
     cache: &CacheStore,
+    runtime: &Runtime,
     listener: Option<&ListenerPolicy>,
     session: &mut Session,
     ctx: &mut RequestCtx,
@@ -33,7 +34,7 @@ pub(super) async fn admit(
         session.set_read_timeout(Some(l.client_body_timeout));
     }
     identify_client(session, ctx);
-    if let Err(refusal) = checks(listener, session, ctx).await {
+    if let Err(refusal) = checks(runtime, listener, session, ctx).await {
         refusal::answer(session, ctx, refusal).await?;
         return Ok(true);
     }
@@ -43,12 +44,19 @@ pub(super) async fn admit(
 /// Every check a request must pass before the cache: the route and its
 /// address and HTTPS rules, credentials, limits of scope `all`, body size.
 async fn checks(
+    runtime: &Runtime,
     listener: Option<&ListenerPolicy>,
     session: &mut Session,
     ctx: &mut RequestCtx,
 ) -> Result<(), Refusal> {
-    let normalised_uri = route(listener, session.req_header(), is_tls(session), ctx)?;
-    authenticate(session.req_header(), ctx).await?;
+    let normalised_uri = route(
+        runtime,
+        listener,
+        session.req_header(),
+        is_tls(session),
+        ctx,
+    )?;
+    authenticate(runtime, session.req_header(), ctx).await?;
     // Forward what was routed: the origin must see the same path.
     if let Some(uri) = normalised_uri {
         session.req_header_mut().set_uri(uri);
@@ -86,6 +94,7 @@ fn identify_client(session: &Session, ctx: &mut RequestCtx) {
 /// address filter, the route, the route's address filter and its HTTPS
 /// rule; the normalised URI the origin must see, if it differs.
 fn route(
+    runtime: &Runtime,
     listener: Option<&ListenerPolicy>,
     req: &RequestHeader,
     tls: bool,
@@ -100,8 +109,7 @@ fn route(
         None => return Err(Refusal::new(400, "request without Host header")),
     };
     admission::client_address(listener, None, ctx.client_ip)?;
-    let runtime = ctx.runtime.clone();
-    let routed = admission::route(&runtime, &host, req)?;
+    let routed = admission::route(runtime, &host, req)?;
     ctx.route = Some(routed.route);
     let route = &runtime.routes[routed.route];
     admission::client_address(None, Some(route), ctx.client_ip)?;
@@ -113,8 +121,11 @@ fn route(
 
 /// The route's authentication: the identity, or `401`/`403` with the
 /// challenges.
-async fn authenticate(req: &RequestHeader, ctx: &mut RequestCtx) -> Result<(), Refusal> {
-    let runtime = ctx.runtime.clone();
+async fn authenticate(
+    runtime: &Runtime,
+    req: &RequestHeader,
+    ctx: &mut RequestCtx,
+) -> Result<(), Refusal> {
     let Some(auth) = ctx
         .route
         .and_then(|id| runtime.routes.get(id))
@@ -147,12 +158,7 @@ fn body_size(req: &RequestHeader, ctx: &RequestCtx) -> Result<(), Refusal> {
         return Ok(());
     };
     if let Some(limit) = route.max_request_body {
-        let declared = req
-            .headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|len| len > limit) {
+        if crate::net::declared_length(&req.headers).is_some_and(|len| len > limit) {
             return Err(Refusal::new(
                 413,
                 "declared body larger than max_request_body",
@@ -194,11 +200,7 @@ async fn use_cache(
 
 /// A piece of the request body: counted against `max_request_body`
 /// (`413`) and the listener's `client_body_min_rate` (a client fault).
-pub(super) fn body_piece(
-    listener: Option<&ListenerPolicy>,
-    body: &Option<bytes::Bytes>,
-    ctx: &mut RequestCtx,
-) -> Result<()> {
+pub(super) fn body_piece(body: &Option<bytes::Bytes>, ctx: &mut RequestCtx) -> Result<()> {
     if let Some(chunk) = body {
         ctx.request_body_bytes += chunk.len() as u64;
         if let Some(limit) = ctx.route().and_then(|r| r.max_request_body) {
@@ -210,16 +212,17 @@ pub(super) fn body_piece(
             }
         }
     }
-    if let Some(listener) = listener {
-        if client_timing::body_too_slow(listener, ctx.started.elapsed(), ctx.request_body_bytes) {
-            ctx.client_fault = Some(ClientFault::TooSlow);
-            let mut e = Error::explain(
-                ErrorType::ReadTimedout,
-                "request body arrived slower than client_body_min_rate",
-            );
-            e.as_down();
-            return Err(e);
-        }
+    let too_slow = ctx.runtime.listeners.get(ctx.listener).is_some_and(|l| {
+        client_timing::body_too_slow(l, ctx.started.elapsed(), ctx.request_body_bytes)
+    });
+    if too_slow {
+        ctx.client_fault = Some(ClientFault::TooSlow);
+        let mut e = Error::explain(
+            ErrorType::ReadTimedout,
+            "request body arrived slower than client_body_min_rate",
+        );
+        e.as_down();
+        return Err(e);
     }
     Ok(())
 }

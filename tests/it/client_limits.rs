@@ -220,3 +220,70 @@ fn impossible_client_limits_are_configuration_errors() {
         assert!(stderr.contains(expected), "{setting}: {stderr}");
     }
 }
+
+/// On a kept-alive connection the header deadline starts again with each
+/// request: a second request dripped a line at a time gets `408` after
+/// `client_header_timeout`, though the connection may idle for the longer
+/// `keepalive_timeout` between requests.
+#[tokio::test]
+async fn a_dripped_header_on_a_kept_alive_connection_gets_408() {
+    let origin = Origin::start("o").await;
+    // A keep-alive timeout longer than `until_closed` waits: only the
+    // header timeout can close this connection in time.
+    let proxy = proxy_with(
+        &origin,
+        "client_header_timeout: 1s\nkeepalive_timeout: 120s",
+    )
+    .await;
+    let conn = TcpStream::connect(proxy.addr).await.unwrap();
+    let (mut rd, mut wr) = conn.into_split();
+    wr.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await
+        .unwrap();
+    // The whole first response: header, then Content-Length bytes.
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let body_start = loop {
+        let n = rd.read(&mut buf).await.unwrap();
+        assert!(n > 0, "closed after the first request");
+        got.extend_from_slice(&buf[..n]);
+        if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            break end + 4;
+        }
+    };
+    let head = String::from_utf8_lossy(&got[..body_start]).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("a length");
+    while got.len() < body_start + length {
+        let n = rd.read(&mut buf).await.unwrap();
+        assert!(n > 0);
+        got.extend_from_slice(&buf[..n]);
+    }
+    // Idle for longer than the header timeout: still open.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    wr.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
+    let writer = async move {
+        for i in 0..100 {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            if wr
+                .write_all(format!("X-Drip-{i}: 1\r\n").as_bytes())
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+        std::future::pending::<()>().await
+    };
+    let (answer, closed) = tokio::select! {
+        result = until_closed(&mut rd) => result,
+        _ = writer => unreachable!(),
+    };
+    assert!(closed, "the dripping client stayed connected");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
+    assert_eq!(origin.hits(), 1);
+}

@@ -225,6 +225,17 @@ async fn the_reload_summary_lists_limits_cache_policies_and_route_keys() {
     ] {
         assert!(line.contains(expected), "expected `{expected}` in:\n{line}");
     }
+    // A malformed request body is refused before anything is read.
+    for body in ["{\"config\": 5}", "{\"file\": \"x\"}", "not json"] {
+        let refused = client()
+            .post(proxy.admin_url("/reload"))
+            .bearer_auth(ADMIN_TOKEN)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), 400, "{body}");
+    }
     let response = admin_reload(&proxy).await;
     let json: serde_json::Value = response.json().await.unwrap();
     assert_eq!(json["limits"]["changed"], serde_json::json!([]));

@@ -407,12 +407,7 @@ impl Storage for MemoryStorage {
             fresh_until: meta.fresh_until(),
             retain_until: self.retain_until(meta),
         });
-        let declared = meta
-            .headers()
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if let Some(len) = declared {
+        if let Some(len) = crate::net::declared_length(meta.headers()) {
             fill.reserve(len, &self.budget);
         }
         self.fills.insert(fill.clone());
