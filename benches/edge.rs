@@ -57,7 +57,7 @@ fn bench_ip_filter(c: &mut Criterion) {
         deny.join(", ")
     ))
     .expect("filter config");
-    let filter = IpFilter::new(&config);
+    let filter = IpFilter::compile(&config);
     for (name, ip) in [
         ("allowed_v4", "10.19.3.4"),
         ("refused_v4", "192.0.2.1"),
@@ -98,7 +98,7 @@ fn bench_auth(c: &mut Criterion) {
         })
         .collect();
     let config = serde_yaml::from_str(&format!("keys: [{}]", keys.join(", "))).expect("keys");
-    let api = ApiKeyAuth::new("partners", &config);
+    let api = ApiKeyAuth::compile("partners", &config);
     let req = request(("x-api-key", "key-0500-0123456789abcdef"));
     group.bench_function("api_key", |b| {
         b.iter(|| black_box(api.authenticate(black_box(&req))))
@@ -112,7 +112,7 @@ fn bench_auth(c: &mut Criterion) {
         "{{secret: \"{secret}\", issuer: https://id.example.com, audience: api}}"
     ))
     .expect("jwt config");
-    let hs = JwtAuth::new("users", &config, &KeyPath::root()).expect("jwt");
+    let hs = JwtAuth::compile("users", &config, &KeyPath::root()).expect("jwt");
     let token = encode(
         &Header::new(Algorithm::HS256),
         &claims,
@@ -130,7 +130,7 @@ fn bench_auth(c: &mut Criterion) {
     std::fs::write(&public, rsa.public_key_to_pem().expect("pem")).expect("write");
     let config = serde_yaml::from_str(&format!("{{public_key_file: {}}}", public.display()))
         .expect("config");
-    let rs = JwtAuth::new("svc", &config, &KeyPath::root()).expect("jwt");
+    let rs = JwtAuth::compile("svc", &config, &KeyPath::root()).expect("jwt");
     let token = encode(
         &Header::new(Algorithm::RS256),
         &claims,
@@ -150,7 +150,7 @@ fn bench_auth(c: &mut Criterion) {
         .expect("hash")
         .to_string();
     let config = serde_yaml::from_str(&format!("users: {{alice: \"{hash}\"}}")).expect("config");
-    let basic = BasicAuth::new("staff", &config, &KeyPath::root()).expect("basic");
+    let basic = BasicAuth::compile("staff", &config, &KeyPath::root()).expect("basic");
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -7,8 +7,8 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use palisade::limits::fleet::FleetGcra;
 use palisade::limits::gcra::{now_ns, Gcra};
+use palisade::limits::redis::RedisGcra;
 
 fn bench_gcra(c: &mut Criterion) {
     let mut group = c.benchmark_group("limits/gcra");
@@ -57,7 +57,7 @@ fn bench_redis(c: &mut Criterion) {
     std::thread::sleep(Duration::from_millis(300));
     let config = serde_yaml::from_str(&format!("address: 127.0.0.1:{port}\ntimeout: 1s"))
         .expect("redis config");
-    let fleet = FleetGcra::new(
+    let fleet = RedisGcra::new(
         "bench",
         1_000_000,
         Duration::from_secs(1),

@@ -40,7 +40,7 @@ fn pool(algorithm: &str, n: usize) -> Pool {
         yaml.push_str("hash_key: path\n");
     }
     let config: UpstreamConfig = serde_yaml::from_str(&yaml).expect("bench pool config");
-    Pool::build(
+    Pool::compile(
         "bench",
         &config,
         &KeyPath::root(),

@@ -11,40 +11,35 @@
 //! Every import runs down this list, never back up:
 //!
 //! ```text
-//! main (CLI) → server wiring (server, listener_app, reload, upgrade, signals, admin)
+//! main (CLI) → server wiring (server/: listeners, the admin listener,
+//!              background services, reload, binary upgrade, signals)
 //!            → proxy (the only place Pingora phases appear)
 //!            → runtime (config → snapshot; Carried: state that outlives snapshots)
 //!            → policies: cache, edge, auth, limits, upstream, tls, observe
 //!            → config (schema, validation, diagnostics) and net (shared types)
 //! ```
 //!
-//! Policies may use one another where one builds on another (a limit keyed
-//! by a cookie uses the cache's cookie reader) but never a layer above:
+//! Policies may use one another where one builds on another (metrics count
+//! the cache's lookup results; `auth` reads `edge`'s host) but never a
+//! layer above, and never in a circle:
 //! what they need from the snapshot in force (the pools to health-check, a
 //! listener's certificates) is handed to them as a closure by the server
 //! wiring; metrics render from samples their caller gathers; validation
 //! calls no policy code (formats it checks, such as password hashes and
 //! Redis addresses, belong to `config`).
 
-pub mod admin;
 pub mod auth;
 pub mod cache;
 pub mod config;
 pub mod edge;
 pub mod limits;
-pub mod listen_check;
-pub mod listener_app;
 pub mod logging;
 pub mod net;
 pub mod observe;
 pub mod proxy;
-pub mod reload;
-pub mod request_body;
 pub mod runtime;
 pub mod server;
-pub mod signals;
 pub mod tls;
-pub mod upgrade;
 pub mod upstream;
 
 use std::path::Path;

@@ -7,10 +7,10 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 use palisade::cache::CacheStore;
 use palisade::config::{LoadError, Report};
-use palisade::reload::Reloader;
 use palisade::runtime::Carried;
 use palisade::runtime::RuntimeHandle;
-use palisade::upgrade::UpgradePlan;
+use palisade::server::binary_upgrade::UpgradePlan;
+use palisade::server::reload::Reloader;
 use tracing::{info, warn};
 
 /// mimalloc instead of the system allocator: the request path allocates and
@@ -126,7 +126,7 @@ fn reload(path: &Path) -> ExitCode {
     };
     let file = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     let request = serde_json::json!({ "config": file.display().to_string() }).to_string();
-    match palisade::admin::client::post(admin.address, "/reload", &token, &request) {
+    match palisade::server::admin::client::post(admin.address, "/reload", &token, &request) {
         Ok((200, body)) => {
             println!("{body}");
             ExitCode::SUCCESS
@@ -241,7 +241,7 @@ fn check(path: &Path, strict: bool) -> ExitCode {
         Ok((mut loaded, runtime)) => {
             // The running Palisade's own addresses are in use as expected.
             loaded.warnings.extend(
-                palisade::listen_check::unbindable(&loaded.config, path)
+                palisade::server::listen_check::unbindable(&loaded.config, path)
                     .iter()
                     .filter(|u| !u.held_by_running)
                     .map(|u| u.to_config_error()),
@@ -297,7 +297,7 @@ fn run(path: &Path, upgrade: bool, daemon: bool) -> ExitCode {
     let daemon = daemon || config.server.daemon;
     // During an upgrade the old process still holds the addresses.
     if !upgrade {
-        let unbindable: Vec<_> = palisade::listen_check::unbindable(config, path)
+        let unbindable: Vec<_> = palisade::server::listen_check::unbindable(config, path)
             .iter()
             .map(|u| u.to_config_error())
             .collect();

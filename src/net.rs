@@ -1,4 +1,5 @@
-//! Small networking helpers shared by several modules.
+//! Small networking and HTTP-field helpers shared by several modules
+//! (the bottom layer, beside `config`).
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -14,6 +15,20 @@ pub fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok())
+}
+
+/// The value of cookie `name` in a request's `Cookie` fields, if present
+/// (read by cache keys, limit keys and hash keys alike).
+pub fn cookie_value<'a>(headers: &'a http::HeaderMap, name: &str) -> Option<&'a [u8]> {
+    headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b';'))
+        .find_map(|pair| {
+            let pair = pair.trim_ascii();
+            let eq = pair.iter().position(|b| *b == b'=')?;
+            (pair[..eq].trim_ascii() == name.as_bytes()).then(|| pair[eq + 1..].trim_ascii())
+        })
 }
 
 /// A set of IP networks (e.g. the trusted proxies, an allow list), matched

@@ -37,7 +37,7 @@ pub struct ApiKeyAuth {
 
 impl ApiKeyAuth {
     /// Compiles the policy (its settings were validated).
-    pub fn new(name: &str, config: &ApiKeyConfig) -> Self {
+    pub fn compile(name: &str, config: &ApiKeyConfig) -> Self {
         let source = match (&config.header, &config.query) {
             (_, Some(q)) => KeySource::Query(q.clone()),
             (Some(h), None) => KeySource::Header(
@@ -180,7 +180,7 @@ mod tests {
             hex(sha256(b"acme-key-0123456789")),
             hex(sha256(b"globex-key-9876543210"))
         );
-        ApiKeyAuth::new("partners", &serde_yaml::from_str(&yaml).unwrap())
+        ApiKeyAuth::compile("partners", &serde_yaml::from_str(&yaml).unwrap())
     }
 
     fn request(uri: &str, header: Option<(&str, &str)>) -> RequestHeader {

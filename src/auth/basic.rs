@@ -79,7 +79,11 @@ pub struct BasicAuth {
 
 impl BasicAuth {
     /// Compiles the policy, reading its htpasswd file.
-    pub fn new(name: &str, config: &BasicAuthConfig, path: &KeyPath) -> Result<Self, ConfigError> {
+    pub fn compile(
+        name: &str,
+        config: &BasicAuthConfig,
+        path: &KeyPath,
+    ) -> Result<Self, ConfigError> {
         let mut users = HashMap::new();
         for (user, hash) in &config.users {
             let parsed = StoredHash::parse(hash)
@@ -221,7 +225,7 @@ mod tests {
                 .collect(),
             htpasswd_file: htpasswd.map(Path::to_path_buf),
         };
-        BasicAuth::new("staff", &config, &KeyPath::root()).unwrap()
+        BasicAuth::compile("staff", &config, &KeyPath::root()).unwrap()
     }
 
     fn argon2_hash(password: &str) -> String {

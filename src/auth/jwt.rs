@@ -124,7 +124,7 @@ fn jwks_keys(
 
 impl JwtAuth {
     /// Compiles the policy, reading its key material.
-    pub fn new(name: &str, config: &JwtConfig, path: &KeyPath) -> Result<Self, ConfigError> {
+    pub fn compile(name: &str, config: &JwtConfig, path: &KeyPath) -> Result<Self, ConfigError> {
         let configured = parse_algorithms(&config.algorithms, path)?;
         let hmac = |secret: &[u8]| VerifyingKey {
             kid: None,
@@ -327,7 +327,10 @@ mod tests {
         std::fs::write(&file, public_pem).unwrap();
         let config: JwtConfig =
             serde_yaml::from_str(&format!("public_key_file: {}", file.display())).unwrap();
-        (JwtAuth::new("t", &config, &KeyPath::root()).unwrap(), dir)
+        (
+            JwtAuth::compile("t", &config, &KeyPath::root()).unwrap(),
+            dir,
+        )
     }
 
     #[test]

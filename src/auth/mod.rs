@@ -169,12 +169,14 @@ pub fn compile(config: &Config) -> Result<HashMap<String, Arc<Authenticator>>, V
         let path = KeyPath::root().key("auth").key(name.as_str());
         let built = match policy {
             AuthPolicyConfig::Basic(b) => {
-                basic::BasicAuth::new(name, b, &path).map(Authenticator::Basic)
+                basic::BasicAuth::compile(name, b, &path).map(Authenticator::Basic)
             }
             AuthPolicyConfig::ApiKey(k) => {
-                Ok(Authenticator::ApiKey(api_key::ApiKeyAuth::new(name, k)))
+                Ok(Authenticator::ApiKey(api_key::ApiKeyAuth::compile(name, k)))
             }
-            AuthPolicyConfig::Jwt(j) => jwt::JwtAuth::new(name, j, &path).map(Authenticator::Jwt),
+            AuthPolicyConfig::Jwt(j) => {
+                jwt::JwtAuth::compile(name, j, &path).map(Authenticator::Jwt)
+            }
             AuthPolicyConfig::AnyOf(_) => continue,
         };
         match built {

@@ -18,6 +18,7 @@ pub mod revalidate;
 pub mod status;
 pub mod storage;
 pub mod surrogate;
+pub mod transaction;
 pub mod vary;
 
 use std::time::Duration;

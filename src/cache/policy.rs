@@ -7,8 +7,9 @@ use pingora::http::RequestHeader;
 
 use super::freshness::FreshnessRules;
 use super::key::QueryOptions;
-use super::vary::{cookie_value, KeyExtras};
+use super::vary::KeyExtras;
 use crate::config::CachePolicyConfig;
+use crate::net::cookie_value;
 
 /// How one route caches.
 #[derive(Debug, Clone)]
@@ -73,7 +74,7 @@ impl CachePolicy {
             || self
                 .bypass_cookies
                 .iter()
-                .any(|c| cookie_value(req, c).is_some())
+                .any(|c| cookie_value(&req.headers, c).is_some())
     }
 }
 

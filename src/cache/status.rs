@@ -85,6 +85,58 @@ impl CacheStatus {
     }
 }
 
+/// What a cache lookup found, the `result` label of
+/// `palisade_cache_lookups_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheResult {
+    /// A fresh stored response was served.
+    Hit,
+    /// Nothing usable was stored; the origin answered.
+    Miss,
+    /// A stale response was served (stale-while-revalidate, stale-if-error).
+    Stale,
+    /// A stored response had expired and the origin sent a new one.
+    Expired,
+    /// The origin confirmed a stored response (304) and it was served.
+    Revalidated,
+    /// The request or response could not use the cache.
+    Bypass,
+    /// Answered with the response another request fetched while this one
+    /// waited (request coalescing).
+    Collapsed,
+}
+
+impl CacheResult {
+    /// Every result, in label order.
+    pub const ALL: [CacheResult; 7] = [
+        CacheResult::Hit,
+        CacheResult::Miss,
+        CacheResult::Stale,
+        CacheResult::Expired,
+        CacheResult::Revalidated,
+        CacheResult::Bypass,
+        CacheResult::Collapsed,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheResult::Hit => "hit",
+            CacheResult::Miss => "miss",
+            CacheResult::Stale => "stale",
+            CacheResult::Expired => "expired",
+            CacheResult::Revalidated => "revalidated",
+            CacheResult::Bypass => "bypass",
+            CacheResult::Collapsed => "collapsed",
+        }
+    }
+
+    /// The position in [`CacheResult::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

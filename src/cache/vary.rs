@@ -12,6 +12,8 @@ use pingora::cache::key::HashBinary;
 use pingora::cache::VarianceBuilder;
 use pingora::http::{RequestHeader, ResponseHeader};
 
+use crate::net::cookie_value;
+
 /// The parsed `Vary` of a response.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Vary {
@@ -107,19 +109,6 @@ pub fn normalized_value(req: &RequestHeader, name: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// The value of cookie `name` in the request, if present.
-pub fn cookie_value<'a>(req: &'a RequestHeader, name: &str) -> Option<&'a [u8]> {
-    req.headers
-        .get_all(http::header::COOKIE)
-        .iter()
-        .flat_map(|v| v.as_bytes().split(|b| *b == b';'))
-        .find_map(|pair| {
-            let pair = pair.trim_ascii();
-            let eq = pair.iter().position(|b| *b == b'=')?;
-            (pair[..eq].trim_ascii() == name.as_bytes()).then(|| pair[eq + 1..].trim_ascii())
-        })
-}
-
 /// The variance of `req` for a stored response varying on `vary`, plus the
 /// policy's extra key parts; `None` when nothing varies.
 pub fn variance(
@@ -148,7 +137,8 @@ pub fn variance(
         }
     }
     for cookie in extras.cookies.iter() {
-        let value = cookie_value(req, cookie).map_or_else(|| ABSENT.to_vec(), <[u8]>::to_vec);
+        let value =
+            cookie_value(&req.headers, cookie).map_or_else(|| ABSENT.to_vec(), <[u8]>::to_vec);
         builder.add_owned_name_value(format!("cookie:{cookie}"), value);
     }
     builder.finalize()
@@ -254,9 +244,9 @@ mod tests {
     #[test]
     fn finds_cookies() {
         let r = req(&[("cookie", "a=1; session = abc ;b=2"), ("cookie", "c=3")]);
-        assert_eq!(cookie_value(&r, "session"), Some(&b"abc"[..]));
-        assert_eq!(cookie_value(&r, "c"), Some(&b"3"[..]));
-        assert_eq!(cookie_value(&r, "zz"), None);
+        assert_eq!(cookie_value(&r.headers, "session"), Some(&b"abc"[..]));
+        assert_eq!(cookie_value(&r.headers, "c"), Some(&b"3"[..]));
+        assert_eq!(cookie_value(&r.headers, "zz"), None);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use serde::de::{self, value::MapAccessDeserializer, Deserializer, MapAccess, Vis
 use serde::Deserialize;
 
 use super::one_or_many::OneOrMany;
-use super::units::Duration;
+use super::units::HumanDuration;
 
 /// One authentication policy (`auth.<name>`).
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -122,7 +122,7 @@ pub struct JwtConfig {
     pub audience: OneOrMany<String>,
     /// Clock skew allowed on `exp` and `nbf`.
     #[serde(default = "default_leeway")]
-    pub leeway: Duration,
+    pub leeway: HumanDuration,
     /// Claims that must be present (`exp` always is).
     #[serde(default)]
     pub required_claims: Vec<String>,
@@ -135,8 +135,8 @@ pub struct JwtConfig {
     pub identity_claim: String,
 }
 
-fn default_leeway() -> Duration {
-    Duration::from_secs(30)
+fn default_leeway() -> HumanDuration {
+    HumanDuration::from_secs(30)
 }
 
 fn default_identity_claim() -> String {

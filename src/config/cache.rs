@@ -8,7 +8,7 @@ use serde::de::{self, value::MapAccessDeserializer, Deserializer, MapAccess, Vis
 use serde::Deserialize;
 
 use super::header::HeaderName;
-use super::units::{ByteSize, Duration};
+use super::units::{ByteSize, HumanDuration};
 
 /// Which entries the cache drops when it is full.
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
@@ -37,11 +37,11 @@ pub struct CacheConfig {
     pub eviction: EvictionPolicy,
     /// How long a request waits for another request already fetching the same
     /// object before going to the origin itself.
-    pub lock_timeout: Duration,
+    pub lock_timeout: HumanDuration,
     /// How long a stale response is kept past its stale windows: so that it
     /// can be revalidated with a cheap `304` (when it has a validator), and
     /// for clients that accept stale responses (`max-stale`).
-    pub stale_retention: Duration,
+    pub stale_retention: HumanDuration,
     /// Named policies that routes refer to.
     pub policies: IndexMap<String, CachePolicyConfig>,
 }
@@ -52,8 +52,8 @@ impl Default for CacheConfig {
             max_size: ByteSize(256 << 20),
             max_object_size: ByteSize(8 << 20),
             eviction: EvictionPolicy::Lru,
-            lock_timeout: Duration::from_secs(10),
-            stale_retention: Duration::from_secs(3600),
+            lock_timeout: HumanDuration::from_secs(10),
+            stale_retention: HumanDuration::from_secs(3600),
             policies: IndexMap::new(),
         }
     }
@@ -69,21 +69,21 @@ pub struct CachePolicyConfig {
     pub key: CacheKeyConfig,
     /// Freshness for responses that carry none (no `Cache-Control` max-age,
     /// no `Expires`, no `Last-Modified`). Off unless set.
-    pub default_ttl: Option<Duration>,
+    pub default_ttl: Option<HumanDuration>,
     /// Upper bound of any freshness lifetime.
-    pub max_ttl: Option<Duration>,
+    pub max_ttl: Option<HumanDuration>,
     /// Heuristic freshness (RFC 9111 §4.2.2): this fraction of the time since
     /// `Last-Modified`, for responses without explicit freshness. 0 disables.
     pub heuristic_fraction: f64,
     /// Upper bound of heuristic freshness.
-    pub heuristic_max_ttl: Duration,
+    pub heuristic_max_ttl: HumanDuration,
     /// Status codes that may be stored. Default: every final status except
     /// 206 and 304.
     pub statuses: Option<Vec<u16>>,
     /// `stale-while-revalidate` window when the origin sends none.
-    pub stale_while_revalidate: Duration,
+    pub stale_while_revalidate: HumanDuration,
     /// `stale-if-error` window when the origin sends none.
-    pub stale_if_error: Duration,
+    pub stale_if_error: HumanDuration,
     /// Requests carrying any of these skip the cache entirely.
     pub bypass: CacheBypassConfig,
     /// Store responses that set cookies. Off by default: a `Set-Cookie`
@@ -104,10 +104,10 @@ impl Default for CachePolicyConfig {
             default_ttl: None,
             max_ttl: None,
             heuristic_fraction: 0.1,
-            heuristic_max_ttl: Duration::from_secs(86_400),
+            heuristic_max_ttl: HumanDuration::from_secs(86_400),
             statuses: None,
-            stale_while_revalidate: Duration::default(),
-            stale_if_error: Duration::default(),
+            stale_while_revalidate: HumanDuration::default(),
+            stale_if_error: HumanDuration::default(),
             bypass: CacheBypassConfig::default(),
             store_set_cookie: false,
             cache_status: true,

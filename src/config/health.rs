@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 
-use super::units::Duration;
+use super::units::HumanDuration;
 
 /// How a backend is probed.
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
@@ -24,9 +24,9 @@ pub struct HealthCheckConfig {
     #[serde(rename = "type")]
     pub kind: HealthCheckKind,
     /// Time between two probes of a backend.
-    pub interval: Duration,
+    pub interval: HumanDuration,
     /// Time a probe may take.
-    pub timeout: Duration,
+    pub timeout: HumanDuration,
     /// Consecutive successes that bring a backend back.
     pub healthy_threshold: u32,
     /// Consecutive failures that take a backend out.
@@ -47,8 +47,8 @@ impl Default for HealthCheckConfig {
     fn default() -> Self {
         Self {
             kind: HealthCheckKind::Http,
-            interval: Duration::from_secs(5),
-            timeout: Duration::from_secs(2),
+            interval: HumanDuration::from_secs(5),
+            timeout: HumanDuration::from_secs(2),
             healthy_threshold: 2,
             unhealthy_threshold: 3,
             path: "/".to_string(),
@@ -77,9 +77,9 @@ pub struct PassiveHealthConfig {
     #[serde(rename = "count_5xx")]
     pub count_5xx_removed: Option<bool>,
     /// First ejection length; doubles with each ejection in a row.
-    pub base_ejection: Duration,
+    pub base_ejection: HumanDuration,
     /// Longest ejection.
-    pub max_ejection: Duration,
+    pub max_ejection: HumanDuration,
     /// Most of the pool that passive health may eject at once, in percent
     /// (at least one backend whatever the share), as Envoy's outlier
     /// detection.
@@ -99,8 +99,8 @@ impl Default for PassiveHealthConfig {
             consecutive_failures: 5,
             failure_statuses: DEFAULT_FAILURE_STATUSES.to_vec(),
             count_5xx_removed: None,
-            base_ejection: Duration::from_secs(10),
-            max_ejection: Duration::from_secs(300),
+            base_ejection: HumanDuration::from_secs(10),
+            max_ejection: HumanDuration::from_secs(300),
             max_ejection_percent: DEFAULT_MAX_EJECTION_PERCENT,
         }
     }

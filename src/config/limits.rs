@@ -7,7 +7,7 @@ use std::time::Duration as StdDuration;
 use serde::{Deserialize, Deserializer};
 
 use super::one_or_many::OneOrMany;
-use super::units::Duration;
+use super::units::HumanDuration;
 
 /// One limit policy (`limits.<name>`): a rate (`rate`, `burst`) or a
 /// concurrency cap (`concurrency`), per key.
@@ -27,7 +27,7 @@ pub struct LimitPolicyConfig {
     /// With `concurrency`: how long a request may wait for a slot before it
     /// is refused. Default `0s` (refused at once).
     #[serde(default)]
-    pub queue_timeout: Duration,
+    pub queue_timeout: HumanDuration,
     /// What is counted separately: one part or a list of parts combined.
     #[serde(default = "default_key")]
     pub key: OneOrMany<LimitKeyPart>,
@@ -83,7 +83,7 @@ pub struct RedisConfig {
     pub address: String,
     /// Longest wait for Redis before `on_error` decides.
     #[serde(default = "default_redis_timeout")]
-    pub timeout: Duration,
+    pub timeout: HumanDuration,
     /// What a request gets when Redis cannot answer in time.
     #[serde(default)]
     pub on_error: OnRedisError,
@@ -103,8 +103,8 @@ impl RedisConfig {
     }
 }
 
-fn default_redis_timeout() -> Duration {
-    Duration::from_millis(50)
+fn default_redis_timeout() -> HumanDuration {
+    HumanDuration::from_millis(50)
 }
 
 fn default_prefix() -> String {

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use serde::Deserialize;
 
 use super::tls::{HstsConfig, HttpsMode, ListenerTls};
-use super::units::{ByteSize, Duration};
+use super::units::{ByteSize, HumanDuration};
 
 /// One listening socket (`listeners[i]`).
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -47,11 +47,11 @@ pub struct ListenerConfig {
     /// A client that accepts none of a response's bytes for this long is
     /// disconnected (nginx `send_timeout`). Default [`DEFAULT_SEND_TIMEOUT`].
     #[serde(default)]
-    pub send_timeout: Option<Duration>,
+    pub send_timeout: Option<HumanDuration>,
     /// Longest wait for the next piece of a request body (nginx
     /// `client_body_timeout`). Default [`DEFAULT_CLIENT_BODY_TIMEOUT`].
     #[serde(default)]
-    pub client_body_timeout: Option<Duration>,
+    pub client_body_timeout: Option<HumanDuration>,
     /// Slowest accepted request body, in bytes per second: the whole body
     /// must have arrived `client_body_timeout` plus one second per this many
     /// bytes after the request header (Apache `mod_reqtimeout`'s
@@ -64,12 +64,12 @@ pub struct ListenerConfig {
     /// `client_header_timeout`, HAProxy `timeout http-request`). Default
     /// [`DEFAULT_CLIENT_HEADER_TIMEOUT`].
     #[serde(default)]
-    pub client_header_timeout: Option<Duration>,
+    pub client_header_timeout: Option<HumanDuration>,
     /// How long a kept-alive connection may wait for its next request
     /// (nginx `keepalive_timeout`). Whole seconds. Default
     /// [`DEFAULT_KEEPALIVE_TIMEOUT`].
     #[serde(default)]
-    pub keepalive_timeout: Option<Duration>,
+    pub keepalive_timeout: Option<HumanDuration>,
     /// Requests one connection may carry before it is closed (nginx
     /// `keepalive_requests`). Default [`DEFAULT_MAX_REQUESTS_PER_CONNECTION`].
     #[serde(default)]
@@ -118,9 +118,9 @@ pub const DEFAULT_REQUEST_BUFFER: ByteSize = ByteSize(512 * 1024);
 pub const MAX_REQUEST_HEAD_AND_BUFFER: ByteSize = MAX_HEADER_SIZE;
 
 /// Default `client_header_timeout`.
-pub const DEFAULT_CLIENT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_CLIENT_HEADER_TIMEOUT: HumanDuration = HumanDuration::from_secs(10);
 /// Default `keepalive_timeout`, as nginx's and Pingora's.
-pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(60);
+pub const DEFAULT_KEEPALIVE_TIMEOUT: HumanDuration = HumanDuration::from_secs(60);
 /// Default `max_requests_per_connection`, as nginx's `keepalive_requests`.
 pub const DEFAULT_MAX_REQUESTS_PER_CONNECTION: u32 = 1000;
 /// Default `max_header_size` (Envoy's 60 KiB, rounded).
@@ -137,7 +137,7 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 pub const DEFAULT_MAX_CONNECTIONS_PER_CLIENT: usize = 256;
 
 /// Default `client_body_timeout`.
-pub const DEFAULT_CLIENT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_CLIENT_BODY_TIMEOUT: HumanDuration = HumanDuration::from_secs(30);
 
 /// Default `client_body_min_rate`, bytes per second (Apache's).
 pub const DEFAULT_CLIENT_BODY_MIN_RATE: u64 = 500;
@@ -166,7 +166,7 @@ pub struct ClientLimits {
 }
 
 /// Default `send_timeout`, as nginx's.
-pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(60);
+pub const DEFAULT_SEND_TIMEOUT: HumanDuration = HumanDuration::from_secs(60);
 
 /// Default `write_buffer`: like nginx's `ssl_buffer_size`, one full TLS
 /// record. Pingora's own default (1460 bytes, one segment) splits a small

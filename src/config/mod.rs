@@ -10,7 +10,6 @@
 //!
 //! Problems are reported as `file:line:column: error: key.path: message`.
 
-mod access;
 mod admin;
 mod auth;
 mod cache;
@@ -19,6 +18,7 @@ mod diagnostic;
 mod every_error;
 mod header;
 mod health;
+mod ip_filter;
 mod limits;
 mod listener;
 mod load;
@@ -39,7 +39,6 @@ use indexmap::IndexMap;
 use load::WrittenAt;
 pub use load::{load, parse, LoadedConfig};
 
-pub use access::IpFilterConfig;
 pub use admin::{AdminConfig, MIN_TOKEN_LEN};
 pub use auth::{
     password_scheme, AnyOfConfig, ApiKeyConfig, ApiKeyEntry, AuthPolicyConfig, BasicAuthConfig,
@@ -52,6 +51,7 @@ pub use cidr::Cidr;
 pub use diagnostic::{did_you_mean, ConfigError, Diagnostic, LoadError, Report, Severity};
 pub use header::{HeaderName, HeaderRules, HeaderValue};
 pub use health::{HealthCheckConfig, HealthCheckKind, PassiveHealthConfig};
+pub use ip_filter::IpFilterConfig;
 pub use limits::{
     LimitBackend, LimitKeyPart, LimitPolicyConfig, LimitScope, OnRedisError, Rate, RedisConfig,
 };
@@ -71,7 +71,7 @@ pub use tls::{
     CertificateConfig, CipherPolicy, ClientAuthConfig, HstsConfig, HttpsMode, ListenerTls,
     TlsVersion,
 };
-pub use units::{ByteSize, Duration};
+pub use units::{ByteSize, HumanDuration};
 pub use upstream::{
     Algorithm, BackendAddress, BackendConfig, HashKey, UpstreamConfig, UpstreamProtocol,
     UpstreamTls, UpstreamTlsSettings, MAX_WEIGHT,

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use super::cidr::Cidr;
 use serde::Deserialize;
 
-use super::units::Duration;
+use super::units::HumanDuration;
 
 /// Process-wide settings (`server:`).
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -16,9 +16,9 @@ pub struct ServerConfig {
     pub threads: usize,
     /// After `SIGTERM`, how long listeners keep accepting before shutdown
     /// starts. Pingora sleeps this period in full, so keep it short.
-    pub grace_period: Duration,
+    pub grace_period: HumanDuration,
     /// After the grace period, how long in-flight requests get to finish.
-    pub shutdown_timeout: Duration,
+    pub shutdown_timeout: HumanDuration,
     /// Run in the background (double fork). Prefer `false` under systemd.
     pub daemon: bool,
     /// PID file, written when `daemon` is true.
@@ -46,8 +46,8 @@ impl Default for ServerConfig {
             threads: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(1),
-            grace_period: Duration::from_secs(5),
-            shutdown_timeout: Duration::from_secs(5),
+            grace_period: HumanDuration::from_secs(5),
+            shutdown_timeout: HumanDuration::from_secs(5),
             daemon: false,
             pid_file: PathBuf::from("/run/palisade/palisade.pid"),
             upgrade_socket: PathBuf::from("/run/palisade/upgrade.sock"),

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 
-use super::units::Duration;
+use super::units::HumanDuration;
 
 /// A listener's `tls:` block: it terminates TLS with these certificates.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -158,7 +158,7 @@ pub enum HttpsMode {
 pub struct HstsConfig {
     /// How long browsers remember to use HTTPS only (`0s` tells them to
     /// forget).
-    pub max_age: Duration,
+    pub max_age: HumanDuration,
     /// Applies to every subdomain too.
     #[serde(default)]
     pub include_subdomains: bool,

@@ -10,9 +10,9 @@ use serde::Deserialize;
 
 /// A duration written with a unit, such as `30s`, `250ms` or `1h 30m`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Default)]
-pub struct Duration(pub StdDuration);
+pub struct HumanDuration(pub StdDuration);
 
-impl Duration {
+impl HumanDuration {
     /// A duration of `secs` seconds.
     pub const fn from_secs(secs: u64) -> Self {
         Self(StdDuration::from_secs(secs))
@@ -34,7 +34,7 @@ impl Duration {
     }
 }
 
-impl FromStr for Duration {
+impl FromStr for HumanDuration {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -45,39 +45,39 @@ impl FromStr for Duration {
             ));
         }
         humantime::parse_duration(s)
-            .map(Duration)
+            .map(HumanDuration)
             .map_err(|e| format!("invalid duration `{s}`: {e} (examples: 30s, 250ms, 5m, 1h 30m)"))
     }
 }
 
-impl fmt::Display for Duration {
+impl fmt::Display for HumanDuration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", humantime::format_duration(self.0))
     }
 }
 
-impl<'de> Deserialize<'de> for Duration {
+impl<'de> Deserialize<'de> for HumanDuration {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct DurationVisitor;
         impl Visitor<'_> for DurationVisitor {
-            type Value = Duration;
+            type Value = HumanDuration;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a duration with a unit, such as 30s or 250ms")
             }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Duration, E> {
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<HumanDuration, E> {
                 v.parse().map_err(E::custom)
             }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Duration, E> {
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<HumanDuration, E> {
                 Err(E::custom(format!(
                     "duration `{v}` has no unit; write for example `{v}s` or `{v}ms`"
                 )))
             }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Duration, E> {
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<HumanDuration, E> {
                 Err(E::custom(format!(
                     "duration `{v}` must be positive and have a unit"
                 )))
             }
-            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Duration, E> {
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<HumanDuration, E> {
                 Err(E::custom(format!(
                     "duration `{v}` has no unit; write for example `1500ms` instead of `1.5`"
                 )))
@@ -200,32 +200,35 @@ mod tests {
     #[test]
     fn parses_durations_with_units() {
         assert_eq!(
-            "30s".parse::<Duration>().unwrap().get(),
+            "30s".parse::<HumanDuration>().unwrap().get(),
             StdDuration::from_secs(30)
         );
         assert_eq!(
-            "250ms".parse::<Duration>().unwrap().get(),
+            "250ms".parse::<HumanDuration>().unwrap().get(),
             StdDuration::from_millis(250)
         );
         assert_eq!(
-            "1h 30m".parse::<Duration>().unwrap().get(),
+            "1h 30m".parse::<HumanDuration>().unwrap().get(),
             StdDuration::from_secs(5400)
         );
-        assert_eq!("0s".parse::<Duration>().unwrap().get(), StdDuration::ZERO);
+        assert_eq!(
+            "0s".parse::<HumanDuration>().unwrap().get(),
+            StdDuration::ZERO
+        );
     }
 
     #[test]
     fn rejects_durations_without_unit_with_a_hint() {
-        let err = "30".parse::<Duration>().unwrap_err();
+        let err = "30".parse::<HumanDuration>().unwrap_err();
         assert!(err.contains("30s"), "{err}");
-        assert!("soon".parse::<Duration>().is_err());
+        assert!("soon".parse::<HumanDuration>().is_err());
     }
 
     #[test]
     fn rounds_durations_up_to_whole_seconds() {
-        assert_eq!(Duration::from_millis(1).ceil_secs(), 1);
-        assert_eq!(Duration::from_secs(3).ceil_secs(), 3);
-        assert_eq!(Duration::from_millis(0).ceil_secs(), 0);
+        assert_eq!(HumanDuration::from_millis(1).ceil_secs(), 1);
+        assert_eq!(HumanDuration::from_secs(3).ceil_secs(), 3);
+        assert_eq!(HumanDuration::from_millis(0).ceil_secs(), 0);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use serde::de::{self, value::MapAccessDeserializer, Deserializer, MapAccess, Vis
 use serde::Deserialize;
 
 use super::health::{HealthCheckConfig, PassiveHealthConfig};
-use super::units::Duration;
+use super::units::HumanDuration;
 
 /// A pool of backends serving the same content (`upstreams.<name>`).
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -22,24 +22,24 @@ pub struct UpstreamConfig {
     pub hash_key: Option<HashKey>,
     /// Re-resolve backend host names this often; unset: only at load.
     #[serde(default)]
-    pub resolve_interval: Option<Duration>,
+    pub resolve_interval: Option<HumanDuration>,
     /// Time allowed to establish a connection (TCP and TLS) to a backend.
     #[serde(default = "default_connect_timeout")]
-    pub connect_timeout: Duration,
+    pub connect_timeout: HumanDuration,
     /// Time allowed between two reads from a backend, including the wait for
     /// the response header.
     #[serde(default = "default_io_timeout")]
-    pub read_timeout: Duration,
+    pub read_timeout: HumanDuration,
     /// Time allowed for each write to a backend.
     #[serde(default = "default_io_timeout")]
-    pub write_timeout: Duration,
+    pub write_timeout: HumanDuration,
     /// How long an unused keep-alive connection to a backend is kept.
     #[serde(default = "default_idle_timeout")]
-    pub idle_timeout: Duration,
+    pub idle_timeout: HumanDuration,
     /// Deadline of a whole request through this pool (all attempts, and the
     /// response body); unset: none.
     #[serde(default)]
-    pub request_timeout: Option<Duration>,
+    pub request_timeout: Option<HumanDuration>,
     /// How many more backends a failed request may try.
     #[serde(default = "default_max_retries")]
     pub max_retries: u32,
@@ -61,16 +61,16 @@ pub struct UpstreamConfig {
     pub fail_open: bool,
 }
 
-fn default_connect_timeout() -> Duration {
-    Duration::from_secs(5)
+fn default_connect_timeout() -> HumanDuration {
+    HumanDuration::from_secs(5)
 }
 
-fn default_io_timeout() -> Duration {
-    Duration::from_secs(60)
+fn default_io_timeout() -> HumanDuration {
+    HumanDuration::from_secs(60)
 }
 
-fn default_idle_timeout() -> Duration {
-    Duration::from_secs(60)
+fn default_idle_timeout() -> HumanDuration {
+    HumanDuration::from_secs(60)
 }
 
 fn default_max_retries() -> u32 {

@@ -15,7 +15,7 @@ pub struct IpFilter {
 
 impl IpFilter {
     /// Compiles the configured lists.
-    pub fn new(config: &IpFilterConfig) -> Self {
+    pub fn compile(config: &IpFilterConfig) -> Self {
         Self {
             allow: IpSet::new(config.allow.iter().map(|c| c.0)),
             deny: IpSet::new(config.deny.iter().map(|c| c.0)),
@@ -39,7 +39,7 @@ mod tests {
     use super::*;
 
     fn filter(yaml: &str) -> IpFilter {
-        IpFilter::new(&serde_yaml::from_str(yaml).unwrap())
+        IpFilter::compile(&serde_yaml::from_str(yaml).unwrap())
     }
 
     #[test]

@@ -4,8 +4,8 @@
 //! a reload for every limit whose settings did not change.
 
 pub mod concurrency;
-pub mod fleet;
 pub mod gcra;
+pub mod redis;
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
@@ -19,19 +19,19 @@ use parking_lot::Mutex;
 use pingora::http::RequestHeader;
 use tokio::sync::OwnedSemaphorePermit;
 
-use crate::cache::vary::cookie_value;
 use crate::config::{
     Config, ConfigError, KeyPath, LimitBackend, LimitKeyPart, LimitPolicyConfig, LimitScope,
     OnRedisError,
 };
+use crate::net::cookie_value;
 use concurrency::Concurrency;
-use fleet::{FleetDecision, FleetGcra};
 use gcra::{now_ns, Decision, Gcra};
+use redis::{RedisDecision, RedisGcra};
 
 /// What a limit keeps per key.
 enum Kind {
     Rate(Gcra),
-    Fleet(Box<FleetGcra>),
+    Redis(Box<RedisGcra>),
     Concurrency(Concurrency),
 }
 
@@ -113,7 +113,7 @@ impl Limit {
     fn compile(name: &str, c: &LimitPolicyConfig) -> Result<Self, String> {
         let kind = match (c.rate, c.concurrency, c.backend, &c.redis) {
             (Some(rate), _, LimitBackend::Redis, Some(redis)) => {
-                Kind::Fleet(Box::new(FleetGcra::new(
+                Kind::Redis(Box::new(RedisGcra::new(
                     name,
                     rate.count,
                     rate.period,
@@ -158,7 +158,7 @@ impl Limit {
     /// on every node, so they use SHA-256, whose collisions nobody can
     /// craft either.
     pub fn key(&self, req: &RequestHeader, facts: KeyFacts<'_>) -> u128 {
-        if matches!(self.kind, Kind::Fleet(_)) {
+        if matches!(self.kind, Kind::Redis(_)) {
             let mut sha = openssl::sha::Sha256::new();
             self.feed_key(req, facts, &mut |bytes| {
                 sha.update(bytes);
@@ -205,7 +205,7 @@ impl Limit {
                 LimitKeyPart::Header(h) => {
                     feed(req.headers.get(h).map_or(&b""[..], HeaderValue::as_bytes))
                 }
-                LimitKeyPart::Cookie(c) => feed(cookie_value(req, c).unwrap_or(b"")),
+                LimitKeyPart::Cookie(c) => feed(cookie_value(&req.headers, c).unwrap_or(b"")),
                 LimitKeyPart::Query(q) => {
                     let value = req.uri.query().and_then(|query| {
                         form_urlencoded::parse(query.as_bytes())
@@ -242,10 +242,10 @@ impl Limit {
         };
         match &self.kind {
             Kind::Rate(g) => decided(g.check(key, now_ns()), g.burst(), g.window()),
-            Kind::Fleet(f) => match f.check(key).await {
-                FleetDecision::Decided(d) => decided(d, f.burst(), f.window()),
-                FleetDecision::Unavailable(OnRedisError::Allow) => Outcome::Pass(None, None),
-                FleetDecision::Unavailable(OnRedisError::Deny) => Outcome::Unavailable,
+            Kind::Redis(f) => match f.check(key).await {
+                RedisDecision::Decided(d) => decided(d, f.burst(), f.window()),
+                RedisDecision::Unavailable(OnRedisError::Allow) => Outcome::Pass(None, None),
+                RedisDecision::Unavailable(OnRedisError::Deny) => Outcome::Unavailable,
             },
             Kind::Concurrency(c) => match c.acquire(key).await {
                 Some(permit) => Outcome::Pass(None, Some(permit)),
@@ -258,10 +258,15 @@ impl Limit {
     pub fn tracked_keys(&self) -> u64 {
         match &self.kind {
             Kind::Rate(g) => g.tracked_keys(),
-            Kind::Fleet(_) | Kind::Concurrency(_) => 0,
+            Kind::Redis(_) | Kind::Concurrency(_) => 0,
         }
     }
 }
+
+/// `RateLimit-Policy` (draft-ietf-httpapi-ratelimit-headers).
+pub const RATELIMIT_POLICY: &str = "ratelimit-policy";
+/// `RateLimit` (draft-ietf-httpapi-ratelimit-headers).
+pub const RATELIMIT: &str = "ratelimit";
 
 /// `RateLimit-Policy` and `RateLimit` values (draft-ietf-httpapi-ratelimit-headers,
 /// structured-field form) for the given reports.

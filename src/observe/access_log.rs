@@ -16,10 +16,7 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
-use async_trait::async_trait;
 use parking_lot::Mutex;
-use pingora::server::ShutdownWatch;
-use pingora::services::background::BackgroundService;
 use serde::Serialize;
 use tracing::{error, info};
 
@@ -267,7 +264,13 @@ impl AccessLog {
     }
 
     /// Starts the writer thread (once).
-    fn start_writer(&self) {
+    /// Asks the writer to reopen its file (after log rotation).
+    pub fn request_reopen(&self) {
+        self.reopen.store(true, Ordering::Release);
+    }
+
+    /// Starts the thread that writes queued lines (once per process).
+    pub fn start_writer(&self) {
         let Some((rx, sink)) = self.pending.lock().take() else {
             return;
         };
@@ -315,25 +318,6 @@ fn write_loop(rx: Receiver<String>, mut sink: Sink, reopen: &AtomicBool) {
             }
         }
         batch.clear();
-    }
-}
-
-/// Runs the access log writer and reopens its file on `SIGUSR1`.
-pub struct AccessLogService;
-
-#[async_trait]
-impl BackgroundService for AccessLogService {
-    async fn start(&self, mut shutdown: ShutdownWatch) {
-        let Some(log) = get() else { return };
-        log.start_writer();
-        let kind = tokio::signal::unix::SignalKind::user_defined1();
-        let without = "the access log will not be reopened";
-        crate::signals::each(kind, "SIGUSR1", without, &mut shutdown, || async {
-            info!("SIGUSR1: reopening the access log");
-            log.reopen.store(true, Ordering::Release);
-            true
-        })
-        .await;
     }
 }
 

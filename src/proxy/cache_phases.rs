@@ -1,6 +1,6 @@
 //! The bodies of Pingora's cache phases for a request on a caching route:
 //! they read the session and the request context and apply the decisions
-//! of [`super::caching`] and `crate::cache`.
+//! of [`crate::cache::transaction`] and `crate::cache`.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -16,9 +16,10 @@ use pingora::ErrorType;
 
 use super::context::RequestCtx;
 use super::refusal::Refusal;
-use super::{caching, fresh_hit, is_tls, respond};
+use super::{fresh_hit, is_tls, respond};
 use crate::cache::key::for_url;
 use crate::cache::storage::{Doom, Fill, FillOutcome};
+use crate::cache::transaction as caching;
 use crate::cache::{vary, CacheStore};
 
 /// Answers the request from a fresh stored response when nothing but the
@@ -86,7 +87,7 @@ fn fill_of(cache: &CacheStore, session: &mut Session) -> Option<Arc<Fill>> {
 }
 
 /// Turns Pingora's cache on for a request that uses it (see
-/// [`caching::CacheCtx::uses_cache_phases`]).
+/// [`crate::cache::transaction::CacheCtx::uses_cache_phases`]).
 pub(super) fn enable(cache: &'static CacheStore, session: &mut Session, ctx: &RequestCtx) {
     if let Some(cc) = ctx.cache.as_ref().filter(|cc| cc.uses_cache_phases()) {
         cache.enable(&mut session.cache, cc.coalesces());
@@ -112,7 +113,7 @@ pub(super) fn key(cache: &'static CacheStore, ctx: &mut RequestCtx) -> Result<Ca
 }
 
 /// What a stored response found by Pingora's lookup is used for (see
-/// [`caching::hit_decision`]).
+/// [`crate::cache::transaction::hit_decision`]).
 pub(super) fn hit(
     cache: &CacheStore,
     session: &mut Session,
@@ -166,7 +167,7 @@ pub(super) fn may_reach_origin(
 }
 
 /// Whether (and for how long) the origin's response is stored (see
-/// [`caching::decide_storage`]).
+/// [`crate::cache::transaction::decide_storage`]).
 pub(super) fn storage(
     cache: &CacheStore,
     session: &Session,

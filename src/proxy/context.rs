@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use http::HeaderValue;
 
-use super::caching::CacheCtx;
+use crate::cache::transaction::CacheCtx;
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::auth::Identity;

@@ -26,7 +26,7 @@ use http::{StatusCode, Version};
 use pingora::cache::CacheMeta;
 use pingora::http::{RequestHeader, ResponseHeader};
 
-use super::caching::CacheCtx;
+use crate::cache::transaction::CacheCtx;
 
 /// Request headers left to Pingora's hit path: ranges and the
 /// preconditions that interact with them or with unsafe methods.
@@ -92,9 +92,9 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::cache::transaction as caching;
     use crate::cache::CachePolicy;
     use crate::config::CachePolicyConfig;
-    use crate::proxy::caching;
 
     fn request(headers: &[(&str, &str)]) -> RequestHeader {
         let mut r = RequestHeader::build("GET", b"/a", None).unwrap();

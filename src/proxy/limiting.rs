@@ -8,13 +8,8 @@ use tracing::info;
 use super::context::RequestCtx;
 use super::refusal::Refusal;
 use crate::config::LimitScope;
-use crate::limits::{header_values, KeyFacts, Outcome};
+use crate::limits::{header_values, KeyFacts, Outcome, RATELIMIT, RATELIMIT_POLICY};
 use crate::observe::metrics::metrics;
-
-/// `RateLimit-Policy` (draft-ietf-httpapi-ratelimit-headers).
-pub const RATELIMIT_POLICY: &str = "ratelimit-policy";
-/// `RateLimit` (draft-ietf-httpapi-ratelimit-headers).
-pub const RATELIMIT: &str = "ratelimit";
 
 /// Counts the request against the route's limits of `scope`: the refusal
 /// of the first that refuses it (`429` with `Retry-After` and the RateLimit
@@ -81,13 +76,4 @@ pub async fn enforce(
         }
     }
     Ok(None)
-}
-
-/// Adds the RateLimit headers for the limits this request passed (or hit).
-pub fn add_headers(resp: &mut pingora::http::ResponseHeader, ctx: &RequestCtx) -> Result<()> {
-    if let Some((policy, state)) = header_values(&ctx.rate_reports) {
-        resp.insert_header(RATELIMIT_POLICY, policy)?;
-        resp.insert_header(RATELIMIT, state)?;
-    }
-    Ok(())
 }

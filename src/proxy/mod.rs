@@ -12,7 +12,7 @@
 //!   │                        refusal::answer is the one writer of them
 //! request_body_filter ────── request.rs: body size and rate
 //! request_cache_filter ──┐
-//! cache_key_callback     │   cache_phases.rs (decisions: caching.rs, cache/)
+//! cache_key_callback     │   cache_phases.rs (decisions: cache/transaction.rs)
 //! cache_hit_filter ──────┤── a usable stored response ends here
 //! proxy_upstream_filter  │   only-if-cached, lock timeout; limits
 //! cache_vary_filter ─────┘   (scope: upstream_only)
@@ -34,7 +34,6 @@
 pub mod admission;
 mod attempts;
 mod cache_phases;
-mod caching;
 pub mod client_timing;
 mod context;
 pub mod forwarded;

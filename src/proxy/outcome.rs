@@ -9,7 +9,8 @@ use pingora::proxy::FailToProxy;
 use tracing::{debug, info, warn};
 
 use super::context::{ClientFault, RequestCtx};
-use super::{caching, respond};
+use super::respond;
+use crate::cache::transaction as caching;
 use crate::observe::access_log::{self, Entry};
 use crate::observe::metrics::{metrics, unrouted, CacheResult};
 

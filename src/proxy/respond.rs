@@ -9,6 +9,7 @@ use pingora::{ErrorSource, ErrorType};
 
 use super::context::RequestCtx;
 use super::request_id::X_REQUEST_ID;
+use crate::limits;
 
 /// The status code to answer with after `e`, or `None` when the client is
 /// gone and nothing can be sent.
@@ -124,7 +125,11 @@ pub fn finish_response_header(
     if let Some(id) = &ctx.request_id {
         response.insert_header(X_REQUEST_ID, id.clone())?;
     }
-    super::limiting::add_headers(response, ctx)?;
+    // The RateLimit headers of the limits this request passed.
+    if let Some((policy, state)) = limits::header_values(&ctx.rate_reports) {
+        response.insert_header(limits::RATELIMIT_POLICY, policy)?;
+        response.insert_header(limits::RATELIMIT, state)?;
+    }
     if ctx.closes_connection {
         session.set_keepalive(None);
     }

@@ -47,7 +47,7 @@ pub struct HeaderEdits {
 
 impl HeaderEdits {
     /// Compiles validated rules.
-    pub fn new(rules: &HeaderRules) -> Self {
+    pub fn compile(rules: &HeaderRules) -> Self {
         Self {
             always: rules.always,
             remove: rules.remove.iter().map(|n| n.0.clone()).collect(),
@@ -94,7 +94,7 @@ mod tests {
             "{remove: [x-drop, x-replace], set: {x-replace: new, x-set: one}, add: {x-set: two}}",
         )
         .unwrap();
-        let edits = HeaderEdits::new(&rules);
+        let edits = HeaderEdits::compile(&rules);
         let mut req = RequestHeader::build("GET", b"/", None).unwrap();
         req.insert_header("x-drop", "a").unwrap();
         req.insert_header("x-replace", "old").unwrap();

@@ -144,7 +144,7 @@ impl Runtime {
         let mut pools = Vec::with_capacity(config.upstreams.len());
         for (name, upstream) in &config.upstreams {
             let path = KeyPath::root().key("upstreams").key(name.as_str());
-            match Pool::build(name, upstream, &path, &carried.health) {
+            match Pool::compile(name, upstream, &path, &carried.health) {
                 Ok(pool) => pools.push(Arc::new(pool)),
                 Err(e) => errors.push(e),
             }
@@ -191,15 +191,15 @@ impl Runtime {
                 name,
                 pool,
                 host_rewrite: r.host_rewrite.as_ref().map(|h| h.0.clone()),
-                request_headers: HeaderEdits::new(&r.request_headers),
-                response_headers: HeaderEdits::new(&r.response_headers),
+                request_headers: HeaderEdits::compile(&r.request_headers),
+                response_headers: HeaderEdits::compile(&r.response_headers),
                 max_request_body: r.max_request_body.map(|s| s.bytes()),
                 removed_overrides: crate::edge::overrides::removed_except(&r.keep_override_headers),
                 request_buffering: r.request_buffering,
                 cache,
                 https: r.https,
                 hsts: r.hsts.as_ref().and_then(hsts_value),
-                ip_filter: r.ip_filter.as_ref().map(IpFilter::new),
+                ip_filter: r.ip_filter.as_ref().map(IpFilter::compile),
                 // Protected routes (address filter or auth) refuse ambiguous
                 // encoded slashes unless told otherwise.
                 reject_encoded_slashes: r
@@ -265,7 +265,7 @@ fn compile_listeners(config: &Config, errors: &mut Vec<ConfigError>) -> Box<[Lis
                         ));
                     }
                 }
-                CertStore::load(tls, &path)
+                CertStore::compile(tls, &path)
                     .map_err(|e| errors.extend(e))
                     .ok()
                     .map(Arc::new)
@@ -275,7 +275,7 @@ fn compile_listeners(config: &Config, errors: &mut Vec<ConfigError>) -> Box<[Lis
                 https: l.https.unwrap_or_default(),
                 https_port: l.https_port.unwrap_or(default_https_port),
                 hsts: l.hsts.as_ref().and_then(hsts_value),
-                ip_filter: l.ip_filter.as_ref().map(IpFilter::new),
+                ip_filter: l.ip_filter.as_ref().map(IpFilter::compile),
                 send_timeout: l.send_timeout(),
                 client_body_timeout: l.client_body_timeout(),
                 client_body_min_rate: l.client_body_min_rate(),

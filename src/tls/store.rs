@@ -66,7 +66,7 @@ impl CertStore {
 
     /// Reads and checks every certificate of `tls`; errors name the file and
     /// the key (`listeners[0].tls.certificates[1].cert`).
-    pub fn load(tls: &ListenerTls, path: &KeyPath) -> Result<Self, Vec<ConfigError>> {
+    pub fn compile(tls: &ListenerTls, path: &KeyPath) -> Result<Self, Vec<ConfigError>> {
         let mut errors = Vec::new();
         let mut loaded = Vec::new();
         for (i, c) in tls.certificates.iter().enumerate() {

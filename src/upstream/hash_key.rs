@@ -7,8 +7,8 @@ use std::net::IpAddr;
 use pingora::http::RequestHeader;
 
 use crate::cache::key::{self, QueryOptions};
-use crate::cache::vary::cookie_value;
 use crate::config::HashKey;
+use crate::net::cookie_value;
 
 /// What is known about the request besides its header.
 #[derive(Debug, Clone, Copy, Default)]
@@ -34,7 +34,7 @@ pub fn bytes<'a>(
             IpAddr::V6(v6) => Cow::Owned(v6.octets().to_vec()),
         }),
         HashKey::Header(name) => req.headers.get(name).map(|v| Cow::Borrowed(v.as_bytes())),
-        HashKey::Cookie(name) => cookie_value(req, name).map(Cow::Borrowed),
+        HashKey::Cookie(name) => cookie_value(&req.headers, name).map(Cow::Borrowed),
         HashKey::Path => Some(Cow::Borrowed(req.uri.path().as_bytes())),
         HashKey::CacheKey => Some(match facts.cache_url {
             Some(url) => Cow::Borrowed(url.as_bytes()),

@@ -109,13 +109,13 @@ fn resolve(
 impl Pool {
     /// Resolves and builds a pool; backend states come from `registry`, so
     /// that backends kept across a reload keep their health.
-    pub fn build(
+    pub fn compile(
         name: &str,
         config: &UpstreamConfig,
         path: &KeyPath,
         registry: &HealthRegistry,
     ) -> Result<Self, ConfigError> {
-        let peers = PeerSettings::from_config(config, path)?;
+        let peers = PeerSettings::compile(config, path)?;
         let pool = Self {
             name: name.into(),
             algorithm: config.algorithm,

@@ -45,7 +45,7 @@ fn loaded<T>(result: Result<T, String>, path: KeyPath) -> Result<T, ConfigError>
 
 impl PeerSettings {
     /// Reads the pool's connection settings, loading its TLS files.
-    pub fn from_config(config: &UpstreamConfig, path: &KeyPath) -> Result<Self, ConfigError> {
+    pub fn compile(config: &UpstreamConfig, path: &KeyPath) -> Result<Self, ConfigError> {
         let tls = match config.tls.settings() {
             None => None,
             Some(t) => {

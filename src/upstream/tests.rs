@@ -5,7 +5,7 @@ use crate::config::UpstreamConfig;
 
 fn pool(yaml: &str) -> Pool {
     let config: UpstreamConfig = serde_yaml::from_str(yaml).unwrap();
-    Pool::build("p", &config, &KeyPath::root(), &HealthRegistry::default()).unwrap()
+    Pool::compile("p", &config, &KeyPath::root(), &HealthRegistry::default()).unwrap()
 }
 
 #[test]
@@ -57,11 +57,12 @@ fn host_names_resolve_and_duplicates_merge() {
 fn tls_to_an_ip_needs_a_server_name() {
     let config: UpstreamConfig =
         serde_yaml::from_str("backends: [127.0.0.1:443]\ntls: true").unwrap();
-    let err = Pool::build("p", &config, &KeyPath::root(), &HealthRegistry::default()).unwrap_err();
+    let err =
+        Pool::compile("p", &config, &KeyPath::root(), &HealthRegistry::default()).unwrap_err();
     assert!(err.message.contains("set tls.sni"), "{}", err.message);
     let config: UpstreamConfig =
         serde_yaml::from_str("backends: [127.0.0.1:443]\ntls: {sni: api.internal}").unwrap();
-    let p = Pool::build("p", &config, &KeyPath::root(), &HealthRegistry::default()).unwrap();
+    let p = Pool::compile("p", &config, &KeyPath::root(), &HealthRegistry::default()).unwrap();
     assert!(p.is_tls());
 }
 
@@ -70,7 +71,8 @@ fn unreadable_tls_files_are_reported_at_their_key() {
     let config: UpstreamConfig =
         serde_yaml::from_str("backends: [a.test:443]\ntls: {ca_file: /nonexistent/ca.pem}")
             .unwrap();
-    let err = Pool::build("p", &config, &KeyPath::root(), &HealthRegistry::default()).unwrap_err();
+    let err =
+        Pool::compile("p", &config, &KeyPath::root(), &HealthRegistry::default()).unwrap_err();
     assert_eq!(err.path.to_string(), "tls.ca_file");
     assert!(
         err.message.contains("/nonexistent/ca.pem"),

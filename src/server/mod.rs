@@ -1,5 +1,21 @@
-//! Builds the Pingora server from a configuration: Pingora's own settings
-//! from the `server:` section, and one proxy service per listener.
+//! The server wiring: builds the Pingora server from a configuration
+//! (Pingora's own settings from the `server:` section, one proxy service
+//! per listener behind its [`listener_app::ListenerApp`], the admin
+//! listener) and the background services beside them: health checks and
+//! the access log ([`background`]), reload on `SIGHUP` ([`reload`]),
+//! graceful binary upgrade on `SIGUSR2` ([`binary_upgrade`]).
+//!
+//! This is the top of the layering below `main`: it may use every module;
+//! nothing but `main` uses it.
+
+pub mod admin;
+pub mod background;
+pub mod binary_upgrade;
+pub mod listen_check;
+pub mod listener_app;
+pub mod reload;
+pub mod request_body;
+pub mod signals;
 
 use std::sync::Arc;
 
@@ -11,18 +27,17 @@ use pingora::services::listening::Service;
 
 use pingora::services::background::background_service;
 
-use crate::admin::AdminApp;
-use crate::observe::access_log::AccessLogService;
-use crate::upgrade::{UpgradePlan, UpgradeService};
-use crate::upstream::health::HealthService;
+use background::{AccessLogService, HealthService};
+use binary_upgrade::{UpgradePlan, UpgradeService};
+use listener_app::ListenerApp;
+use reload::{Reloader, SighupService};
 
 use crate::cache::CacheStore;
 use crate::config::Config;
-use crate::listener_app::ListenerApp;
 use crate::proxy::Palisade;
-use crate::reload::{Reloader, SighupService};
 use crate::runtime::{Carried, RuntimeHandle};
 use crate::tls::acceptor::{self, SniResolver};
+use admin::AdminApp;
 
 /// Pingora's server settings for `config`, daemonizing when `daemon`.
 pub fn server_conf(config: &Config, daemon: bool) -> ServerConf {

@@ -43,7 +43,7 @@ return {1, math.floor((tolerance - ahead) / interval), ahead}
 const LOG_EVERY_NS: u64 = 10_000_000_000;
 
 /// The outcome of asking Redis.
-pub enum FleetDecision {
+pub enum RedisDecision {
     /// Redis (or the local refusal memo) decided.
     Decided(Decision),
     /// Redis could not answer; `on_error` says what to do.
@@ -51,7 +51,7 @@ pub enum FleetDecision {
 }
 
 /// A rate limit counted in Redis.
-pub struct FleetGcra {
+pub struct RedisGcra {
     name: String,
     client: redis::Client,
     /// The shared multiplexed connection; read without locking.
@@ -71,7 +71,7 @@ pub struct FleetGcra {
     pub errors: AtomicU64,
 }
 
-impl FleetGcra {
+impl RedisGcra {
     /// A limit `name` of `count` per `period`, bursts of `burst`, in the
     /// Redis server of `config`.
     pub fn new(
@@ -143,11 +143,11 @@ impl FleetGcra {
     }
 
     /// Counts one request for `key` across the fleet.
-    pub async fn check(&self, key: u128) -> FleetDecision {
+    pub async fn check(&self, key: u128) -> RedisDecision {
         let now = now_ns();
         if let Some(until) = self.refused_until.get(&key) {
             if until > now {
-                return FleetDecision::Decided(Decision::Deny {
+                return RedisDecision::Decided(Decision::Deny {
                     retry_after: Duration::from_nanos(until - now),
                 });
             }
@@ -169,7 +169,7 @@ impl FleetGcra {
                 .unwrap_or(0)
         };
         match answer.first() {
-            Some(1) => FleetDecision::Decided(Decision::Allow {
+            Some(1) => RedisDecision::Decided(Decision::Allow {
                 remaining: u32::try_from(as_u64(1)).unwrap_or(u32::MAX),
                 reset: Duration::from_micros(as_u64(2)),
             }),
@@ -178,13 +178,13 @@ impl FleetGcra {
                 let until =
                     now.saturating_add(u64::try_from(retry_after.as_nanos()).unwrap_or(u64::MAX));
                 self.refused_until.insert(key, until);
-                FleetDecision::Decided(Decision::Deny { retry_after })
+                RedisDecision::Decided(Decision::Deny { retry_after })
             }
             _ => self.unavailable("unexpected script reply"),
         }
     }
 
-    fn unavailable(&self, why: &str) -> FleetDecision {
+    fn unavailable(&self, why: &str) -> RedisDecision {
         self.errors.fetch_add(1, Ordering::Relaxed);
         let now = now_ns();
         let last = self.last_logged.load(Ordering::Relaxed);
@@ -196,6 +196,6 @@ impl FleetGcra {
         {
             warn!(limit = %self.name, error = why, on_error = ?self.on_error, errors = self.errors.load(Ordering::Relaxed), "Redis rate limit backend unavailable");
         }
-        FleetDecision::Unavailable(self.on_error)
+        RedisDecision::Unavailable(self.on_error)
     }
 }

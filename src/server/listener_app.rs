@@ -56,12 +56,12 @@ use tokio::sync::Notify;
 use tokio::time::Sleep;
 use tracing::debug;
 
+use super::request_body::{chunked_length, parse_head, Framing};
 use crate::config::ClientLimits;
 use crate::edge::Host;
 use crate::observe::metrics::metrics;
 use crate::proxy::client_timing::body_too_slow;
 use crate::proxy::Palisade;
-use crate::request_body::{chunked_length, parse_head, Framing};
 use crate::runtime::RuntimeHandle;
 
 /// Why a client was turned away before its request reached the proxy.

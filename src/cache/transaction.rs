@@ -1,5 +1,9 @@
-//! The glue between Pingora's cache phases and the cache policy modules:
-//! what each phase decides, with the per-request cache state it needs.
+//! One request's cache transaction: the per-request cache state
+//! ([`CacheCtx`]) and every decision taken on it — when to use the cache,
+//! whether a stored response answers, whether a response is stored, what
+//! `Cache-Status` and the lookup-result metric say (both from one mapping),
+//! and which URLs a response invalidates. No `Session` here: the proxy's
+//! cache phases hand these functions the headers and Pingora's cache state.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -8,15 +12,14 @@ use http::{header, Method};
 use pingora::cache::{CacheMeta, CachePhase, ForcedFreshness, NoCacheReason, RespCacheable};
 use pingora::http::{RequestHeader, ResponseHeader};
 
-use crate::cache::freshness::{self, NotStorable, RequestFacts};
-use crate::cache::lock::Claim;
-use crate::cache::request::{RequestDirectives, StoredUse};
-use crate::cache::revalidate::{identifies, merge_not_modified, MERGED_BY_PINGORA};
-use crate::cache::status::{CacheStatus, Forward};
-use crate::cache::storage::{Fill, FillOutcome};
-use crate::cache::{key, no_cache_reason, surrogate, CachePolicy};
+use super::freshness::{self, NotStorable, RequestFacts};
+use super::lock::Claim;
+use super::request::{RequestDirectives, StoredUse};
+use super::revalidate::{identifies, merge_not_modified, MERGED_BY_PINGORA};
+use super::status::{CacheResult, CacheStatus, Forward};
+use super::storage::{Fill, FillOutcome};
+use super::{key, no_cache_reason, surrogate, CachePolicy};
 use crate::edge::Host;
-use crate::observe::metrics::CacheResult;
 
 /// Per-request cache state (present when the route has a cache policy).
 #[derive(Debug)]
@@ -54,7 +57,7 @@ pub struct CacheCtx {
     /// The predictor has been told the body is too large.
     pub oversize_reported: bool,
     /// Answered in `request_filter` from a fresh stored response, whose
-    /// freshness ends then (see [`super::fresh_hit`]).
+    /// freshness ends then (see `proxy::fresh_hit`).
     pub fresh_hit_until: Option<SystemTime>,
     /// The key, computed once for the fresh-hit check and handed to
     /// Pingora's cache phases.

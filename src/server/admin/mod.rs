@@ -30,9 +30,9 @@ use pingora::protocols::http::ServerSession;
 use serde_json::json;
 use tracing::{info, warn};
 
+use super::reload::{Changes, Reloader};
 use crate::cache::CacheStore;
 use crate::observe::metrics::{metrics, BackendSample};
-use crate::reload::{Changes, Reloader};
 use crate::runtime::{Runtime, RuntimeHandle};
 use crate::upstream::state::now_ms;
 pub use purge::PurgeRequest;

@@ -52,7 +52,7 @@ impl BackgroundService for UpgradeService {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         let kind = tokio::signal::unix::SignalKind::user_defined2();
         let without = "binary upgrades need `palisade run --upgrade` and SIGQUIT by hand";
-        crate::signals::each(kind, "SIGUSR2", without, &mut shutdown, || async {
+        super::signals::each(kind, "SIGUSR2", without, &mut shutdown, || async {
             info!(binary = %self.plan.binary.display(), "SIGUSR2: starting a new process for a graceful upgrade");
             let plan = self.plan.clone();
             let handed_over = tokio::task::spawn_blocking(move || start_successor(&plan))

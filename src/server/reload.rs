@@ -438,7 +438,7 @@ impl BackgroundService for SighupService {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         let kind = tokio::signal::unix::SignalKind::hangup();
         let without = "reload through the admin API only";
-        crate::signals::each(kind, "SIGHUP", without, &mut shutdown, || async {
+        super::signals::each(kind, "SIGHUP", without, &mut shutdown, || async {
             info!("SIGHUP: reloading the configuration");
             let reloader = self.reloader.clone();
             // Reading files and resolving host names block.
