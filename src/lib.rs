@@ -39,6 +39,8 @@ pub mod observe;
 pub mod proxy;
 pub mod runtime;
 pub mod server;
+#[cfg(test)]
+mod test_support;
 pub mod tls;
 pub mod upstream;
 

@@ -169,6 +169,7 @@ fn decode_hex(hex: &str) -> Option<[u8; 32]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support;
 
     fn hex(bytes: [u8; 32]) -> String {
         bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -184,11 +185,7 @@ mod tests {
     }
 
     fn request(uri: &str, header: Option<(&str, &str)>) -> RequestHeader {
-        let mut req = RequestHeader::build("GET", uri.as_bytes(), None).unwrap();
-        if let Some((k, v)) = header {
-            req.insert_header(k.to_string(), v).unwrap();
-        }
-        req
+        test_support::request("GET", uri, header.as_slice())
     }
 
     #[test]
@@ -221,6 +218,310 @@ mod tests {
         assert_eq!(
             auth.authenticate(&request("/a?api_key=", None)),
             Err(Denial::Missing)
+        );
+    }
+
+    const ACME: &str = "acme-key-0123456789";
+    const GLOBEX: &str = "globex-key-9876543210";
+
+    #[test]
+    fn a_known_key_in_the_default_header_is_accepted_as_its_holder() {
+        let id = policy("")
+            .authenticate(&request("/", Some(("x-api-key", GLOBEX))))
+            .unwrap();
+        assert_eq!(&*id.name, "globex");
+        assert_eq!(&*id.policy, "partners");
+    }
+
+    #[test]
+    fn spaces_around_a_header_key_are_ignored() {
+        let padded = format!("  {ACME}\t");
+        let id = policy("")
+            .authenticate(&request("/", Some(("x-api-key", &padded))))
+            .unwrap();
+        assert_eq!(&*id.name, "acme");
+    }
+
+    #[test]
+    fn an_unknown_key_is_invalid_and_an_empty_one_is_missing() {
+        let auth = policy("");
+        for unknown in ["nope", "ACME-KEY-0123456789", "acme-key-012345678"] {
+            assert_eq!(
+                auth.authenticate(&request("/", Some(("x-api-key", unknown)))),
+                Err(Denial::Invalid("unknown API key".into())),
+                "{unknown}"
+            );
+        }
+        assert_eq!(
+            auth.authenticate(&request("/", Some(("x-api-key", "   ")))),
+            Err(Denial::Missing)
+        );
+    }
+
+    #[test]
+    fn a_configured_header_replaces_the_default_one() {
+        let auth = policy("header: X-Partner-Token\n");
+        let id = auth
+            .authenticate(&request("/", Some(("x-partner-token", ACME))))
+            .unwrap();
+        assert_eq!(&*id.name, "acme");
+        assert_eq!(
+            auth.authenticate(&request("/", Some(("x-api-key", ACME)))),
+            Err(Denial::Missing)
+        );
+        assert_eq!(
+            auth.authenticate(&request(&format!("/?x-partner-token={ACME}"), None)),
+            Err(Denial::Missing)
+        );
+    }
+
+    #[test]
+    fn an_unusable_header_name_falls_back_to_the_default_header() {
+        let auth = policy("header: \"bad header\"\n");
+        assert!(auth
+            .authenticate(&request("/", Some(("x-api-key", ACME))))
+            .is_ok());
+        assert_eq!(
+            auth.challenge(),
+            "ApiKey realm=\"partners\", header=\"x-api-key\""
+        );
+    }
+
+    #[test]
+    fn a_header_policy_ignores_a_key_in_the_query() {
+        assert_eq!(
+            policy("").authenticate(&request(&format!("/?x-api-key={ACME}"), None)),
+            Err(Denial::Missing)
+        );
+    }
+
+    #[test]
+    fn a_query_policy_reads_the_key_only_from_its_parameter() {
+        let auth = policy("query: api_key\n");
+        assert_eq!(
+            &*auth
+                .authenticate(&request(&format!("/a?api_key={ACME}"), None))
+                .unwrap()
+                .name,
+            "acme"
+        );
+        assert_eq!(
+            auth.authenticate(&request("/a", Some(("x-api-key", ACME)))),
+            Err(Denial::Missing)
+        );
+        assert_eq!(
+            auth.authenticate(&request(&format!("/a?api_keys={ACME}"), None)),
+            Err(Denial::Missing)
+        );
+        assert_eq!(
+            auth.authenticate(&request("/a?api_key=nope", None)),
+            Err(Denial::Invalid("unknown API key".into()))
+        );
+    }
+
+    #[test]
+    fn query_wins_when_both_header_and_query_are_set() {
+        // Validation refuses this configuration; compile still picks one.
+        let auth = policy("header: X-Token\nquery: api_key\n");
+        assert!(auth
+            .authenticate(&request(&format!("/?api_key={ACME}"), None))
+            .is_ok());
+        assert_eq!(
+            auth.authenticate(&request("/", Some(("x-token", ACME)))),
+            Err(Denial::Missing)
+        );
+    }
+
+    #[test]
+    fn a_query_key_and_its_parameter_name_are_percent_decoded() {
+        let auth = policy("query: api_key\n");
+        for uri in [
+            "/?api_key=acme%2Dkey%2D0123456789",
+            "/?api%5Fkey=acme-key-0123456789",
+        ] {
+            assert_eq!(
+                &*auth.authenticate(&request(uri, None)).unwrap().name,
+                "acme",
+                "{uri}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_first_query_parameter_of_the_name_is_the_key() {
+        let auth = policy("query: api_key\n");
+        assert_eq!(
+            &*auth
+                .authenticate(&request(&format!("/?api_key={ACME}&api_key=nope"), None))
+                .unwrap()
+                .name,
+            "acme"
+        );
+        assert_eq!(
+            auth.authenticate(&request(&format!("/?api_key=nope&api_key={ACME}"), None)),
+            Err(Denial::Invalid("unknown API key".into()))
+        );
+    }
+
+    #[test]
+    fn strip_removes_only_the_key_header() {
+        let auth = policy("header: X-Token\n");
+        let mut req = test_support::request(
+            "GET",
+            "/a?b=1",
+            &[("x-token", ACME), ("x-api-key", "other"), ("accept", "*/*")],
+        );
+        auth.strip(&mut req);
+        assert!(req.headers.get("x-token").is_none());
+        assert_eq!(req.headers.get("x-api-key").unwrap(), "other");
+        assert_eq!(req.headers.get("accept").unwrap(), "*/*");
+        assert_eq!(req.uri.to_string(), "/a?b=1");
+    }
+
+    #[test]
+    fn strip_removes_every_query_key_and_keeps_the_rest_of_the_uri() {
+        let auth = policy("query: api_key\n");
+        for (before, after) in [
+            ("/a?api_key=k&x=1", "/a?x=1"),
+            ("/a?x=1&api_key=k", "/a?x=1"),
+            ("/a?api_key=k&api_key=j", "/a"),
+            ("/a?api%5Fkey=k&x=1", "/a?x=1"),
+            ("/a?api_keyring=k", "/a?api_keyring=k"),
+            ("/a?x=1", "/a?x=1"),
+            ("/a", "/a"),
+        ] {
+            let mut req = request(before, Some(("x-api-key", "stays")));
+            auth.strip(&mut req);
+            assert_eq!(req.uri.to_string(), after, "{before}");
+            assert_eq!(req.headers.get("x-api-key").unwrap(), "stays");
+        }
+    }
+
+    #[test]
+    fn redact_hides_a_query_key_and_leaves_header_policies_alone() {
+        let query = policy("query: api_key\n");
+        assert_eq!(query.redact("/a?api_key=secret&x=1"), "/a?x=1");
+        assert!(matches!(query.redact("/a?x=1"), Cow::Borrowed("/a?x=1")));
+        let header = policy("");
+        assert!(matches!(
+            header.redact("/a?x-api-key=secret"),
+            Cow::Borrowed("/a?x-api-key=secret")
+        ));
+    }
+
+    #[test]
+    fn without_query_param_removes_the_named_parameter_wherever_it_is() {
+        for (before, after) in [
+            ("/p?key=1&a=2&b=3", "/p?a=2&b=3"),
+            ("/p?a=2&key=1&b=3", "/p?a=2&b=3"),
+            ("/p?a=2&b=3&key=1", "/p?a=2&b=3"),
+            ("/p?key=1", "/p"),
+            ("/p?key=1&key=2", "/p"),
+            ("/p?key=", "/p"),
+            ("/p?key", "/p"),
+            ("/p?key&a=1", "/p?a=1"),
+            ("/p?k%65y=1&a=2", "/p?a=2"),
+            ("/?key=1", "/"),
+        ] {
+            assert_eq!(without_query_param(before, "key"), after, "{before}");
+        }
+    }
+
+    #[test]
+    fn without_query_param_keeps_parameters_the_name_is_only_a_prefix_or_value_of() {
+        for unchanged in [
+            "/p?keyring=1",
+            "/p?keyring=1&monkey=2",
+            "/p?a=key",
+            "/p?a=key=1",
+            "/p?ke=1",
+            "/p",
+            "/p?",
+            "",
+        ] {
+            let out = without_query_param(unchanged, "key");
+            assert!(matches!(out, Cow::Borrowed(_)), "{unchanged}");
+            assert_eq!(out, unchanged);
+        }
+        assert_eq!(
+            without_query_param("/p?keyring=1&key=2&key_=3", "key"),
+            "/p?keyring=1&key_=3"
+        );
+    }
+
+    #[test]
+    fn generated_keys_are_distinct_and_their_digest_is_what_the_config_takes() {
+        let (key, digest) = generate();
+        let (other, other_digest) = generate();
+        assert_ne!(key, other);
+        assert_ne!(digest, other_digest);
+        // 32 random bytes, base64url without padding.
+        assert_eq!(key.len(), 43);
+        assert!(key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+        assert_eq!(digest, hex(sha256(key.as_bytes())));
+        assert_eq!(decode_hex(&digest), Some(sha256(key.as_bytes())));
+        let yaml = format!("keys: [{{name: fresh, sha256: {digest}}}]");
+        let auth = ApiKeyAuth::compile("partners", &serde_yaml::from_str(&yaml).unwrap());
+        assert_eq!(
+            &*auth
+                .authenticate(&request("/", Some(("x-api-key", &key))))
+                .unwrap()
+                .name,
+            "fresh"
+        );
+        assert_eq!(
+            auth.authenticate(&request("/", Some(("x-api-key", &other)))),
+            Err(Denial::Invalid("unknown API key".into()))
+        );
+    }
+
+    #[test]
+    fn digests_are_read_in_either_case_and_malformed_ones_match_nothing() {
+        let digest = hex(sha256(ACME.as_bytes()));
+        assert_eq!(
+            decode_hex(&digest.to_uppercase()),
+            Some(sha256(ACME.as_bytes()))
+        );
+        for bad in [
+            &digest[..62],
+            &format!("{digest}00"),
+            &digest.replacen(&digest[..2], "zz", 1),
+            "",
+        ] {
+            assert_eq!(decode_hex(bad), None, "{bad}");
+        }
+        // Not a panic on a multi-byte character at an odd offset.
+        assert_eq!(decode_hex(&format!("{}é", &digest[..62])), None);
+        let yaml = format!(
+            "keys: [{{name: upper, sha256: {}}}, {{name: short, sha256: abc}}]",
+            digest.to_uppercase()
+        );
+        let auth = ApiKeyAuth::compile("partners", &serde_yaml::from_str(&yaml).unwrap());
+        assert_eq!(
+            &*auth
+                .authenticate(&request("/", Some(("x-api-key", ACME))))
+                .unwrap()
+                .name,
+            "upper"
+        );
+        assert_eq!(auth.keys.len(), 1);
+    }
+
+    #[test]
+    fn the_challenge_names_the_policy_and_where_the_key_goes() {
+        assert_eq!(
+            policy("").challenge(),
+            "ApiKey realm=\"partners\", header=\"x-api-key\""
+        );
+        assert_eq!(
+            policy("header: X-Partner-Token\n").challenge(),
+            "ApiKey realm=\"partners\", header=\"x-partner-token\""
+        );
+        assert_eq!(
+            policy("query: api_key\n").challenge(),
+            "ApiKey realm=\"partners\", query=\"api_key\""
         );
     }
 }

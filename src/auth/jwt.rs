@@ -1,9 +1,10 @@
 //! JSON Web Tokens (RFC 7519) in `Authorization: Bearer`, verified with an
 //! HMAC secret, a PEM public key (RSA, EC, Ed25519) or a local JWKS file.
-//! `exp` is always required; `nbf`, `iss` and `aud` are checked with the
-//! configured leeway. Failures follow RFC 6750: `401` with
-//! `error="invalid_token"`, or `403` with `error="insufficient_scope"` when
-//! a valid token lacks a required claim value.
+//! `exp` is always required, and `iss` and `aud` when an issuer or audience
+//! is configured; `nbf` is checked with the configured leeway. Failures
+//! follow RFC 6750: `401` with `error="invalid_token"`, or `403` with
+//! `error="insufficient_scope"` when a valid token lacks a required claim
+//! value.
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -199,6 +200,14 @@ impl JwtAuth {
                 .map(String::as_str)
                 .filter(|c| matches!(*c, "nbf" | "aud" | "iss" | "sub")),
         );
+        // A configured issuer or audience must be present, not only right
+        // when present.
+        if !self.issuer.is_empty() {
+            spec.push("iss");
+        }
+        if !self.audience.is_empty() {
+            spec.push("aud");
+        }
         v.set_required_spec_claims(&spec);
         if self.issuer.is_empty() {
             v.iss = None;
@@ -301,15 +310,13 @@ fn claim_matches(actual: Option<&Value>, required: &Value) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::get;
     use jsonwebtoken::{encode, EncodingKey, Header};
     use openssl::ec::{EcGroup, EcKey};
     use openssl::nid::Nid;
 
     fn request(token: &str) -> RequestHeader {
-        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
-        req.insert_header("authorization", format!("Bearer {token}"))
-            .unwrap();
-        req
+        get(&[("authorization", &format!("Bearer {token}"))])
     }
 
     fn exp() -> u64 {
@@ -380,5 +387,534 @@ mod tests {
             &serde_json::json!("x")
         ));
         assert!(!claim_matches(None, &serde_json::json!("x")));
+    }
+
+    /// 32 bytes, the shortest secret validation accepts.
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    fn now() -> u64 {
+        exp() - 600
+    }
+
+    /// A policy named `t` over the HMAC secret [`SECRET`], plus `extra` YAML.
+    fn hs_policy(extra: &str) -> JwtAuth {
+        let config: JwtConfig =
+            serde_yaml::from_str(&format!("secret: {SECRET}\n{extra}")).unwrap();
+        JwtAuth::compile("t", &config, &KeyPath::root()).unwrap()
+    }
+
+    fn sign(alg: Algorithm, secret: &[u8], claims: &Value) -> String {
+        encode(&Header::new(alg), claims, &EncodingKey::from_secret(secret)).unwrap()
+    }
+
+    /// An HS256 token over `claims` signed with [`SECRET`].
+    fn hs(claims: Value) -> String {
+        sign(Algorithm::HS256, SECRET.as_bytes(), &claims)
+    }
+
+    fn invalid(reason: &str) -> Result<Identity, Denial> {
+        Err(Denial::Invalid(reason.into()))
+    }
+
+    fn b64(bytes: &[u8]) -> String {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    #[test]
+    fn a_valid_hs256_token_is_accepted_as_its_subject() {
+        let id = hs_policy("")
+            .authenticate(&request(&hs(
+                serde_json::json!({"sub": "svc", "exp": exp()}),
+            )))
+            .unwrap();
+        assert_eq!(&*id.name, "svc");
+        assert_eq!(&*id.policy, "t");
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        let token = hs(serde_json::json!({"sub": "svc", "exp": exp()}));
+        let req = get(&[("authorization", &format!("bearer {token}"))]);
+        assert_eq!(&*hs_policy("").authenticate(&req).unwrap().name, "svc");
+    }
+
+    #[test]
+    fn the_identity_comes_from_the_configured_claim() {
+        let auth = hs_policy("identity_claim: email\n");
+        let token = hs(serde_json::json!({"sub": "svc", "email": "a@example.com", "exp": exp()}));
+        assert_eq!(
+            &*auth.authenticate(&request(&token)).unwrap().name,
+            "a@example.com"
+        );
+        let numeric = hs_policy("identity_claim: uid\n");
+        let token = hs(serde_json::json!({"uid": 42, "exp": exp()}));
+        assert_eq!(&*numeric.authenticate(&request(&token)).unwrap().name, "42");
+    }
+
+    #[test]
+    fn a_token_without_a_usable_identity_claim_is_invalid() {
+        let auth = hs_policy("identity_claim: email\n");
+        for claims in [
+            serde_json::json!({"sub": "svc", "exp": exp()}),
+            serde_json::json!({"email": true, "exp": exp()}),
+            serde_json::json!({"email": ["a@example.com"], "exp": exp()}),
+        ] {
+            assert_eq!(
+                auth.authenticate(&request(&hs(claims.clone()))),
+                invalid("token has no `email` claim"),
+                "{claims}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_expired_token_is_invalid_beyond_the_leeway_only() {
+        let auth = hs_policy("");
+        let long_ago = hs(serde_json::json!({"sub": "svc", "exp": now() - 120}));
+        assert_eq!(
+            auth.authenticate(&request(&long_ago)),
+            invalid("token expired")
+        );
+        // Within the default 30 s of clock skew.
+        let just_now = hs(serde_json::json!({"sub": "svc", "exp": now() - 10}));
+        assert!(auth.authenticate(&request(&just_now)).is_ok());
+        let strict = hs_policy("leeway: 0s\n");
+        assert_eq!(
+            strict.authenticate(&request(&just_now)),
+            invalid("token expired")
+        );
+    }
+
+    #[test]
+    fn a_token_without_exp_is_invalid() {
+        assert_eq!(
+            hs_policy("").authenticate(&request(&hs(serde_json::json!({"sub": "svc"})))),
+            invalid("required claim missing")
+        );
+    }
+
+    #[test]
+    fn a_token_not_valid_yet_is_invalid_beyond_the_leeway_only() {
+        let auth = hs_policy("");
+        let later = hs(serde_json::json!({"sub": "svc", "exp": exp(), "nbf": now() + 120}));
+        assert_eq!(
+            auth.authenticate(&request(&later)),
+            invalid("token not valid yet")
+        );
+        let soon = hs(serde_json::json!({"sub": "svc", "exp": exp(), "nbf": now() + 10}));
+        assert!(auth.authenticate(&request(&soon)).is_ok());
+        let past = hs(serde_json::json!({"sub": "svc", "exp": exp(), "nbf": now() - 10}));
+        assert!(auth.authenticate(&request(&past)).is_ok());
+    }
+
+    #[test]
+    fn only_a_configured_issuer_is_accepted() {
+        let auth = hs_policy("issuer: [https://a.example, https://b.example]\n");
+        for iss in ["https://a.example", "https://b.example"] {
+            let token = hs(serde_json::json!({"sub": "svc", "exp": exp(), "iss": iss}));
+            assert!(auth.authenticate(&request(&token)).is_ok(), "{iss}");
+        }
+        let other =
+            hs(serde_json::json!({"sub": "svc", "exp": exp(), "iss": "https://evil.example"}));
+        assert_eq!(auth.authenticate(&request(&other)), invalid("wrong issuer"));
+    }
+
+    #[test]
+    fn only_a_configured_audience_is_accepted() {
+        let auth = hs_policy("audience: api\n");
+        for aud in [
+            serde_json::json!("api"),
+            serde_json::json!(["other", "api"]),
+        ] {
+            let token = hs(serde_json::json!({"sub": "svc", "exp": exp(), "aud": aud}));
+            assert!(auth.authenticate(&request(&token)).is_ok(), "{aud}");
+        }
+        for aud in [
+            serde_json::json!("web"),
+            serde_json::json!(["web", "admin"]),
+        ] {
+            let token = hs(serde_json::json!({"sub": "svc", "exp": exp(), "aud": aud}));
+            assert_eq!(
+                auth.authenticate(&request(&token)),
+                invalid("wrong audience"),
+                "{aud}"
+            );
+        }
+    }
+
+    #[test]
+    fn without_a_configured_audience_any_aud_is_accepted() {
+        let token = hs(serde_json::json!({"sub": "svc", "exp": exp(), "aud": "anything"}));
+        assert!(hs_policy("").authenticate(&request(&token)).is_ok());
+    }
+
+    #[test]
+    fn a_token_without_iss_is_refused_when_an_issuer_is_configured() {
+        let auth = hs_policy("issuer: https://id.example\n");
+        let token = hs(serde_json::json!({"sub": "svc", "exp": exp()}));
+        assert!(matches!(
+            auth.authenticate(&request(&token)),
+            Err(Denial::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn a_token_without_aud_is_refused_when_an_audience_is_configured() {
+        let auth = hs_policy("audience: api\n");
+        let token = hs(serde_json::json!({"sub": "svc", "exp": exp()}));
+        assert!(matches!(
+            auth.authenticate(&request(&token)),
+            Err(Denial::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn required_claims_must_be_present() {
+        let auth = hs_policy("required_claims: [jti, aud]\naudience: api\n");
+        let without_jti = hs(serde_json::json!({"sub": "svc", "exp": exp(), "aud": "api"}));
+        assert_eq!(
+            auth.authenticate(&request(&without_jti)),
+            invalid("required claim `jti` missing")
+        );
+        // A registered claim is required by the verifier itself.
+        let without_aud = hs(serde_json::json!({"sub": "svc", "exp": exp(), "jti": "1"}));
+        assert_eq!(
+            auth.authenticate(&request(&without_aud)),
+            invalid("required claim missing")
+        );
+        let both = hs(serde_json::json!({"sub": "svc", "exp": exp(), "aud": "api", "jti": "1"}));
+        assert!(auth.authenticate(&request(&both)).is_ok());
+    }
+
+    #[test]
+    fn a_valid_token_without_the_required_claim_values_is_forbidden() {
+        let auth = hs_policy("claims: {role: admin, tenant: 7}\n");
+        let forbidden = |claim: &str| {
+            Err(Denial::Forbidden(format!(
+                "claim `{claim}` does not have the required value"
+            )))
+        };
+        for (claims, expected) in [
+            (serde_json::json!({"role": "admin", "tenant": 7}), Ok(())),
+            (
+                serde_json::json!({"role": ["reader", "admin"], "tenant": 7}),
+                Ok(()),
+            ),
+            (
+                serde_json::json!({"role": "reader", "tenant": 7}),
+                forbidden("role"),
+            ),
+            (serde_json::json!({"tenant": 7}), forbidden("role")),
+            (
+                serde_json::json!({"role": "admin", "tenant": "7"}),
+                forbidden("tenant"),
+            ),
+        ] {
+            let mut claims = claims;
+            claims["sub"] = "svc".into();
+            claims["exp"] = exp().into();
+            assert_eq!(
+                auth.authenticate(&request(&hs(claims.clone()))).map(|_| ()),
+                expected,
+                "{claims}"
+            );
+        }
+        // An expired token is invalid before its claims are looked at.
+        let expired = hs(serde_json::json!({"sub": "svc", "exp": now() - 120, "role": "reader"}));
+        assert_eq!(
+            auth.authenticate(&request(&expired)),
+            invalid("token expired")
+        );
+    }
+
+    #[test]
+    fn a_token_signed_with_another_secret_or_altered_has_a_bad_signature() {
+        let auth = hs_policy("");
+        let claims = serde_json::json!({"sub": "svc", "exp": exp()});
+        let forged = sign(
+            Algorithm::HS256,
+            b"another secret, also 32 bytes long!",
+            &claims,
+        );
+        assert_eq!(
+            auth.authenticate(&request(&forged)),
+            invalid("bad signature")
+        );
+        let genuine = hs(claims);
+        let parts: Vec<&str> = genuine.split('.').collect();
+        let payload = b64(format!(r#"{{"sub":"admin","exp":{}}}"#, exp()).as_bytes());
+        let altered = format!("{}.{payload}.{}", parts[0], parts[2]);
+        assert_eq!(
+            auth.authenticate(&request(&altered)),
+            invalid("bad signature")
+        );
+    }
+
+    #[test]
+    fn a_token_of_another_hmac_algorithm_than_configured_is_refused() {
+        let claims = serde_json::json!({"sub": "svc", "exp": exp()});
+        let hs384 = sign(Algorithm::HS384, SECRET.as_bytes(), &claims);
+        let hs512 = sign(Algorithm::HS512, SECRET.as_bytes(), &claims);
+        assert_eq!(
+            hs_policy("").authenticate(&request(&hs384)),
+            invalid("algorithm not allowed")
+        );
+        let auth = hs_policy("algorithms: [HS384, HS512]\n");
+        assert!(auth.authenticate(&request(&hs384)).is_ok());
+        assert!(auth.authenticate(&request(&hs512)).is_ok());
+        assert_eq!(
+            auth.authenticate(&request(&hs(claims))),
+            invalid("algorithm not allowed")
+        );
+    }
+
+    #[test]
+    fn an_unsigned_alg_none_token_is_refused() {
+        let payload = b64(format!(r#"{{"sub":"svc","exp":{}}}"#, exp()).as_bytes());
+        for header in [r#"{"alg":"none","typ":"JWT"}"#, r#"{"alg":"None"}"#] {
+            for signature in ["", "AAAA"] {
+                let token = format!("{}.{payload}.{signature}", b64(header.as_bytes()));
+                assert_eq!(
+                    hs_policy("").authenticate(&request(&token)),
+                    invalid("malformed token"),
+                    "{token}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn an_rsa_key_verifies_rs256_and_never_an_hmac_made_with_its_public_pem() {
+        let rsa = PKey::from_rsa(openssl::rsa::Rsa::generate(2048).unwrap()).unwrap();
+        let public_pem = rsa.public_key_to_pem().unwrap();
+        let claims = serde_json::json!({"sub": "svc", "exp": exp()});
+        let rs256 = encode(
+            &Header::new(Algorithm::RS256),
+            &claims,
+            &EncodingKey::from_rsa_pem(&rsa.private_key_to_pem_pkcs8().unwrap()).unwrap(),
+        )
+        .unwrap();
+        // The classic confusion: the public key used as an HMAC secret.
+        let confused = sign(Algorithm::HS256, &public_pem, &claims);
+        let (auth, _dir) = policy(&public_pem);
+        assert_eq!(&*auth.authenticate(&request(&rs256)).unwrap().name, "svc");
+        assert_eq!(
+            auth.authenticate(&request(&confused)),
+            invalid("algorithm not allowed")
+        );
+        // Not even when the configuration asks for HS256.
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("key.pem");
+        std::fs::write(&file, &public_pem).unwrap();
+        let config: JwtConfig = serde_yaml::from_str(&format!(
+            "public_key_file: {}\nalgorithms: [HS256]",
+            file.display()
+        ))
+        .unwrap();
+        let misconfigured = JwtAuth::compile("t", &config, &KeyPath::root()).unwrap();
+        assert_eq!(
+            misconfigured.authenticate(&request(&confused)),
+            invalid("algorithm not allowed")
+        );
+    }
+
+    #[test]
+    fn a_secret_policy_refuses_an_rs256_token() {
+        let rsa = PKey::from_rsa(openssl::rsa::Rsa::generate(2048).unwrap()).unwrap();
+        let rs256 = encode(
+            &Header::new(Algorithm::RS256),
+            &serde_json::json!({"sub": "svc", "exp": exp()}),
+            &EncodingKey::from_rsa_pem(&rsa.private_key_to_pem_pkcs8().unwrap()).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            hs_policy("").authenticate(&request(&rs256)),
+            invalid("algorithm not allowed")
+        );
+    }
+
+    #[test]
+    fn a_token_that_is_not_three_base64url_parts_is_malformed() {
+        let auth = hs_policy("");
+        for token in ["abc", "a.b", "!!!.###.$$$", "a.b.c.d", "..", "e30.e30"] {
+            assert_eq!(
+                auth.authenticate(&request(token)),
+                invalid("malformed token"),
+                "{token}"
+            );
+        }
+        // A well-formed header over a payload that is not base64url JSON.
+        let header = b64(br#"{"alg":"HS256","typ":"JWT"}"#);
+        for rest in ["!!!.sig", "bm90IGpzb24.sig", "e30.!!!"] {
+            let token = format!("{header}.{rest}");
+            assert!(
+                matches!(auth.authenticate(&request(&token)), Err(Denial::Invalid(_))),
+                "{token}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_request_without_a_bearer_token_has_missing_credentials() {
+        let auth = hs_policy("");
+        let token = hs(serde_json::json!({"sub": "svc", "exp": exp()}));
+        assert_eq!(auth.authenticate(&get(&[])), Err(Denial::Missing));
+        for value in [
+            format!("Basic {token}"),
+            format!("Bearer{token}"),
+            "Bearer".into(),
+            "Bearer   ".into(),
+        ] {
+            assert_eq!(
+                auth.authenticate(&get(&[("authorization", &value)])),
+                Err(Denial::Missing),
+                "{value}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_challenge_says_what_went_wrong_as_rfc_6750_asks() {
+        let auth = hs_policy("");
+        assert_eq!(auth.challenge(&Denial::Missing), "Bearer realm=\"t\"");
+        assert_eq!(
+            auth.challenge(&Denial::Invalid("token expired".into())),
+            "Bearer realm=\"t\", error=\"invalid_token\""
+        );
+        assert_eq!(
+            auth.challenge(&Denial::Forbidden("claim".into())),
+            "Bearer realm=\"t\", error=\"insufficient_scope\""
+        );
+        // What an expired token actually gets.
+        let denial = auth
+            .authenticate(&request(&hs(
+                serde_json::json!({"sub": "svc", "exp": now() - 120}),
+            )))
+            .unwrap_err();
+        assert_eq!(
+            auth.challenge(&denial),
+            "Bearer realm=\"t\", error=\"invalid_token\""
+        );
+    }
+
+    #[test]
+    fn a_secret_file_is_read_without_its_final_newline() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("secret");
+        std::fs::write(&file, format!("{SECRET}\n")).unwrap();
+        let config: JwtConfig =
+            serde_yaml::from_str(&format!("secret_file: {}", file.display())).unwrap();
+        let auth = JwtAuth::compile("t", &config, &KeyPath::root()).unwrap();
+        let token = hs(serde_json::json!({"sub": "svc", "exp": exp()}));
+        assert_eq!(&*auth.authenticate(&request(&token)).unwrap().name, "svc");
+    }
+
+    #[test]
+    fn a_secret_env_variable_is_read_and_an_unset_one_is_a_config_error() {
+        const VAR: &str = "PALISADE_UNIT_TEST_JWT_SECRET_9C41";
+        std::env::set_var(VAR, SECRET);
+        let config: JwtConfig = serde_yaml::from_str(&format!("secret_env: {VAR}")).unwrap();
+        let auth = JwtAuth::compile("t", &config, &KeyPath::root()).unwrap();
+        let token = hs(serde_json::json!({"sub": "svc", "exp": exp()}));
+        assert!(auth.authenticate(&request(&token)).is_ok());
+        std::env::remove_var(VAR);
+        let err = JwtAuth::compile("t", &config, &KeyPath::root())
+            .err()
+            .expect("the variable is gone");
+        assert_eq!(err.path, KeyPath::root().key("secret_env"));
+        assert_eq!(
+            err.message,
+            format!("environment variable {VAR} is not set")
+        );
+    }
+
+    #[test]
+    fn a_policy_without_a_key_or_with_an_unknown_algorithm_does_not_compile() {
+        let path = KeyPath::root().key("auth").key("t");
+        let none: JwtConfig = serde_yaml::from_str("identity_claim: sub").unwrap();
+        let err = JwtAuth::compile("t", &none, &path).err().unwrap();
+        assert_eq!(
+            (err.path, err.message.as_str()),
+            (path.clone(), "no key source")
+        );
+        let unknown: JwtConfig =
+            serde_yaml::from_str(&format!("secret: {SECRET}\nalgorithms: [HS256, XS1]")).unwrap();
+        let err = JwtAuth::compile("t", &unknown, &path).err().unwrap();
+        assert_eq!(err.path, path.key("algorithms").index(1));
+        assert_eq!(err.message, "unknown algorithm `XS1`");
+        let missing: JwtConfig =
+            serde_yaml::from_str("public_key_file: /nonexistent/palisade/key.pem").unwrap();
+        let err = JwtAuth::compile("t", &missing, &path).err().unwrap();
+        assert_eq!(err.path, path.key("public_key_file"));
+        assert!(err.message.starts_with("cannot read "), "{err:?}");
+    }
+
+    /// A policy over a JWKS of HMAC keys `(kid, secret)`.
+    fn jwks_policy(keys: &[(&str, &[u8])]) -> (Result<JwtAuth, ConfigError>, tempfile::TempDir) {
+        let set = serde_json::json!({
+            "keys": keys
+                .iter()
+                .map(|(kid, secret)| serde_json::json!({"kty": "oct", "kid": kid, "k": b64(secret)}))
+                .collect::<Vec<_>>()
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("jwks.json");
+        std::fs::write(&file, set.to_string()).unwrap();
+        let config: JwtConfig =
+            serde_yaml::from_str(&format!("jwks_file: {}", file.display())).unwrap();
+        (JwtAuth::compile("t", &config, &KeyPath::root()), dir)
+    }
+
+    fn with_kid(kid: Option<&str>, secret: &[u8]) -> String {
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = kid.map(str::to_string);
+        encode(
+            &header,
+            &serde_json::json!({"sub": "svc", "exp": exp()}),
+            &EncodingKey::from_secret(secret),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_jwks_token_is_verified_with_the_key_its_kid_names() {
+        let a: &[u8] = b"key a: 0123456789abcdef0123456789";
+        let b: &[u8] = b"key b: 0123456789abcdef0123456789";
+        let (auth, _dir) = jwks_policy(&[("a", a), ("b", b)]);
+        let auth = auth.unwrap();
+        assert!(auth.authenticate(&request(&with_kid(Some("a"), a))).is_ok());
+        assert!(auth.authenticate(&request(&with_kid(Some("b"), b))).is_ok());
+        assert_eq!(
+            auth.authenticate(&request(&with_kid(Some("a"), b))),
+            invalid("bad signature")
+        );
+        assert_eq!(
+            auth.authenticate(&request(&with_kid(Some("c"), a))),
+            invalid("unknown key id")
+        );
+        // Without a kid, the first key.
+        assert!(auth.authenticate(&request(&with_kid(None, a))).is_ok());
+        assert_eq!(
+            auth.authenticate(&request(&with_kid(None, b))),
+            invalid("bad signature")
+        );
+    }
+
+    #[test]
+    fn an_empty_or_unreadable_jwks_does_not_compile() {
+        let (empty, _dir) = jwks_policy(&[]);
+        let err = empty.err().unwrap();
+        assert_eq!(err.path, KeyPath::root().key("jwks_file"));
+        assert!(err.message.ends_with("the key set is empty"), "{err:?}");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("jwks.json");
+        std::fs::write(&file, "{\"not\": \"a key set\"}").unwrap();
+        let config: JwtConfig =
+            serde_yaml::from_str(&format!("jwks_file: {}", file.display())).unwrap();
+        let err = JwtAuth::compile("t", &config, &KeyPath::root())
+            .err()
+            .unwrap();
+        assert!(err.message.contains("not a JWKS"), "{err:?}");
     }
 }

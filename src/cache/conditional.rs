@@ -37,22 +37,7 @@ pub fn not_modified(req: &RequestHeader, resp: &ResponseHeader) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn req(headers: &[(&str, &str)]) -> RequestHeader {
-        let mut r = RequestHeader::build("GET", b"/", None).unwrap();
-        for (k, v) in headers {
-            r.append_header(k.to_string(), *v).unwrap();
-        }
-        r
-    }
-
-    fn resp(headers: &[(&str, &str)]) -> ResponseHeader {
-        let mut r = ResponseHeader::build(200, None).unwrap();
-        for (k, v) in headers {
-            r.append_header(k.to_string(), *v).unwrap();
-        }
-        r
-    }
+    use crate::test_support::{get, response};
 
     const EARLY: &str = "Mon, 01 Jan 2024 00:00:00 GMT";
     const LATE: &str = "Tue, 02 Jan 2024 00:00:00 GMT";
@@ -60,36 +45,36 @@ mod tests {
     #[test]
     fn etags_and_last_modified_as_pingora_does() {
         assert!(not_modified(
-            &req(&[("if-none-match", "\"a\"")]),
-            &resp(&[("etag", "\"a\"")])
+            &get(&[("if-none-match", "\"a\"")]),
+            &response(200, &[("etag", "\"a\"")])
         ));
         assert!(!not_modified(
-            &req(&[("if-none-match", "\"b\"")]),
-            &resp(&[("etag", "\"a\"")])
+            &get(&[("if-none-match", "\"b\"")]),
+            &response(200, &[("etag", "\"a\"")])
         ));
         assert!(not_modified(
-            &req(&[("if-modified-since", LATE)]),
-            &resp(&[("last-modified", EARLY)])
+            &get(&[("if-modified-since", LATE)]),
+            &response(200, &[("last-modified", EARLY)])
         ));
         assert!(!not_modified(
-            &req(&[("if-modified-since", EARLY)]),
-            &resp(&[("last-modified", LATE)])
+            &get(&[("if-modified-since", EARLY)]),
+            &response(200, &[("last-modified", LATE)])
         ));
     }
 
     #[test]
     fn falls_back_to_date_without_last_modified() {
         assert!(not_modified(
-            &req(&[("if-modified-since", LATE)]),
-            &resp(&[("date", EARLY)])
+            &get(&[("if-modified-since", LATE)]),
+            &response(200, &[("date", EARLY)])
         ));
         assert!(!not_modified(
-            &req(&[("if-modified-since", EARLY)]),
-            &resp(&[("date", LATE)])
+            &get(&[("if-modified-since", EARLY)]),
+            &response(200, &[("date", LATE)])
         ));
         assert!(!not_modified(
-            &req(&[("if-modified-since", LATE)]),
-            &resp(&[])
+            &get(&[("if-modified-since", LATE)]),
+            &response(200, &[])
         ));
     }
 }

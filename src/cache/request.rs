@@ -121,20 +121,13 @@ impl RequestDirectives {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn req(headers: &[(&str, &str)]) -> RequestHeader {
-        let mut r = RequestHeader::build("GET", b"/", None).unwrap();
-        for (k, v) in headers {
-            r.append_header(k.to_string(), *v).unwrap();
-        }
-        r
-    }
+    use crate::test_support::get;
 
     const S: fn(u64) -> Duration = Duration::from_secs;
 
     #[test]
     fn parses_directives() {
-        let d = RequestDirectives::parse(&req(&[(
+        let d = RequestDirectives::parse(&get(&[(
             "cache-control",
             "max-age=10, min-fresh=5, max-stale, no-store, only-if-cached",
         )]));
@@ -142,19 +135,19 @@ mod tests {
         assert_eq!(d.min_fresh, Some(S(5)));
         assert_eq!(d.max_stale, Some(None));
         assert!(d.no_store && d.only_if_cached && !d.no_cache);
-        assert!(RequestDirectives::parse(&req(&[])).is_empty());
+        assert!(RequestDirectives::parse(&get(&[])).is_empty());
     }
 
     #[test]
     fn pragma_no_cache_applies_only_without_cache_control() {
-        assert!(RequestDirectives::parse(&req(&[("pragma", "no-cache")])).no_cache);
-        let both = req(&[("pragma", "no-cache"), ("cache-control", "max-age=60")]);
+        assert!(RequestDirectives::parse(&get(&[("pragma", "no-cache")])).no_cache);
+        let both = get(&[("pragma", "no-cache"), ("cache-control", "max-age=60")]);
         assert!(!RequestDirectives::parse(&both).no_cache);
     }
 
     #[test]
     fn decides_how_a_stored_response_may_be_used() {
-        let d = |cc: &str| RequestDirectives::parse(&req(&[("cache-control", cc)]));
+        let d = |cc: &str| RequestDirectives::parse(&get(&[("cache-control", cc)]));
         assert_eq!(
             d("no-cache").stored_use(S(0), S(60), false),
             StoredUse::Revalidate

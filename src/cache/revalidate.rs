@@ -99,38 +99,34 @@ pub fn merge_not_modified(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn with(headers: &[(&str, &str)]) -> ResponseHeader {
-        let mut r = ResponseHeader::build(200, None).unwrap();
-        for (k, v) in headers {
-            r.append_header(k.to_string(), *v).unwrap();
-        }
-        r
-    }
+    use crate::test_support::response;
 
     #[test]
     fn a_304_identifies_only_the_stored_response_its_validator_names() {
-        let strong = with(&[("etag", "\"a\"")]);
-        let weak = with(&[("etag", "W/\"a\"")]);
-        assert!(identifies(&strong, &with(&[("etag", "\"a\"")])));
-        assert!(!identifies(&strong, &with(&[("etag", "\"b\"")])));
+        let strong = response(200, &[("etag", "\"a\"")]);
+        let weak = response(200, &[("etag", "W/\"a\"")]);
+        assert!(identifies(&strong, &response(200, &[("etag", "\"a\"")])));
+        assert!(!identifies(&strong, &response(200, &[("etag", "\"b\"")])));
         // A strong validator identifies only a strongly equal response.
-        assert!(!identifies(&weak, &with(&[("etag", "\"a\"")])));
-        assert!(identifies(&weak, &with(&[("etag", "W/\"a\"")])));
-        assert!(identifies(&strong, &with(&[("etag", "W/\"a\"")])));
-        assert!(!identifies(&with(&[]), &with(&[("etag", "\"a\"")])));
-        let dated = with(&[("last-modified", "Tue, 01 Dec 2026 00:00:00 GMT")]);
+        assert!(!identifies(&weak, &response(200, &[("etag", "\"a\"")])));
+        assert!(identifies(&weak, &response(200, &[("etag", "W/\"a\"")])));
+        assert!(identifies(&strong, &response(200, &[("etag", "W/\"a\"")])));
+        assert!(!identifies(
+            &response(200, &[]),
+            &response(200, &[("etag", "\"a\"")])
+        ));
+        let dated = response(200, &[("last-modified", "Tue, 01 Dec 2026 00:00:00 GMT")]);
         assert!(identifies(
             &dated,
-            &with(&[("last-modified", "Tuesday, 01-Dec-26 00:00:00 GMT")])
+            &response(200, &[("last-modified", "Tuesday, 01-Dec-26 00:00:00 GMT")])
         ));
         assert!(!identifies(
             &dated,
-            &with(&[("last-modified", "Wed, 02 Dec 2026 00:00:00 GMT")])
+            &response(200, &[("last-modified", "Wed, 02 Dec 2026 00:00:00 GMT")])
         ));
         // No validator in the 304: it answers the request made from ours.
-        assert!(identifies(&strong, &with(&[])));
-        assert!(identifies(&with(&[]), &with(&[])));
+        assert!(identifies(&strong, &response(200, &[])));
+        assert!(identifies(&response(200, &[]), &response(200, &[])));
     }
 
     #[test]

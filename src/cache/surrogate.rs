@@ -75,11 +75,10 @@ impl SurrogateControl {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::response;
 
     fn resp(value: &str) -> ResponseHeader {
-        let mut r = ResponseHeader::build(200, None).unwrap();
-        r.insert_header(HEADER, value).unwrap();
-        r
+        response(200, &[(HEADER, value)])
     }
 
     #[test]

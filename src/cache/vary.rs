@@ -147,28 +147,18 @@ pub fn variance(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::{get, response};
 
     fn resp(vary: &[&str]) -> ResponseHeader {
-        let mut r = ResponseHeader::build(200, None).unwrap();
-        for v in vary {
-            r.append_header("vary", *v).unwrap();
-        }
-        r
-    }
-
-    fn req(headers: &[(&str, &str)]) -> RequestHeader {
-        let mut r = RequestHeader::build("GET", b"/", None).unwrap();
-        for (k, v) in headers {
-            r.append_header(k.to_string(), *v).unwrap();
-        }
-        r
+        let fields: Vec<_> = vary.iter().map(|v| ("vary", *v)).collect();
+        response(200, &fields)
     }
 
     fn v(vary: &[&str], headers: &[(&str, &str)]) -> Option<HashBinary> {
         variance(
             &Vary::parse(&resp(vary)),
             &KeyExtras::default(),
-            &req(headers),
+            &get(headers),
             None,
         )
     }
@@ -221,19 +211,19 @@ mod tests {
         let a = variance(
             &none,
             &extras,
-            &req(&[("x-device", "mobile"), ("cookie", "a=1; lang=de")]),
+            &get(&[("x-device", "mobile"), ("cookie", "a=1; lang=de")]),
             None,
         );
         let b = variance(
             &none,
             &extras,
-            &req(&[("x-device", "mobile"), ("cookie", "lang=de")]),
+            &get(&[("x-device", "mobile"), ("cookie", "lang=de")]),
             None,
         );
         let c = variance(
             &none,
             &extras,
-            &req(&[("x-device", "mobile"), ("cookie", "lang=fr")]),
+            &get(&[("x-device", "mobile"), ("cookie", "lang=fr")]),
             None,
         );
         assert!(a.is_some());
@@ -243,7 +233,7 @@ mod tests {
 
     #[test]
     fn finds_cookies() {
-        let r = req(&[("cookie", "a=1; session = abc ;b=2"), ("cookie", "c=3")]);
+        let r = get(&[("cookie", "a=1; session = abc ;b=2"), ("cookie", "c=3")]);
         assert_eq!(cookie_value(&r.headers, "session"), Some(&b"abc"[..]));
         assert_eq!(cookie_value(&r.headers, "c"), Some(&b"3"[..]));
         assert_eq!(cookie_value(&r.headers, "zz"), None);
@@ -253,7 +243,7 @@ mod tests {
     fn identities_get_their_own_variants() {
         let none = Vary::parse(&resp(&[]));
         let extras = KeyExtras::default();
-        let r = req(&[]);
+        let r = get(&[]);
         assert_eq!(variance(&none, &extras, &r, None), None);
         let alice = variance(&none, &extras, &r, Some("alice"));
         let bob = variance(&none, &extras, &r, Some("bob"));

@@ -181,18 +181,18 @@ pub fn via_value(version: http::Version) -> HeaderValue {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::get;
 
     fn trusted() -> IpSet {
         IpSet::new(["10.0.0.0/8".parse().unwrap()])
     }
 
     fn req(xff: &[&str]) -> RequestHeader {
-        let mut r = RequestHeader::build("GET", b"/", None).unwrap();
-        r.insert_header("host", "example.com").unwrap();
-        for v in xff {
-            r.append_header(X_FORWARDED_FOR, *v).unwrap();
-        }
-        r
+        let host = std::iter::once(("host", "example.com"));
+        let fields: Vec<_> = host
+            .chain(xff.iter().map(|v| (X_FORWARDED_FOR, *v)))
+            .collect();
+        get(&fields)
     }
 
     fn ip(s: &str) -> IpAddr {

@@ -95,14 +95,12 @@ mod tests {
     use crate::cache::transaction as caching;
     use crate::cache::CachePolicy;
     use crate::config::CachePolicyConfig;
+    use crate::test_support;
 
+    /// `GET /a` on `h.test` with `headers`.
     fn request(headers: &[(&str, &str)]) -> RequestHeader {
-        let mut r = RequestHeader::build("GET", b"/a", None).unwrap();
-        r.insert_header("host", "h.test").unwrap();
-        for (name, value) in headers {
-            r.insert_header(name.to_string(), *value).unwrap();
-        }
-        r
+        let host = [("host", "h.test")];
+        test_support::request("GET", "/a", &[&host[..], headers].concat())
     }
 
     fn ctx(req: &RequestHeader) -> CacheCtx {

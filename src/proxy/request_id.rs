@@ -35,13 +35,11 @@ pub fn generate() -> HeaderValue {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::get;
 
     fn req_with(id: Option<&str>) -> RequestHeader {
-        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
-        if let Some(id) = id {
-            req.insert_header(X_REQUEST_ID, id).unwrap();
-        }
-        req
+        let fields: Vec<_> = id.map(|id| (X_REQUEST_ID, id)).into_iter().collect();
+        get(&fields)
     }
 
     #[test]

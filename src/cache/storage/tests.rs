@@ -3,9 +3,9 @@
 use std::time::{Duration, SystemTime};
 
 use pingora::cache::trace::Span;
-use pingora::http::ResponseHeader;
 
 use super::*;
+use crate::test_support::response;
 
 fn storage(max_size: u64, max_object_size: u64) -> &'static MemoryStorage {
     Box::leak(Box::new(MemoryStorage::new(StorageSettings {
@@ -17,10 +17,7 @@ fn storage(max_size: u64, max_object_size: u64) -> &'static MemoryStorage {
 }
 
 fn meta(ttl: u64, headers: &[(&str, &str)]) -> CacheMeta {
-    let mut h = ResponseHeader::build(200, None).unwrap();
-    for (k, v) in headers {
-        h.append_header(k.to_string(), *v).unwrap();
-    }
+    let h = response(200, headers);
     let now = SystemTime::now();
     CacheMeta::new(now + Duration::from_secs(ttl), now, 0, 0, h)
 }

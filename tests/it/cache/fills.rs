@@ -1,12 +1,17 @@
 //! Responses being fetched into the cache ("fills"): every reader gets the
 //! whole body at its own pace, the fill is driven by the origin, and what
-//! became of the fill is reported truthfully.
+//! became of the fill is reported truthfully. Large responses that
+//! are not stored stream through without buffering.
 
 use std::time::Duration;
 
+use bytes::Bytes;
+
 use crate::harness::*;
 
-fn cached(origin: &str, storage: &str) -> String {
+use super::*;
+
+fn fill_config(origin: &str, storage: &str) -> String {
     format!(
         "cache:\n  {storage}\nupstreams:\n  o:\n    backends: [\"{origin}\"]\nroutes:\n  - upstream: o\n    cache: {{}}\n"
     )
@@ -51,7 +56,7 @@ async fn cache_status_access_log_and_metrics_say_what_became_of_a_fill() {
     // 2 MiB with 512 KiB objects: 1 MiB of it for responses in flight.
     let proxy = Proxy::builder(format!(
         "logging:\n  access_log:\n    output: access.log\n{}",
-        cached(
+        fill_config(
             &origin.address(),
             "max_size: 2MiB\n  max_object_size: 512KiB"
         )
@@ -199,7 +204,7 @@ async fn a_stalled_first_reader_does_not_hold_the_fill_or_other_readers_back() {
         "/big",
         Reply::generated(len, false).header("cache-control", "max-age=300"),
     );
-    let proxy = Proxy::start(cached(&origin.address(), "max_size: 64MiB")).await;
+    let proxy = Proxy::start(fill_config(&origin.address(), "max_size: 64MiB")).await;
     let (resume, resumed) = tokio::sync::watch::channel(false);
     let first = stall_a_reader(&proxy, "/big", 1 << 20, resumed).await;
     let others = futures_util::future::join_all((0..3).map(|_| async {
@@ -232,7 +237,7 @@ async fn a_response_too_large_to_store_is_not_shared_with_a_slow_first_reader() 
         "/huge",
         Reply::generated(len, true).header("cache-control", "max-age=300"),
     );
-    let proxy = Proxy::builder(cached(&origin.address(), "max_size: 64MiB"))
+    let proxy = Proxy::builder(fill_config(&origin.address(), "max_size: 64MiB"))
         .admin()
         .start()
         .await;
@@ -282,7 +287,7 @@ async fn readers_that_stop_reading_are_cut_off_by_the_send_timeout_without_harmi
         "/big",
         Reply::generated(len, false).header("cache-control", "max-age=300"),
     );
-    let proxy = Proxy::builder(cached(&origin.address(), "max_size: 64MiB"))
+    let proxy = Proxy::builder(fill_config(&origin.address(), "max_size: 64MiB"))
         .listener("send_timeout: 1s")
         .start()
         .await;
@@ -314,4 +319,99 @@ async fn readers_that_stop_reading_are_cut_off_by_the_send_timeout_without_harmi
         .to_string();
     assert!(status.contains("hit"), "{status}");
     assert_eq!(origin.hits(), 1);
+}
+
+#[tokio::test]
+async fn readers_stream_a_response_that_is_still_arriving() {
+    let origin = Origin::start("origin").await;
+    let chunks: Vec<Bytes> = (0..5).map(|i| Bytes::from(vec![b'a' + i; 1000])).collect();
+    let expected: Vec<u8> = chunks.iter().flat_map(|c| c.to_vec()).collect();
+    origin.on(
+        "/",
+        Reply::paced(chunks, Duration::from_millis(100)).header("cache-control", "max-age=60"),
+    );
+    let proxy = Proxy::start(cached(&origin, "{}")).await;
+    let first = get(&proxy, "/slow", &[]).await;
+    // The response has started arriving; a second request joins it.
+    let second = get(&proxy, "/slow", &[]).await;
+    assert!(status_of(&second).contains("hit"), "{}", status_of(&second));
+    let (a, b) = tokio::join!(first.bytes(), second.bytes());
+    assert_eq!(a.unwrap(), expected);
+    assert_eq!(b.unwrap(), expected);
+    assert_eq!(origin.hits(), 1);
+}
+
+#[tokio::test]
+async fn readers_of_a_fill_that_breaks_get_an_error_not_a_short_body() {
+    let origin = Origin::start("origin").await;
+    let chunks: Vec<Bytes> = (0..3).map(|_| Bytes::from(vec![b'x'; 1000])).collect();
+    origin.on(
+        "/",
+        Reply::paced_then_cut(chunks, Duration::from_millis(100))
+            .header("cache-control", "max-age=60"),
+    );
+    let proxy = Proxy::start(cached(&origin, "{}")).await;
+    let first = get(&proxy, "/cut", &[]).await;
+    let second = get(&proxy, "/cut", &[]).await;
+    let (a, b) = tokio::join!(first.bytes(), second.bytes());
+    assert!(a.is_err(), "the first reader must see the failure");
+    assert!(b.is_err(), "the joined reader must see the failure");
+    // Nothing was stored.
+    origin.on(
+        "/",
+        Reply::text("whole").header("cache-control", "max-age=60"),
+    );
+    assert_eq!(
+        get(&proxy, "/cut", &[]).await.text().await.unwrap(),
+        "whole"
+    );
+}
+
+#[tokio::test]
+async fn large_responses_stream_through_uncached_without_buffering() {
+    let origin = Origin::start("origin").await;
+    origin.on(
+        "/sized",
+        Reply::generated(64 << 20, false).header("cache-control", "max-age=600"),
+    );
+    origin.on(
+        "/chunked",
+        Reply::generated(64 << 20, true).header("cache-control", "max-age=600"),
+    );
+    let proxy = Proxy::builder(cached_with(
+        &origin,
+        "{}",
+        "max_size: 32MiB\n  max_object_size: 1MiB",
+    ))
+    .admin()
+    .start()
+    .await;
+    let baseline = proxy.rss_kib();
+    let expected = pattern(64 << 20);
+    for path in ["/sized", "/chunked"] {
+        let resp = get(&proxy, path, &[]).await;
+        assert_eq!(resp.status(), 200);
+        let mut stream = resp.bytes_stream();
+        let mut received = Vec::with_capacity(64 << 20);
+        let mut peak = 0;
+        use futures_util::StreamExt;
+        while let Some(chunk) = stream.next().await {
+            received.extend_from_slice(&chunk.unwrap());
+            peak = peak.max(proxy.rss_kib());
+        }
+        assert!(
+            received == expected,
+            "{path}: body differs ({} bytes)",
+            received.len()
+        );
+        assert!(
+            peak < baseline + 24 * 1024,
+            "{path}: proxy RSS grew from {baseline} KiB to {peak} KiB while streaming 64 MiB"
+        );
+    }
+    // Neither was stored.
+    assert!(!cache_status(&proxy, "/sized", &[]).await.contains("hit"));
+    assert!(!cache_status(&proxy, "/chunked", &[]).await.contains("hit"));
+    let stats = cache_stats(&proxy).await;
+    assert_eq!(stats["objects"], 0, "{stats}");
 }

@@ -11,7 +11,9 @@ use futures_util::future::join_all;
 use crate::harness::raw_origin::response;
 use crate::harness::*;
 
-fn cached(origin: &str, upstream_extra: &str, cache_extra: &str) -> String {
+use super::*;
+
+fn coalescing_config(origin: &str, upstream_extra: &str, cache_extra: &str) -> String {
     format!(
         "cache:\n  max_size: 64MiB\n{cache_extra}upstreams:\n  o:\n    backends: [\"{origin}\"]\n{upstream_extra}\
          routes:\n  - upstream: o\n    cache: {{}}\n"
@@ -60,7 +62,7 @@ async fn responses_without_freshness_are_revalidated_once_per_burst() {
         };
         origin.on(path, reply);
     }
-    let proxy = Proxy::builder(cached(&origin.address(), "", ""))
+    let proxy = Proxy::builder(coalescing_config(&origin.address(), "", ""))
         .admin()
         .start()
         .await;
@@ -109,7 +111,7 @@ async fn requests_demanding_their_own_revalidation_go_to_the_origin_in_parallel(
             .etag("\"p\"")
             .delay(Duration::from_millis(300)),
     );
-    let proxy = Proxy::start(cached(&origin.address(), "", "")).await;
+    let proxy = Proxy::start(coalescing_config(&origin.address(), "", "")).await;
     assert_eq!(burst(&proxy, "/page", 1).await[0].0, 200);
     let c = client();
     let results = join_all((0..20).map(|i| {
@@ -162,7 +164,7 @@ async fn while_one_request_revalidates_a_hanging_origin_the_others_get_the_stale
     })
     .await;
     // lock_timeout shorter than the read timeout: waiting would end in 504.
-    let proxy = Proxy::start(cached(
+    let proxy = Proxy::start(coalescing_config(
         &origin.address(),
         "    read_timeout: 3s\n",
         "  lock_timeout: 1s\n",
@@ -210,7 +212,7 @@ async fn waiters_behind_a_hanging_fetch_answer_504_without_piling_onto_the_origi
         }
     })
     .await;
-    let proxy = Proxy::start(cached(
+    let proxy = Proxy::start(coalescing_config(
         &origin.address(),
         "    read_timeout: 5s\n    max_retries: 0\n",
         "  lock_timeout: 1s\n",
@@ -247,7 +249,7 @@ async fn stale_while_revalidate_serves_a_burst_from_one_background_revalidation(
             .etag("\"s\"")
             .delay(Duration::from_millis(200)),
     );
-    let proxy = Proxy::start(cached(&origin.address(), "", "")).await;
+    let proxy = Proxy::start(coalescing_config(&origin.address(), "", "")).await;
     assert_eq!(burst(&proxy, "/swr", 1).await[0].1, "swr");
     let before = origin.hits();
     let results = burst(&proxy, "/swr", 50).await;
@@ -259,4 +261,54 @@ async fn stale_while_revalidate_serves_a_burst_from_one_background_revalidation(
     eventually("the background revalidation", || origin.hits() > before).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(origin.hits(), before + 1);
+}
+
+#[tokio::test]
+async fn concurrent_misses_make_exactly_one_origin_request() {
+    let origin = Origin::start("origin").await;
+    origin.on(
+        "/",
+        Reply::text("herd")
+            .header("cache-control", "max-age=60")
+            .delay(Duration::from_millis(200)),
+    );
+    let proxy = Proxy::start(cached(&origin, "{}")).await;
+    let c = client();
+    let requests = (0..200).map(|_| {
+        let c = c.clone();
+        let url = proxy.url("/cold");
+        async move {
+            let resp = c.get(url).send().await.unwrap();
+            (resp.status(), resp.text().await.unwrap())
+        }
+    });
+    let results = join_all(requests).await;
+    assert!(results.iter().all(|(s, b)| *s == 200 && b == "herd"));
+    assert_eq!(origin.hits(), 1);
+}
+
+#[tokio::test]
+async fn uncacheable_urls_do_not_queue_behind_the_cache_lock() {
+    let origin = Origin::start("origin").await;
+    origin.on(
+        "/",
+        Reply::text("dynamic")
+            .header("cache-control", "no-store")
+            .delay(Duration::from_millis(300)),
+    );
+    let proxy = Proxy::start(cached(&origin, "{}")).await;
+    get(&proxy, "/api", &[]).await.bytes().await.unwrap();
+    let c = client();
+    let requests = (0..20).map(|_| {
+        let c = c.clone();
+        let url = proxy.url("/api");
+        async move { c.get(url).send().await.unwrap().status() }
+    });
+    assert!(join_all(requests).await.iter().all(|s| *s == 200));
+    assert_eq!(origin.hits(), 21);
+    assert!(
+        origin.max_concurrent() >= 10,
+        "requests were serialised: at most {} at once",
+        origin.max_concurrent()
+    );
 }

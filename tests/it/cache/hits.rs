@@ -1,11 +1,12 @@
-//! Fresh hits answered before Pingora's cache phases: the same response as
-//! the full cache path, over HTTP/1.1 and HTTP/2, for GET and HEAD, on
-//! reused connections; everything that needs more than the URL still takes
-//! the full path.
+//! Hits: fresh hits answered before Pingora's cache phases (the same
+//! response as the full cache path, over HTTP/1.1 and HTTP/2, for GET and
+//! HEAD, on reused connections), conditional and HEAD requests, and `Vary`.
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::harness::*;
+
+use super::*;
 
 fn cached_route(origin: &Origin) -> String {
     format!(
@@ -262,4 +263,63 @@ async fn a_get_with_a_body_is_not_answered_before_its_body_is_read() {
         origin.requests().iter().all(|r| r.uri != "/smuggled"),
         "a request body was taken for a request"
     );
+}
+
+#[tokio::test]
+async fn head_and_conditional_requests_are_answered_from_cache() {
+    let origin = Origin::start("origin").await;
+    origin.on(
+        "/",
+        Reply::text("0123456789")
+            .header("cache-control", "max-age=60")
+            .etag("\"tag\""),
+    );
+    let proxy = Proxy::start(cached(&origin, "{}")).await;
+    cache_status(&proxy, "/doc", &[]).await;
+
+    let head = client().head(proxy.url("/doc")).send().await.unwrap();
+    assert_eq!(head.status(), 200);
+    assert!(status_of(&head).contains("hit"));
+    assert_eq!(head.headers()["content-length"], "10");
+
+    let cond = get(&proxy, "/doc", &[("if-none-match", "\"tag\"")]).await;
+    assert_eq!(cond.status(), 304);
+    assert_eq!(cond.headers()["etag"], "\"tag\"");
+
+    let range = get(&proxy, "/doc", &[("range", "bytes=2-4")]).await;
+    assert_eq!(range.status(), 206);
+    assert_eq!(range.text().await.unwrap(), "234");
+    assert_eq!(origin.hits(), 1);
+    // A HEAD miss is fetched as a GET and stored for both.
+    let head = client().head(proxy.url("/other")).send().await.unwrap();
+    assert_eq!(head.status(), 200);
+    assert_eq!(origin.last().method, "GET");
+    assert!(cache_status(&proxy, "/other", &[]).await.contains("hit"));
+    assert_eq!(origin.hits(), 2);
+}
+
+#[tokio::test]
+async fn vary_selects_among_stored_variants() {
+    let origin = Origin::start("origin").await;
+    origin.on(
+        "/",
+        Reply::text("v")
+            .header("cache-control", "max-age=60")
+            .header("vary", "Accept-Language"),
+    );
+    let proxy = Proxy::start(cached(&origin, "{}")).await;
+    let en = [("accept-language", "en")];
+    let de = [("accept-language", "de")];
+    cache_status(&proxy, "/", &en).await;
+    assert!(cache_status(&proxy, "/", &en).await.contains("hit"));
+    assert!(!cache_status(&proxy, "/", &de).await.contains("hit"));
+    assert!(cache_status(&proxy, "/", &de).await.contains("hit"));
+    assert!(cache_status(&proxy, "/", &[("accept-language", " EN ")])
+        .await
+        .contains("hit"));
+    assert!(
+        !cache_status(&proxy, "/", &[]).await.contains("hit"),
+        "an absent header is its own variant"
+    );
+    assert_eq!(origin.hits(), 3);
 }
