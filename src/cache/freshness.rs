@@ -7,7 +7,11 @@ use http::{header, StatusCode};
 use pingora::cache::cache_control::{CacheControl, DirectiveKey, InterpretCacheControl};
 use pingora::http::ResponseHeader;
 
+use super::http_date;
 use super::surrogate::SurrogateControl;
+
+/// `CDN-Cache-Control` (RFC 9213), the targeted field every CDN follows.
+pub const CDN_CACHE_CONTROL: &str = "cdn-cache-control";
 
 /// Status codes whose caching rules this cache implements, for
 /// `must-understand` (RFC 9111 §5.2.2.3): those defined by RFC 9110.
@@ -40,6 +44,30 @@ pub struct FreshnessRules {
     pub stale_if_error: Duration,
     /// Whether responses with `Set-Cookie` may be stored.
     pub store_set_cookie: bool,
+    /// Lifetimes by status for responses without explicit freshness (ahead
+    /// of `default_ttl`).
+    pub ttl_by_status: Box<[(u16, Duration)]>,
+    /// What of the origin's directives is ignored (`ignore_origin`).
+    pub ignore_origin: IgnoreOrigin,
+    /// This cache's own targeted field (RFC 9213), the most specific
+    /// target: it takes precedence over `CDN-Cache-Control`.
+    pub targeted_field: Option<http::HeaderName>,
+    /// Whether `CDN-Cache-Control` is followed.
+    pub cdn_cache_control: bool,
+}
+
+/// The origin directives a policy ignores (nginx's `proxy_ignore_headers`):
+/// dangerous, so each is named explicitly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct IgnoreOrigin {
+    /// Freshness from `Cache-Control`, targeted fields, `Surrogate-Control`
+    /// and `Expires` (lifetimes, `no-cache`, `must-revalidate`, stale
+    /// windows): the policy's TTLs decide.
+    pub freshness: bool,
+    /// `no-store` is not obeyed.
+    pub no_store: bool,
+    /// `private` is not obeyed.
+    pub private: bool,
 }
 
 impl Default for FreshnessRules {
@@ -53,7 +81,68 @@ impl Default for FreshnessRules {
             stale_while_revalidate: Duration::ZERO,
             stale_if_error: Duration::ZERO,
             store_set_cookie: false,
+            ttl_by_status: Box::new([]),
+            ignore_origin: IgnoreOrigin::default(),
+            targeted_field: None,
+            cdn_cache_control: true,
         }
+    }
+}
+
+impl FreshnessRules {
+    fn status_ttl(&self, status: StatusCode) -> Option<Duration> {
+        let code = status.as_u16();
+        self.ttl_by_status
+            .iter()
+            .find(|(s, _)| *s == code)
+            .map(|(_, ttl)| *ttl)
+    }
+}
+
+/// The directives that govern this cache's handling of a response.
+///
+/// RFC 9213 §2.1: the first targeted field, in target-list order, with a
+/// valid non-empty value — the policy's own `targeted_field`, then
+/// `CDN-Cache-Control` — is used *instead of* `Cache-Control` and
+/// `Expires` (and `Surrogate-Control`); without one, `Cache-Control`
+/// (with `Surrogate-Control` and `Expires`) is.
+pub struct OriginDirectives {
+    /// The directives in force.
+    pub cc: Option<CacheControl>,
+    /// They come from a targeted field.
+    pub targeted: bool,
+}
+
+impl OriginDirectives {
+    /// The directives of `resp` under `rules`.
+    pub fn of(resp: &ResponseHeader, rules: &FreshnessRules) -> Self {
+        let own = rules.targeted_field.as_ref().map(http::HeaderName::as_str);
+        let cdn = rules.cdn_cache_control.then_some(CDN_CACHE_CONTROL);
+        for name in [own, cdn].into_iter().flatten() {
+            if let Some(cc) = CacheControl::from_resp_headers_named(name, resp) {
+                if !cc.directives.is_empty() {
+                    return Self {
+                        cc: Some(cc),
+                        targeted: true,
+                    };
+                }
+            }
+        }
+        Self {
+            cc: CacheControl::from_resp_headers(resp),
+            targeted: false,
+        }
+    }
+
+    /// Whether a stale copy must be revalidated (`must-revalidate`,
+    /// `proxy-revalidate`, `no-cache`, `s-maxage`).
+    fn forbid_stale(&self) -> bool {
+        self.cc.as_ref().is_some_and(|cc| {
+            cc.must_revalidate()
+                || cc.proxy_revalidate()
+                || cc.no_cache()
+                || cc.has_directive(&DirectiveKey::SMaxAge)
+        })
     }
 }
 
@@ -156,33 +245,31 @@ impl Freshness {
     }
 }
 
+/// A date field in any of the three HTTP-date forms; `None` when absent,
+/// repeated or not a date.
 fn http_date(resp: &ResponseHeader, name: header::HeaderName) -> Option<SystemTime> {
     let mut values = resp.headers.get_all(name).iter();
     let value = values.next()?;
     if values.next().is_some() {
         return None;
     }
-    httpdate::parse_http_date(value.to_str().ok()?).ok()
+    http_date::parse(value.to_str().ok()?)
 }
 
-/// The `Age` header: `Ok(None)` when absent, `Err` when present but not a
-/// single non-negative integer (such a response is treated as stale).
-fn age_header(resp: &ResponseHeader) -> Result<Option<Duration>, ()> {
-    let mut values = resp.headers.get_all(header::AGE).iter();
-    let Some(value) = values.next() else {
-        return Ok(None);
-    };
-    if values.next().is_some() {
-        return Err(());
+/// The `Age` field (RFC 9111 §5.1): of a list (or repeated field lines),
+/// the first member; `None` when absent, or when that member is not a
+/// non-negative integer (the field is then ignored).
+pub fn age_header(resp: &ResponseHeader) -> Option<Duration> {
+    let first = resp.headers.get_all(header::AGE).iter().next()?;
+    let member = first.to_str().ok()?.split(',').next()?.trim();
+    if member.is_empty() || !member.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
     }
-    let text = value.to_str().map_err(|_| ())?.trim();
-    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(());
-    }
-    // Overflow means "very old" (RFC 9111 §1.2.2).
-    Ok(Some(Duration::from_secs(
-        text.parse().unwrap_or(i32::MAX as u64),
-    )))
+    // Larger than can be represented: 2^31 (RFC 9111 §1.2.2).
+    const CAP: u64 = 1 << 31;
+    Some(Duration::from_secs(
+        member.parse().map_or(CAP, |v: u64| v.min(CAP)),
+    ))
 }
 
 fn directive_seconds(cc: &CacheControl, key: DirectiveKey) -> Option<Result<u32, ()>> {
@@ -204,13 +291,15 @@ fn status_allowed(status: StatusCode, rules: &FreshnessRules) -> bool {
         .is_none_or(|allowed| allowed.contains(&code))
 }
 
-/// The explicit freshness lifetime, if the response has one.
+/// The explicit freshness lifetime, if the response has one. `Expires`
+/// counts only when no targeted field governs the response.
 fn explicit_lifetime(
     resp: &ResponseHeader,
-    cc: Option<&CacheControl>,
+    directives: &OriginDirectives,
     surrogate: Option<&SurrogateControl>,
     date: SystemTime,
 ) -> Option<Duration> {
+    let cc = directives.cc.as_ref();
     if let Some(max_age) = surrogate.and_then(|s| s.max_age) {
         return Some(max_age);
     }
@@ -227,7 +316,7 @@ fn explicit_lifetime(
             }
         }
     }
-    if resp.headers.contains_key(header::EXPIRES) {
+    if !directives.targeted && resp.headers.contains_key(header::EXPIRES) {
         return Some(match http_date(resp, header::EXPIRES) {
             Some(expires) => expires.duration_since(date).unwrap_or(Duration::ZERO),
             // Invalid or repeated Expires means "already expired" (§5.3).
@@ -252,36 +341,39 @@ pub fn evaluate(
     if request.no_store {
         return Err(NotStorable::RequestNoStore);
     }
-    let surrogate = SurrogateControl::parse(resp);
-    if surrogate.as_ref().is_some_and(|s| s.no_store) {
+    let directives = OriginDirectives::of(resp, rules);
+    let ignore = rules.ignore_origin;
+    // A targeted field governs alone: Surrogate-Control is another one.
+    let surrogate = if directives.targeted {
+        None
+    } else {
+        SurrogateControl::parse(resp)
+    };
+    if surrogate.as_ref().is_some_and(|s| s.no_store) && !ignore.no_store {
         return Err(NotStorable::NoStore);
     }
-    let cc = CacheControl::from_resp_headers(resp);
+    let cc = directives.cc.as_ref();
     // An explicit Surrogate-Control max-age overrides Cache-Control storage
     // restrictions: the origin addressed this cache directly.
     let surrogate_max_age = surrogate.as_ref().is_some_and(|s| s.max_age.is_some());
     // must-understand: store only statuses whose rules we implement, and
     // then ignore no-store (RFC 9111 §5.2.2.3).
-    let must_understand = cc.as_ref().is_some_and(|cc| cc.has_key("must-understand"));
+    let must_understand = cc.is_some_and(|cc| cc.has_key("must-understand"));
     if must_understand && !UNDERSTOOD.contains(&resp.status.as_u16()) {
         return Err(NotStorable::Status);
     }
-    if let Some(cc) = &cc {
-        if cc.no_store() && !surrogate_max_age && !must_understand {
+    if let Some(cc) = cc {
+        if cc.no_store() && !surrogate_max_age && !must_understand && !ignore.no_store {
             return Err(NotStorable::NoStore);
         }
-        if cc.private() && !surrogate_max_age {
+        if cc.private() && !surrogate_max_age && !ignore.private {
             return Err(NotStorable::Private);
         }
     }
     if super::vary::Vary::parse(resp).is_star() {
         return Err(NotStorable::VaryStar);
     }
-    if request.authorization
-        && !cc
-            .as_ref()
-            .is_some_and(|cc| cc.allow_caching_authorized_req())
-    {
+    if request.authorization && !cc.is_some_and(|cc| cc.allow_caching_authorized_req()) {
         return Err(NotStorable::Authorization);
     }
     if !rules.store_set_cookie && resp.headers.contains_key(header::SET_COOKIE) {
@@ -289,8 +381,18 @@ pub fn evaluate(
     }
 
     let date = http_date(resp, header::DATE).unwrap_or(response_time);
-    let public = cc.as_ref().is_some_and(|cc| cc.public());
-    let lifetime = explicit_lifetime(resp, cc.as_ref(), surrogate.as_ref(), date)
+    let public = cc.is_some_and(|cc| cc.public());
+    // Explicit freshness first (unless ignored), then the policy's TTL for
+    // the status, then default_ttl; the Last-Modified heuristic only when
+    // the policy gives no TTL of its own.
+    let explicit = if ignore.freshness {
+        None
+    } else {
+        explicit_lifetime(resp, &directives, surrogate.as_ref(), date)
+    };
+    let lifetime = explicit
+        .or_else(|| rules.status_ttl(resp.status))
+        .or(rules.default_ttl)
         .or_else(|| {
             let heuristic_status =
                 HEURISTICALLY_CACHEABLE.contains(&resp.status.as_u16()) || public;
@@ -305,7 +407,6 @@ pub fn evaluate(
                     .min(rules.heuristic_max_ttl),
             )
         })
-        .or(rules.default_ttl)
         .ok_or(NotStorable::NoFreshness)?;
     let lifetime = match rules.max_ttl {
         Some(max) => lifetime.min(max),
@@ -318,18 +419,11 @@ pub fn evaluate(
         .request_time
         .and_then(|t| response_time.duration_since(t).ok())
         .unwrap_or(Duration::ZERO);
-    let initial_age = match age_header(resp) {
-        Ok(age) => apparent_age.max(age.unwrap_or(Duration::ZERO) + response_delay),
-        // An unusable Age header: treat the response as already stale.
-        Err(()) => lifetime + Duration::from_secs(1),
-    };
+    let age = age_header(resp).unwrap_or(Duration::ZERO);
+    let initial_age = apparent_age.max(age + response_delay);
 
-    let forbids_stale = cc.as_ref().is_some_and(|cc| {
-        cc.must_revalidate()
-            || cc.proxy_revalidate()
-            || cc.no_cache()
-            || cc.has_directive(&DirectiveKey::SMaxAge)
-    });
+    let origin = if ignore.freshness { None } else { cc };
+    let forbids_stale = !ignore.freshness && directives.forbid_stale();
     let (swr, sie) = if forbids_stale {
         (0, 0)
     } else {
@@ -338,13 +432,11 @@ pub fn evaluate(
         };
         (
             window(
-                cc.as_ref()
-                    .and_then(|cc| cc.stale_while_revalidate().ok().flatten()),
+                origin.and_then(|cc| cc.stale_while_revalidate().ok().flatten()),
                 rules.stale_while_revalidate,
             ),
             window(
-                cc.as_ref()
-                    .and_then(|cc| cc.stale_if_error().ok().flatten()),
+                origin.and_then(|cc| cc.stale_if_error().ok().flatten()),
                 rules.stale_if_error,
             ),
         )
@@ -360,14 +452,9 @@ pub fn evaluate(
 
 /// Whether a stored response must be revalidated once stale, even when the
 /// client would accept it stale (`must-revalidate`, `proxy-revalidate`,
-/// `s-maxage`, `no-cache`).
-pub fn must_revalidate(resp: &ResponseHeader) -> bool {
-    CacheControl::from_resp_headers(resp).is_some_and(|cc| {
-        cc.must_revalidate()
-            || cc.proxy_revalidate()
-            || cc.no_cache()
-            || cc.has_directive(&DirectiveKey::SMaxAge)
-    })
+/// `s-maxage`, `no-cache`, in the directives that govern it under `rules`).
+pub fn must_revalidate(resp: &ResponseHeader, rules: &FreshnessRules) -> bool {
+    !rules.ignore_origin.freshness && OriginDirectives::of(resp, rules).forbid_stale()
 }
 
 /// Removes the fields a shared cache must not store (`private="..."`,

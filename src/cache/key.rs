@@ -95,9 +95,116 @@ pub fn url_of(key: &CacheKey) -> Option<&str> {
     key.primary_key_str()?.strip_prefix("GET ")
 }
 
+/// Which port a [`UrlPattern`] accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PortMatch {
+    /// Any port, the scheme's default included.
+    Any,
+    /// This port (the scheme's default when the URL has none).
+    Port(u16),
+}
+
+/// A normalised URL with parts left open: any scheme, any port. What a
+/// purge of `http://host/path` (no port given) or of a host and path
+/// selects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UrlPattern {
+    /// `http` or `https`; `None`: both.
+    pub scheme: Option<&'static str>,
+    /// The lowercase host name, without port.
+    pub host: String,
+    /// The port.
+    pub port: PortMatch,
+    /// The path and query, normalised as the key has them.
+    pub path_query: String,
+}
+
+impl UrlPattern {
+    /// Whether the normalised URL `url` (as [`url`] builds it) matches.
+    pub fn matches(&self, url: &str) -> bool {
+        let Some((scheme, rest)) = url.split_once("://") else {
+            return false;
+        };
+        if self.scheme.is_some_and(|s| s != scheme) {
+            return false;
+        }
+        let split = rest.find('/').unwrap_or(rest.len());
+        let (authority, path_query) = rest.split_at(split);
+        if path_query != self.path_query {
+            return false;
+        }
+        let (host, port) = split_authority(authority);
+        let default = if scheme == "https" { 443 } else { 80 };
+        host == self.host
+            && match self.port {
+                PortMatch::Any => true,
+                PortMatch::Port(p) => port.unwrap_or(default) == p,
+            }
+    }
+}
+
+/// `host[:port]` (IPv6 hosts in brackets) into host and port.
+fn split_authority(authority: &str) -> (&str, Option<u16>) {
+    let port_start = if authority.starts_with('[') {
+        authority.find(']').map(|i| i + 1)
+    } else {
+        authority.rfind(':')
+    };
+    match port_start {
+        Some(i) if authority[i..].starts_with(':') => {
+            (&authority[..i], authority[i + 1..].parse().ok())
+        }
+        _ => (authority, None),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn url_patterns_leave_scheme_and_port_open() {
+        let pattern = |scheme, port| UrlPattern {
+            scheme,
+            host: "example.com".into(),
+            port,
+            path_query: "/a?x=1".into(),
+        };
+        let any = pattern(None, PortMatch::Any);
+        for url in [
+            "http://example.com/a?x=1",
+            "https://example.com/a?x=1",
+            "http://example.com:8080/a?x=1",
+        ] {
+            assert!(any.matches(url), "{url}");
+        }
+        for url in [
+            "http://example.com/a",
+            "http://example.com/a?x=1&y",
+            "http://example.org/a?x=1",
+            "http://sub.example.com/a?x=1",
+        ] {
+            assert!(!any.matches(url), "{url}");
+        }
+        let http_default = pattern(Some("http"), PortMatch::Port(80));
+        assert!(http_default.matches("http://example.com/a?x=1"));
+        assert!(!http_default.matches("https://example.com/a?x=1"));
+        assert!(!http_default.matches("http://example.com:8080/a?x=1"));
+        let port_80 = pattern(None, PortMatch::Port(80));
+        assert!(port_80.matches("http://example.com/a?x=1"));
+        assert!(!port_80.matches("https://example.com/a?x=1"));
+        let port = pattern(None, PortMatch::Port(8080));
+        assert!(port.matches("https://example.com:8080/a?x=1"));
+        assert!(!port.matches("https://example.com/a?x=1"));
+        let v6 = UrlPattern {
+            scheme: None,
+            host: "[::1]".into(),
+            port: PortMatch::Any,
+            path_query: "/".into(),
+        };
+        assert!(v6.matches("http://[::1]:8080/"));
+        assert!(v6.matches("http://[::1]/"));
+    }
 
     #[test]
     fn builds_normalised_urls() {

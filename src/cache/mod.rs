@@ -10,9 +10,11 @@
 pub mod conditional;
 pub mod freshness;
 mod header_dict;
+pub mod http_date;
 pub mod key;
 pub mod lock;
 pub mod policy;
+pub mod purge;
 pub mod request;
 pub mod revalidate;
 pub mod status;

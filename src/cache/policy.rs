@@ -5,10 +5,11 @@ use std::sync::Arc;
 use http::HeaderName;
 use pingora::http::RequestHeader;
 
-use super::freshness::FreshnessRules;
+use super::freshness::{FreshnessRules, IgnoreOrigin, CDN_CACHE_CONTROL};
 use super::key::QueryOptions;
+use super::surrogate;
 use super::vary::KeyExtras;
-use crate::config::CachePolicyConfig;
+use crate::config::{CachePolicyConfig, IgnoreOrigin as Ignored};
 use crate::net::cookie_value;
 
 /// How one route caches.
@@ -33,6 +34,23 @@ pub struct CachePolicy {
     /// Authenticated requests share entries instead of keeping one per
     /// identity.
     pub shared_for_authenticated: bool,
+    /// Response fields meant for this cache only, removed before the
+    /// client sees them: `Surrogate-Control`, `Surrogate-Key`,
+    /// `Cache-Tag`, and the targeted fields unless forwarded.
+    pub stripped_downstream: Box<[HeaderName]>,
+}
+
+/// The fields [`CachePolicy::stripped_downstream`] lists.
+fn stripped_downstream(config: &CachePolicyConfig) -> Box<[HeaderName]> {
+    let mut names: Vec<HeaderName> = [surrogate::HEADER, "surrogate-key", "cache-tag"]
+        .into_iter()
+        .map(HeaderName::from_static)
+        .collect();
+    if !config.forward_targeted_fields {
+        names.push(HeaderName::from_static(CDN_CACHE_CONTROL));
+        names.extend(config.targeted_field.as_ref().map(|h| h.0.clone()));
+    }
+    names.into_boxed_slice()
 }
 
 impl CachePolicy {
@@ -58,7 +76,20 @@ impl CachePolicy {
                 stale_while_revalidate: config.stale_while_revalidate.get(),
                 stale_if_error: config.stale_if_error.get(),
                 store_set_cookie: config.store_set_cookie,
+                ttl_by_status: config
+                    .ttl_by_status
+                    .iter()
+                    .map(|(status, ttl)| (*status, ttl.get()))
+                    .collect(),
+                ignore_origin: IgnoreOrigin {
+                    freshness: config.ignore_origin.contains(&Ignored::Freshness),
+                    no_store: config.ignore_origin.contains(&Ignored::NoStore),
+                    private: config.ignore_origin.contains(&Ignored::Private),
+                },
+                targeted_field: config.targeted_field.as_ref().map(|h| h.0.clone()),
+                cdn_cache_control: config.cdn_cache_control,
             },
+            stripped_downstream: stripped_downstream(config),
             bypass_cookies: config.bypass.cookies.clone().into_boxed_slice(),
             bypass_headers: config.bypass.headers.iter().map(|h| h.0.clone()).collect(),
             cache_status: config.cache_status,

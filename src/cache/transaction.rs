@@ -18,7 +18,7 @@ use super::request::{RequestDirectives, StoredUse};
 use super::revalidate::{identifies, merge_not_modified, MERGED_BY_PINGORA};
 use super::status::{CacheResult, CacheStatus, Forward};
 use super::storage::{Fill, FillOutcome};
-use super::{key, no_cache_reason, surrogate, CachePolicy};
+use super::{key, no_cache_reason, CachePolicy};
 use crate::edge::Host;
 
 /// Per-request cache state (present when the route has a cache policy).
@@ -300,7 +300,7 @@ pub fn hit_decision(
 
 /// The client's directives applied to a stored response.
 fn directives_decision(cc: &mut CacheCtx, meta: &CacheMeta) -> Option<ForcedFreshness> {
-    let must_revalidate = freshness::must_revalidate(meta.response_header());
+    let must_revalidate = freshness::must_revalidate(meta.response_header(), &cc.policy.freshness);
     match cc
         .directives
         .stored_use(meta.age(), lifetime(meta), must_revalidate)
@@ -615,9 +615,6 @@ pub fn invalidation_urls(
     urls
 }
 
-/// Headers meant for this cache only, removed before the client sees them.
-pub const SURROGATE_HEADERS: [&str; 3] = [surrogate::HEADER, "surrogate-key", "cache-tag"];
-
 /// What the cache did for a finished request, as metrics count it: the
 /// same [`Outcome`] as its `Cache-Status`. `None` when the request ended
 /// before the cache phases.
@@ -639,54 +636,71 @@ pub fn result(cc: &CacheCtx, phase: CachePhase) -> Option<CacheResult> {
 mod tests {
     use super::*;
     use crate::config::CachePolicyConfig;
+    use crate::test_support::request;
 
     fn policy() -> Arc<CachePolicy> {
         Arc::new(CachePolicy::compile("p", &CachePolicyConfig::default()))
-    }
-
-    fn req(method: &str, path: &str, host: &str) -> RequestHeader {
-        let mut r = RequestHeader::build(method, path.as_bytes(), None).unwrap();
-        r.insert_header("host", host).unwrap();
-        r
     }
 
     #[test]
     fn keys_on_scheme_host_port_path_and_query() {
         let p = policy();
         assert_eq!(
-            request_url(&req("GET", "/a?b=1", "Example.COM"), false, &p),
+            request_url(
+                &request("GET", "/a?b=1", &[("host", "Example.COM")]),
+                false,
+                &p
+            ),
             "http://example.com/a?b=1"
         );
         assert_eq!(
-            request_url(&req("GET", "/", "example.com:8080"), true, &p),
+            request_url(
+                &request("GET", "/", &[("host", "example.com:8080")]),
+                true,
+                &p
+            ),
             "https://example.com:8080/"
         );
         assert_eq!(
-            request_url(&req("GET", "/", "example.com:443"), true, &p),
+            request_url(
+                &request("GET", "/", &[("host", "example.com:443")]),
+                true,
+                &p
+            ),
             "https://example.com/"
         );
         assert_eq!(
-            request_url(&req("GET", "/x", "Example.com.:8080"), false, &p),
+            request_url(
+                &request("GET", "/x", &[("host", "Example.com.:8080")]),
+                false,
+                &p
+            ),
             "http://example.com:8080/x"
         );
         assert_eq!(
-            request_url(&req("GET", "/x", "example.com."), false, &p),
+            request_url(
+                &request("GET", "/x", &[("host", "example.com.")]),
+                false,
+                &p
+            ),
             "http://example.com/x"
         );
     }
 
     #[test]
     fn only_get_and_head_use_the_cache() {
-        let cc = begin(&req("POST", "/", "h"), false, policy());
+        let cc = begin(&request("POST", "/", &[("host", "h")]), false, policy());
         assert!(!cc.uses_cache_phases() && cc.invalidates);
-        let cc = begin(&req("OPTIONS", "/", "h"), false, policy());
+        let cc = begin(&request("OPTIONS", "/", &[("host", "h")]), false, policy());
         assert!(!cc.uses_cache_phases() && !cc.invalidates);
-        assert!(begin(&req("HEAD", "/", "h"), false, policy()).uses_cache_phases());
+        assert!(
+            begin(&request("HEAD", "/", &[("host", "h")]), false, policy()).uses_cache_phases()
+        );
     }
 
     #[test]
     fn unsafe_requests_invalidate_same_host_locations() {
-        let r = req("POST", "/items", "h.test");
+        let r = request("POST", "/items", &[("host", "h.test")]);
         let cc = begin(&r, false, policy());
         let mut resp = ResponseHeader::build(201, None).unwrap();
         resp.insert_header("location", "/items/7").unwrap();

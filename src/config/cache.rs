@@ -94,6 +94,35 @@ pub struct CachePolicyConfig {
     /// On routes with `auth`, share one cached response among all
     /// identities. Off by default: each identity gets its own entry.
     pub shared_for_authenticated: bool,
+    /// Lifetimes by status code for responses without explicit freshness,
+    /// e.g. `{ 200: 10m, 404: 30s }`: ahead of `default_ttl` and the
+    /// `Last-Modified` heuristic.
+    pub ttl_by_status: IndexMap<u16, HumanDuration>,
+    /// Origin directives to ignore (dangerous; nginx's
+    /// `proxy_ignore_headers`): `freshness`, `no_store`, `private`.
+    pub ignore_origin: Vec<IgnoreOrigin>,
+    /// This cache's own targeted cache-control field (RFC 9213), e.g.
+    /// `Palisade-Cache-Control`: it takes precedence over
+    /// `CDN-Cache-Control` and `Cache-Control`.
+    pub targeted_field: Option<HeaderName>,
+    /// Follow `CDN-Cache-Control` (RFC 9213) ahead of `Cache-Control`.
+    pub cdn_cache_control: bool,
+    /// Send `CDN-Cache-Control` and the `targeted_field` on to clients
+    /// (for a CDN in front of Palisade). Off: they are removed.
+    pub forward_targeted_fields: bool,
+}
+
+/// An origin directive a policy may ignore (`ignore_origin:`).
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum IgnoreOrigin {
+    /// `Cache-Control` / targeted fields / `Surrogate-Control` / `Expires`
+    /// freshness: lifetimes, `no-cache`, `must-revalidate`, stale windows.
+    Freshness,
+    /// `no-store`.
+    NoStore,
+    /// `private`.
+    Private,
 }
 
 impl Default for CachePolicyConfig {
@@ -112,6 +141,11 @@ impl Default for CachePolicyConfig {
             store_set_cookie: false,
             cache_status: true,
             shared_for_authenticated: false,
+            ttl_by_status: IndexMap::new(),
+            ignore_origin: Vec::new(),
+            targeted_field: None,
+            cdn_cache_control: true,
+            forward_targeted_fields: false,
         }
     }
 }

@@ -45,7 +45,8 @@ pub use auth::{
     JwtConfig, PasswordScheme, RouteAuth,
 };
 pub use cache::{
-    CacheBypassConfig, CacheConfig, CacheKeyConfig, CachePolicyConfig, EvictionPolicy, RouteCache,
+    CacheBypassConfig, CacheConfig, CacheKeyConfig, CachePolicyConfig, EvictionPolicy,
+    IgnoreOrigin, RouteCache,
 };
 pub use cidr::Cidr;
 pub use diagnostic::{did_you_mean, ConfigError, Diagnostic, LoadError, Report, Severity};
@@ -60,8 +61,8 @@ pub use listener::{ClientLimits, MAX_REQUEST_HEAD_AND_BUFFER};
 pub use one_or_many::OneOrMany;
 pub use path::{KeyPath, Segment};
 pub use route::{
-    EncodedSlashes, HostPattern, HostRewrite, PathPrefix, PathReadings, RouteConfig, RouteMatch,
-    OVERRIDE_HEADERS,
+    EncodedSlashes, HostPattern, HostRewrite, PathPrefix, PathReadings, PurgeMethodConfig,
+    RouteConfig, RouteMatch, OVERRIDE_HEADERS,
 };
 pub use server::{
     AccessLogConfig, AccessLogFormat, AccessLogOutput, LogLevel, LoggingConfig, ServerConfig,

@@ -89,6 +89,20 @@ pub struct RouteConfig {
     /// Limits (names of `limits:`) every request must pass.
     #[serde(default)]
     pub limits: super::OneOrMany<String>,
+    /// Accept the `PURGE` method on this route (Varnish style): it removes
+    /// the request's URL from the cache, for clients this guard admits.
+    #[serde(default)]
+    pub purge: Option<PurgeMethodConfig>,
+}
+
+/// Who may send `PURGE` on a route (`purge:`): at least one of the two.
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct PurgeMethodConfig {
+    /// Client addresses allowed to purge.
+    pub ip_filter: Option<super::IpFilterConfig>,
+    /// An authentication policy (`auth.<name>`) purgers must pass.
+    pub auth: Option<String>,
 }
 
 /// Whether requests routed to a route are checked against other readings

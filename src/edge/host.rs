@@ -88,6 +88,11 @@ impl<'a> Host<'a> {
         &self.name
     }
 
+    /// The port, when one is written.
+    pub fn port(&self) -> Option<u16> {
+        self.port.and_then(|p| p.parse().ok())
+    }
+
     /// The name into an owned or borrowed string.
     pub fn into_name(self) -> Cow<'a, str> {
         self.name

@@ -271,7 +271,7 @@ pub(super) fn response_header(
     let Some(cc) = ctx.cache.as_mut() else {
         return Ok(());
     };
-    for name in caching::SURROGATE_HEADERS {
+    for name in cc.policy.stripped_downstream.iter() {
         response.remove_header(name);
     }
     if let Some(stored) = cc.unidentified_by_304.take() {

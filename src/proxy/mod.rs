@@ -41,6 +41,7 @@ pub mod fresh_hit;
 pub mod hop_by_hop;
 mod limiting;
 mod outcome;
+mod purge_method;
 mod refusal;
 mod request;
 pub mod request_id;

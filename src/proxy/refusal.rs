@@ -78,7 +78,13 @@ pub async fn answer(session: &mut Session, ctx: &RequestCtx, refusal: Refusal) -
     let (mut resp, body) =
         respond::build_with_body(refusal.status, ctx.request_id.as_ref(), refusal.body)?;
     for (name, value) in refusal.headers {
-        resp.append_header(name, value)?;
+        // A refusal's own Content-Type replaces the default one; other
+        // fields (challenges) may repeat.
+        if name == header::CONTENT_TYPE {
+            resp.insert_header(name, value)?;
+        } else {
+            resp.append_header(name, value)?;
+        }
     }
     respond::write(session, ctx, resp, body).await
 }

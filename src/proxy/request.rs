@@ -13,7 +13,7 @@ use super::admission;
 use super::cache_phases;
 use super::context::{ClientFault, RequestCtx};
 use super::refusal::{self, Refusal};
-use super::{client_timing, forwarded, is_tls, limiting, request_id};
+use super::{client_timing, forwarded, is_tls, limiting, purge_method, request_id};
 use crate::cache::transaction as caching;
 use crate::cache::CacheStore;
 use crate::config::LimitScope;
@@ -35,7 +35,7 @@ pub(super) async fn admit(
         session.set_read_timeout(Some(l.client_body_timeout));
     }
     identify_client(session, ctx);
-    if let Err(refusal) = checks(runtime, listener, session, ctx).await {
+    if let Err(refusal) = checks(cache, runtime, listener, session, ctx).await {
         refusal::answer(session, ctx, refusal).await?;
         return Ok(true);
     }
@@ -44,7 +44,10 @@ pub(super) async fn admit(
 
 /// Every check a request must pass before the cache: the route and its
 /// address and HTTPS rules, credentials, limits of scope `all`, body size.
+/// A `PURGE` on a route that accepts it is answered after the HTTPS rule,
+/// by its own guard (`purge_method`).
 async fn checks(
+    cache: &CacheStore,
     runtime: &Runtime,
     listener: Option<&ListenerPolicy>,
     session: &mut Session,
@@ -57,6 +60,13 @@ async fn checks(
         is_tls(session),
         ctx,
     )?;
+    if let Some(route) = ctx.route.and_then(|id| runtime.routes.get(id)) {
+        let req = session.req_header();
+        if purge_method::applies(req, route) {
+            let uri = normalised_uri.as_ref().unwrap_or(&req.uri);
+            return Err(purge_method::answer(cache, route, req, uri, ctx).await);
+        }
+    }
     authenticate(runtime, session.req_header(), ctx).await?;
     // Forward what was routed: the origin must see the same path.
     if let Some(uri) = normalised_uri {

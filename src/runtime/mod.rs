@@ -67,8 +67,19 @@ pub struct Route {
     pub auth: Option<RouteAuth>,
     /// Limits every request must pass, in the order listed.
     pub limits: Vec<Arc<Limit>>,
+    /// Who may send `PURGE`; `None`: the method is proxied like any other.
+    pub purge: Option<PurgeGuard>,
     /// The route's metric handles.
     pub metrics: Arc<RouteMetrics>,
+}
+
+/// Who may purge a route's URLs with the `PURGE` method.
+#[derive(Debug)]
+pub struct PurgeGuard {
+    /// Client addresses allowed to purge.
+    pub ip_filter: Option<IpFilter>,
+    /// The policy's name and the policy purgers must pass.
+    pub auth: Option<(Arc<str>, Arc<Authenticator>)>,
 }
 
 /// A route's authentication.
@@ -214,6 +225,12 @@ impl Runtime {
                     .iter()
                     .filter_map(|name| limits.get(name).cloned())
                     .collect(),
+                purge: r.purge.as_ref().map(|p| PurgeGuard {
+                    ip_filter: p.ip_filter.as_ref().map(IpFilter::compile),
+                    auth: p.auth.as_ref().and_then(|name| {
+                        Some((name.as_str().into(), auth_policies.get(name)?.clone()))
+                    }),
+                }),
                 auth: r.auth.as_ref().and_then(|a| {
                     Some(RouteAuth {
                         policy: a.policy.as_str().into(),

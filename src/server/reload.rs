@@ -362,6 +362,7 @@ fn route_keys_changed(old: &RouteConfig, new: &RouteConfig) -> Vec<&'static str>
         path_readings,
         auth,
         limits,
+        purge,
     } = old;
     let mut keys = Vec::new();
     let mut differs = |key: &'static str, changed: bool| {
@@ -398,6 +399,7 @@ fn route_keys_changed(old: &RouteConfig, new: &RouteConfig) -> Vec<&'static str>
     differs("path_readings", *path_readings != new.path_readings);
     differs("auth", *auth != new.auth);
     differs("limits", *limits != new.limits);
+    differs("purge", *purge != new.purge);
     keys
 }
 

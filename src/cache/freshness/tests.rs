@@ -1,6 +1,7 @@
 //! RFC 9111 freshness and storability.
 
 use super::*;
+use crate::test_support::response;
 
 const NOW: u64 = 1_700_000_000;
 
@@ -12,17 +13,9 @@ fn date(secs: i64) -> String {
     httpdate::fmt_http_date(at(secs))
 }
 
-fn resp(status: u16, headers: &[(&str, &str)]) -> ResponseHeader {
-    let mut r = ResponseHeader::build(status, None).unwrap();
-    for (k, v) in headers {
-        r.append_header(k.to_string(), *v).unwrap();
-    }
-    r
-}
-
 fn eval(headers: &[(&str, &str)]) -> Result<Freshness, NotStorable> {
     evaluate(
-        &resp(200, headers),
+        &response(200, headers),
         RequestFacts::default(),
         &FreshnessRules::default(),
         at(0),
@@ -91,7 +84,7 @@ fn age_is_corrected() {
     .unwrap();
     assert_eq!(f.initial_age, S(50));
     // Response delay counts too.
-    let r = resp(200, &[("cache-control", "max-age=100"), ("age", "10")]);
+    let r = response(200, &[("cache-control", "max-age=100"), ("age", "10")]);
     let facts = RequestFacts {
         request_time: Some(at(-5)),
         ..RequestFacts::default()
@@ -101,23 +94,282 @@ fn age_is_corrected() {
 }
 
 #[test]
-fn unusable_age_headers_make_the_response_stale() {
-    for age in ["old", "-1", "1.5", "0, 0", "3600;x=1"] {
-        let f = eval(&[("cache-control", "max-age=100"), ("age", age)]).unwrap();
-        assert!(f.fresh_until() < at(0), "Age: {age}");
+fn age_uses_the_first_member_of_a_list_and_ignores_an_invalid_value() {
+    // RFC 9111 §5.1: a list (or repeated field lines) counts by its first
+    // member; a value that is not a non-negative integer is ignored.
+    let initial_age = |ages: &[&str]| {
+        let mut headers = vec![("cache-control", "max-age=100")];
+        headers.extend(ages.iter().map(|a| ("age", *a)));
+        eval(&headers).unwrap().initial_age
+    };
+    assert_eq!(initial_age(&["0, 7200"]), S(0));
+    assert_eq!(initial_age(&["30, 7200"]), S(30));
+    assert_eq!(initial_age(&["30", "7200"]), S(30));
+    assert_eq!(initial_age(&[" 45 "]), S(45));
+    for invalid in ["old", "-1", "1.5", "", "3600;x=1", "0x10"] {
+        assert_eq!(initial_age(&[invalid]), S(0), "Age: {invalid:?}");
+        let f = eval(&[("cache-control", "max-age=100"), ("age", invalid)]).unwrap();
+        assert!(f.fresh_until() > at(0), "Age: {invalid:?} keeps it fresh");
     }
-    let r = resp(
-        200,
-        &[("cache-control", "max-age=100"), ("age", "0"), ("age", "0")],
-    );
-    let f = evaluate(
-        &r,
+    assert_eq!(initial_age(&["99999999999"]), S(1 << 31));
+}
+
+#[test]
+fn expires_in_every_http_date_form_is_understood() {
+    let date_now = "Sun, 06 Nov 1994 08:49:37 GMT";
+    let base = SystemTime::UNIX_EPOCH + S(784_111_777);
+    for expires in [
+        "Sun, 06 Nov 1994 08:59:37 GMT",
+        "Sunday, 06-Nov-94 08:59:37 GMT",
+        "Sun Nov  6 08:59:37 1994",
+        "sun, 06 NOV 1994 08:59:37 gmt",
+    ] {
+        let f = evaluate(
+            &response(200, &[("date", date_now), ("expires", expires)]),
+            RequestFacts::default(),
+            &FreshnessRules::default(),
+            base,
+        )
+        .unwrap();
+        assert_eq!(f.lifetime, S(600), "Expires: {expires}");
+    }
+}
+
+fn with_rules(
+    rules: &FreshnessRules,
+    status: u16,
+    headers: &[(&str, &str)],
+) -> Result<Freshness, NotStorable> {
+    evaluate(
+        &response(status, headers),
         RequestFacts::default(),
-        &FreshnessRules::default(),
+        rules,
         at(0),
     )
+}
+
+#[test]
+fn default_ttl_takes_precedence_over_the_last_modified_heuristic() {
+    let old = date(-30 * 86_400);
+    let recent = date(-60);
+    let rules = FreshnessRules {
+        default_ttl: Some(S(600)),
+        ..FreshnessRules::default()
+    };
+    for lm in [&old, &recent] {
+        let f = with_rules(&rules, 200, &[("last-modified", lm), ("date", &date(0))]).unwrap();
+        assert_eq!(f.lifetime, S(600), "Last-Modified: {lm}");
+    }
+    // Without default_ttl the heuristic applies.
+    let f = with_rules(
+        &FreshnessRules::default(),
+        200,
+        &[("last-modified", &recent), ("date", &date(0))],
+    )
     .unwrap();
-    assert!(f.fresh_until() < at(0));
+    assert_eq!(f.lifetime, S(6));
+    // Explicit freshness still wins.
+    let f = with_rules(&rules, 200, &[("cache-control", "max-age=5")]).unwrap();
+    assert_eq!(f.lifetime, S(5));
+}
+
+#[test]
+fn ttl_by_status_applies_to_responses_without_explicit_freshness() {
+    let rules = FreshnessRules {
+        default_ttl: Some(S(600)),
+        ttl_by_status: Box::new([(200, S(60)), (404, S(30)), (301, S(3600))]),
+        ..FreshnessRules::default()
+    };
+    assert_eq!(with_rules(&rules, 200, &[]).unwrap().lifetime, S(60));
+    assert_eq!(with_rules(&rules, 404, &[]).unwrap().lifetime, S(30));
+    assert_eq!(with_rules(&rules, 301, &[]).unwrap().lifetime, S(3600));
+    assert_eq!(with_rules(&rules, 410, &[]).unwrap().lifetime, S(600));
+    let lm = date(-86_400);
+    assert_eq!(
+        with_rules(&rules, 200, &[("last-modified", &lm)])
+            .unwrap()
+            .lifetime,
+        S(60)
+    );
+    assert_eq!(
+        with_rules(&rules, 404, &[("cache-control", "max-age=5")])
+            .unwrap()
+            .lifetime,
+        S(5)
+    );
+}
+
+#[test]
+fn ignoring_origin_freshness_uses_the_policy_ttls_but_keeps_no_store_and_private() {
+    let rules = FreshnessRules {
+        default_ttl: Some(S(600)),
+        ignore_origin: IgnoreOrigin {
+            freshness: true,
+            ..IgnoreOrigin::default()
+        },
+        ..FreshnessRules::default()
+    };
+    for cc in [
+        "max-age=5",
+        "no-cache",
+        "max-age=0, must-revalidate",
+        "s-maxage=1",
+    ] {
+        let f = with_rules(&rules, 200, &[("cache-control", cc)]).unwrap();
+        assert_eq!(f.lifetime, S(600), "{cc}");
+        assert!(!must_revalidate(
+            &response(200, &[("cache-control", cc)]),
+            &rules
+        ));
+    }
+    let f = with_rules(&rules, 200, &[("expires", &date(5))]).unwrap();
+    assert_eq!(f.lifetime, S(600));
+    assert_eq!(
+        with_rules(&rules, 200, &[("cache-control", "no-store")]),
+        Err(NotStorable::NoStore)
+    );
+    assert_eq!(
+        with_rules(&rules, 200, &[("cache-control", "private")]),
+        Err(NotStorable::Private)
+    );
+    let all = FreshnessRules {
+        ignore_origin: IgnoreOrigin {
+            freshness: true,
+            no_store: true,
+            private: true,
+        },
+        ..rules
+    };
+    for cc in ["no-store", "private", "private, no-store, max-age=0"] {
+        assert_eq!(
+            with_rules(&all, 200, &[("cache-control", cc)])
+                .unwrap()
+                .lifetime,
+            S(600),
+            "{cc}"
+        );
+    }
+}
+
+#[test]
+fn cdn_cache_control_takes_precedence_over_cache_control() {
+    let rules = FreshnessRules::default();
+    let f = with_rules(
+        &rules,
+        200,
+        &[
+            ("cache-control", "no-store"),
+            ("cdn-cache-control", "max-age=600"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(f.lifetime, S(600));
+    assert_eq!(
+        with_rules(
+            &rules,
+            200,
+            &[
+                ("cache-control", "max-age=600"),
+                ("cdn-cache-control", "private")
+            ]
+        ),
+        Err(NotStorable::Private)
+    );
+    assert_eq!(
+        with_rules(
+            &rules,
+            200,
+            &[
+                ("cache-control", "max-age=600"),
+                ("cdn-cache-control", "no-store")
+            ]
+        ),
+        Err(NotStorable::NoStore)
+    );
+    let no_cache = [
+        ("cache-control", "max-age=600"),
+        ("cdn-cache-control", "no-cache"),
+    ];
+    assert_eq!(with_rules(&rules, 200, &no_cache).unwrap().lifetime, S(0));
+    assert!(must_revalidate(&response(200, &no_cache), &rules));
+    // Expires is ignored when a targeted field governs.
+    let f = with_rules(
+        &rules,
+        200,
+        &[
+            ("expires", &date(600)),
+            ("cdn-cache-control", "must-revalidate"),
+        ],
+    );
+    assert_eq!(f, Err(NotStorable::NoFreshness));
+    // An empty targeted field is as good as absent.
+    let f = with_rules(
+        &rules,
+        200,
+        &[("cache-control", "max-age=60"), ("cdn-cache-control", "")],
+    )
+    .unwrap();
+    assert_eq!(f.lifetime, S(60));
+    // Turned off, Cache-Control governs.
+    let off = FreshnessRules {
+        cdn_cache_control: false,
+        ..FreshnessRules::default()
+    };
+    assert_eq!(
+        with_rules(
+            &off,
+            200,
+            &[
+                ("cache-control", "no-store"),
+                ("cdn-cache-control", "max-age=600")
+            ]
+        ),
+        Err(NotStorable::NoStore)
+    );
+}
+
+#[test]
+fn the_policys_own_targeted_field_is_the_most_specific() {
+    let rules = FreshnessRules {
+        targeted_field: Some(http::HeaderName::from_static("palisade-cache-control")),
+        ..FreshnessRules::default()
+    };
+    let f = with_rules(
+        &rules,
+        200,
+        &[
+            ("cache-control", "no-store"),
+            ("cdn-cache-control", "max-age=600"),
+            ("palisade-cache-control", "max-age=30"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(f.lifetime, S(30));
+    assert_eq!(
+        with_rules(
+            &rules,
+            200,
+            &[
+                ("cdn-cache-control", "max-age=600"),
+                ("palisade-cache-control", "no-store")
+            ]
+        ),
+        Err(NotStorable::NoStore)
+    );
+    // Without the own field, CDN-Cache-Control governs.
+    let f = with_rules(&rules, 200, &[("cdn-cache-control", "max-age=600")]).unwrap();
+    assert_eq!(f.lifetime, S(600));
+    // A targeted field also outranks Surrogate-Control.
+    let f = with_rules(
+        &rules,
+        200,
+        &[
+            ("surrogate-control", "max-age=5"),
+            ("palisade-cache-control", "max-age=30"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(f.lifetime, S(30));
 }
 
 #[test]
@@ -143,7 +395,7 @@ fn storage_is_refused_when_it_must_be() {
         Err(NotStorable::SetCookie)
     );
     assert_eq!(eval(&[]), Err(NotStorable::NoFreshness));
-    let r = resp(206, &[("cache-control", "max-age=60")]);
+    let r = response(206, &[("cache-control", "max-age=60")]);
     assert_eq!(
         evaluate(
             &r,
@@ -162,7 +414,14 @@ fn authorization_needs_an_explicit_permission() {
         ..RequestFacts::default()
     };
     let rules = FreshnessRules::default();
-    let e = |cc: &str| evaluate(&resp(200, &[("cache-control", cc)]), auth, &rules, at(0));
+    let e = |cc: &str| {
+        evaluate(
+            &response(200, &[("cache-control", cc)]),
+            auth,
+            &rules,
+            at(0),
+        )
+    };
     assert_eq!(e("max-age=60"), Err(NotStorable::Authorization));
     assert!(e("max-age=60, public").is_ok());
     assert!(e("s-maxage=60").is_ok());
@@ -177,7 +436,7 @@ fn heuristic_and_default_freshness() {
         S(100)
     );
     // 201 is not heuristically cacheable, unless public.
-    let r = resp(201, &[("last-modified", &lm)]);
+    let r = response(201, &[("last-modified", &lm)]);
     assert_eq!(
         evaluate(
             &r,
@@ -187,7 +446,7 @@ fn heuristic_and_default_freshness() {
         ),
         Err(NotStorable::NoFreshness)
     );
-    let r = resp(599, &[("last-modified", &lm), ("cache-control", "public")]);
+    let r = response(599, &[("last-modified", &lm), ("cache-control", "public")]);
     assert!(evaluate(
         &r,
         RequestFacts::default(),
@@ -201,7 +460,7 @@ fn heuristic_and_default_freshness() {
         ..FreshnessRules::default()
     };
     let f = evaluate(
-        &resp(200, &[("last-modified", &lm)]),
+        &response(200, &[("last-modified", &lm)]),
         RequestFacts::default(),
         &rules,
         at(0),
@@ -218,14 +477,14 @@ fn max_ttl_caps_and_statuses_filter() {
         ..FreshnessRules::default()
     };
     let f = evaluate(
-        &resp(200, &[("cache-control", "max-age=600")]),
+        &response(200, &[("cache-control", "max-age=600")]),
         RequestFacts::default(),
         &rules,
         at(0),
     )
     .unwrap();
     assert_eq!(f.lifetime, S(10));
-    let r = resp(404, &[("cache-control", "max-age=600")]);
+    let r = response(404, &[("cache-control", "max-age=600")]);
     assert_eq!(
         evaluate(&r, RequestFacts::default(), &rules, at(0)),
         Err(NotStorable::Status)
@@ -246,7 +505,7 @@ fn stale_windows_come_from_the_origin_or_the_policy() {
         ..FreshnessRules::default()
     };
     let f = evaluate(
-        &resp(200, &[("cache-control", "max-age=1")]),
+        &response(200, &[("cache-control", "max-age=1")]),
         RequestFacts::default(),
         &rules,
         at(0),
@@ -259,7 +518,7 @@ fn stale_windows_come_from_the_origin_or_the_policy() {
         "max-age=1, proxy-revalidate",
     ] {
         let f = evaluate(
-            &resp(200, &[("cache-control", cc)]),
+            &response(200, &[("cache-control", cc)]),
             RequestFacts::default(),
             &rules,
             at(0),
@@ -305,7 +564,7 @@ fn surrogate_control_overrides_cache_control() {
 fn must_understand_limits_storage_to_known_statuses() {
     let cc = [("cache-control", "max-age=60, must-understand, no-store")];
     assert!(evaluate(
-        &resp(200, &cc),
+        &response(200, &cc),
         RequestFacts::default(),
         &FreshnessRules::default(),
         at(0)
@@ -313,7 +572,7 @@ fn must_understand_limits_storage_to_known_statuses() {
     .is_ok());
     assert_eq!(
         evaluate(
-            &resp(599, &cc),
+            &response(599, &cc),
             RequestFacts::default(),
             &FreshnessRules::default(),
             at(0)

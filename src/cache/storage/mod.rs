@@ -8,6 +8,7 @@
 //! reserved part of `max_size`, so stored plus in-flight bytes never exceed
 //! it.
 
+mod bans;
 mod budget;
 mod decoded;
 mod entry;
@@ -32,6 +33,7 @@ use pingora::cache::{CacheKey, CacheMeta, HitHandler, MissHandler};
 use pingora::prelude::*;
 use pingora::ErrorType;
 
+pub use bans::{Ban, BanList};
 pub use budget::Budget;
 pub use entry::{epoch_secs, CompleteHit, Entry, EntryParts, ENTRY_OVERHEAD};
 pub use fill::{Doom, Fill, FillIndex, FillLimits, FillOutcome, FillReader, FillSpec};
@@ -87,6 +89,9 @@ pub enum PurgeSelector {
     Url(String),
     /// Every stored response whose normalised URL starts with this.
     Prefix(String),
+    /// Every stored response whose normalised URL the pattern matches
+    /// (any scheme, any port).
+    Matching(key::UrlPattern),
     /// Every stored response carrying this surrogate key / cache tag.
     Tag(String),
 }
@@ -96,6 +101,7 @@ impl PurgeSelector {
         match self {
             PurgeSelector::Url(u) => &*fill.url == u,
             PurgeSelector::Prefix(p) => fill.url.starts_with(p.as_str()),
+            PurgeSelector::Matching(m) => m.matches(&fill.url),
             PurgeSelector::Tag(t) => fill.tags.iter().any(|x| **x == **t),
         }
     }
@@ -104,9 +110,68 @@ impl PurgeSelector {
         match self {
             PurgeSelector::Url(u) => entry.url() == u,
             PurgeSelector::Prefix(p) => entry.url().starts_with(p.as_str()),
+            PurgeSelector::Matching(m) => m.matches(entry.url()),
             PurgeSelector::Tag(t) => entry.has_tag(t),
         }
     }
+}
+
+/// One stored response, as the admin API shows it.
+#[derive(Debug, Clone)]
+pub struct StoredSummary {
+    /// The normalised URL.
+    pub url: String,
+    /// A variant (`Vary`, policy key parts), not the URL's primary slot.
+    pub variant: bool,
+    /// Bytes it weighs against `cache.max_size`.
+    pub size: u64,
+    /// Body bytes.
+    pub body_bytes: usize,
+    /// Its status, age and seconds of freshness left (negative: stale),
+    /// when its meta decodes.
+    pub status: Option<u16>,
+    /// Age in seconds.
+    pub age: Option<u64>,
+    /// Seconds of freshness left.
+    pub ttl: Option<i64>,
+    /// Its purge tags.
+    pub tags: Vec<Box<str>>,
+    /// Its version (a new one after each store or revalidation).
+    pub version: u64,
+}
+
+impl StoredSummary {
+    fn of(k: &HashBinary, entry: &Entry, now: SystemTime) -> Self {
+        let meta = entry.meta().ok();
+        let url = entry.url().to_string();
+        Self {
+            variant: key::primary_hash(&url) != *k,
+            url,
+            size: u64::from(entry.weight()),
+            body_bytes: entry.body().len(),
+            status: meta.as_ref().map(|m| m.response_header().status.as_u16()),
+            age: meta.as_ref().map(|m| m.age().as_secs()),
+            ttl: meta
+                .as_ref()
+                .map(|m| match m.fresh_until().duration_since(now) {
+                    Ok(left) => i64::try_from(left.as_secs()).unwrap_or(i64::MAX),
+                    Err(past) => -i64::try_from(past.duration().as_secs()).unwrap_or(i64::MAX),
+                }),
+            tags: entry.tags(),
+            version: entry.id(),
+        }
+    }
+}
+
+/// What [`MemoryStorage::inspect`] found.
+#[derive(Debug, Clone)]
+pub struct Inspection {
+    /// The matching responses, at most the limit.
+    pub entries: Vec<StoredSummary>,
+    /// How many entries were looked at.
+    pub scanned: usize,
+    /// More matched than the limit.
+    pub truncated: bool,
 }
 
 /// The cache store.
@@ -120,6 +185,7 @@ pub struct MemoryStorage {
     /// entry's, an entry refreshed in place gets a new one.
     next_version: AtomicU64,
     evictions: Arc<AtomicU64>,
+    bans: BanList,
 }
 
 /// Headers carrying purge tags: `Surrogate-Key` (space separated) and
@@ -176,6 +242,7 @@ impl MemoryStorage {
             settings,
             next_version: AtomicU64::new(1),
             evictions,
+            bans: BanList::default(),
         }
     }
 
@@ -235,6 +302,114 @@ impl MemoryStorage {
         removed
     }
 
+    /// Bans every response stored now whose normalised URL `regex` matches
+    /// (see [`bans`]): fills in progress that match are doomed at once,
+    /// stored responses are dropped when next looked up or by a background
+    /// sweep, whichever comes first.
+    pub fn ban(&'static self, pattern: &str, regex: regex::Regex) -> Arc<Ban> {
+        let below = self.next_version.load(Ordering::Acquire);
+        let ban = self.bans.add(pattern, regex, below);
+        for fill in self.fills.matching(|f| ban.matches_url(&f.url)) {
+            fill.doom(&self.budget);
+        }
+        let sweeping = ban.clone();
+        let swept = std::thread::Builder::new()
+            .name("palisade-ban-lurker".into())
+            .spawn(move || self.sweep(&sweeping));
+        if swept.is_err() {
+            // No thread: lookups still evaluate the ban; it stays active.
+            tracing::warn!(
+                ban = ban.id,
+                "cannot start the ban sweep; the ban is evaluated at lookup only"
+            );
+        }
+        ban
+    }
+
+    /// The ban lurker: removes what `ban` matches, then retires it.
+    fn sweep(&self, ban: &Arc<Ban>) {
+        let keys: Vec<HashBinary> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| ban.bans(e.url(), e.id()))
+            .map(|(k, _)| *k)
+            .collect();
+        for k in keys {
+            if self.remove_banned(&k, ban) {
+                ban.count_removal();
+            }
+        }
+        self.bans.retire(ban);
+    }
+
+    /// Removes the entry at `k` if `ban` still bans it (a newer response
+    /// stored there since is kept).
+    fn remove_banned(&self, k: &HashBinary, ban: &Ban) -> bool {
+        use moka::ops::compute::{CompResult, Op};
+        let result = self
+            .entries
+            .entry(*k)
+            .and_compute_with(|current| match current {
+                Some(e) if ban.bans(e.value().url(), e.value().id()) => Op::Remove,
+                _ => Op::Nop,
+            });
+        matches!(result, CompResult::Removed(_))
+    }
+
+    /// `entry` unless a ban drops it (then it is removed from the store).
+    fn unless_banned(&self, k: &HashBinary, entry: Entry) -> Option<Entry> {
+        match self.bans.banning(&entry) {
+            None => Some(entry),
+            Some(ban) => {
+                if self.remove_banned(k, &ban) {
+                    ban.count_removal();
+                }
+                None
+            }
+        }
+    }
+
+    /// Stored responses whose normalised URL starts with `prefix`, at most
+    /// `limit` of them, for inspection. Walks the store without a global
+    /// lock (moka's iterator is weakly consistent: entries inserted or
+    /// removed meanwhile may or may not appear); `scanned` says how many
+    /// entries were looked at.
+    pub fn inspect(&self, prefix: &str, limit: usize, now: SystemTime) -> Inspection {
+        let mut found = Vec::new();
+        let mut scanned = 0usize;
+        let mut truncated = false;
+        for (k, entry) in self.entries.iter() {
+            scanned += 1;
+            if !entry.url().starts_with(prefix) || entry.is_expired(epoch_secs(now)) {
+                continue;
+            }
+            if found.len() == limit {
+                truncated = true;
+                break;
+            }
+            found.push(StoredSummary::of(&k, &entry, now));
+        }
+        Inspection {
+            entries: found,
+            scanned,
+            truncated,
+        }
+    }
+
+    /// What is stored in the primary slot of `url` (a response without
+    /// variants), decoded, with its body length and version.
+    pub fn stored(&self, url: &str, now: SystemTime) -> Option<(StoredSummary, CacheMeta)> {
+        let k = key::primary_hash(url);
+        let entry = self.entries.get(&k)?;
+        let meta = entry.meta().ok()?;
+        Some((StoredSummary::of(&k, &entry, now), meta))
+    }
+
+    /// The active and recently retired bans.
+    pub fn bans(&self) -> Vec<Arc<Ban>> {
+        self.bans.list()
+    }
+
     /// The complete response stored in the primary slot of `key`, decoded,
     /// with its body: what a fresh hit served before Pingora's cache phases
     /// needs. `None` when nothing complete is stored (a fill in progress is
@@ -246,7 +421,7 @@ impl MemoryStorage {
         key: &HashBinary,
         now: SystemTime,
     ) -> Option<(Arc<CacheMeta>, Bytes)> {
-        let entry = self.entries.get(key)?;
+        let entry = self.unless_banned(key, self.entries.get(key)?)?;
         if entry.is_expired(epoch_secs(now)) {
             return None;
         }
@@ -347,7 +522,7 @@ impl Storage for MemoryStorage {
     ) -> Result<Option<(CacheMeta, HitHandler)>> {
         let k = key.combined_bin();
         let now = epoch_secs(SystemTime::now());
-        let mut entry = self.entries.get(&k);
+        let mut entry = self.entries.get(&k).and_then(|e| self.unless_banned(&k, e));
         // Entries are not timed out by the store; one past its stale windows
         // and retention is dropped when it is next looked up (or evicted).
         if entry.as_ref().is_some_and(|e| e.is_expired(now)) {

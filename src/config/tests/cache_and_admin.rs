@@ -124,3 +124,52 @@ fn unused_cache_policies_are_warnings() {
         .iter()
         .any(|w| w.message.contains("cache policy `static` is not used")));
 }
+
+#[test]
+fn ttl_rules_load() {
+    let text = "listeners:\n  - name: http\n    address: 127.0.0.1:8080\nupstreams:\n  web:\n    backends: [127.0.0.1:8000]\nroutes:\n  - upstream: web\n    cache: { default_ttl: 10m, ttl_by_status: { 404: 30s, 410: 1h }, ignore_origin: [freshness, private], targeted_field: Palisade-Cache-Control }\n";
+    let loaded = parse(Path::new("test.yaml"), text).unwrap();
+    let Some(RouteCache::Inline(p)) = &loaded.config.routes[0].cache else {
+        panic!("inline policy expected");
+    };
+    let ttls: Vec<_> = p
+        .ttl_by_status
+        .iter()
+        .map(|(s, t)| (*s, t.get().as_secs()))
+        .collect();
+    assert_eq!(ttls, [(404, 30), (410, 3600)]);
+    assert_eq!(
+        p.ignore_origin,
+        [IgnoreOrigin::Freshness, IgnoreOrigin::Private]
+    );
+    assert_eq!(
+        p.targeted_field.as_ref().map(|h| h.0.as_str()),
+        Some("palisade-cache-control")
+    );
+    assert!(p.cdn_cache_control && !p.forward_targeted_fields);
+}
+
+#[test]
+fn a_purge_method_needs_a_guard_a_known_policy_and_a_cache() {
+    let base = "listeners:\n  - name: http\n    address: 127.0.0.1:8080\nupstreams:\n  web:\n    backends: [127.0.0.1:8000]\nauth:\n  ops:\n    type: api_key\n    keys: [{ name: ci, sha256: e8447aa23a0195bc0fa276b6803d7c83de4f103336fbbe815d95136268541609 }]\nroutes:\n";
+    let e = one_error(&format!(
+        "{base}  - upstream: web\n    cache: {{}}\n    purge: {{}}\n"
+    ));
+    assert!(
+        e.contains("routes[0].purge") && e.contains("lets anyone empty the cache"),
+        "{e}"
+    );
+    let e = one_error(&format!(
+        "{base}  - upstream: web\n    cache: {{}}\n    purge: {{ auth: opz }}\n"
+    ));
+    assert!(
+        e.contains("routes[0].purge.auth") && e.contains("did you mean `ops`"),
+        "{e}"
+    );
+    let e = one_error(&format!(
+        "{base}  - upstream: web\n    purge: {{ auth: ops }}\n"
+    ));
+    assert!(e.contains("no `cache`"), "{e}");
+    let ok = format!("{base}  - upstream: web\n    cache: {{}}\n    purge: {{ auth: ops, ip_filter: {{ allow: [10.0.0.0/8] }} }}\n");
+    assert!(parse(Path::new("test.yaml"), &ok).is_ok());
+}

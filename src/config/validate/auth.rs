@@ -177,7 +177,7 @@ fn jwt(j: &JwtConfig, path: &KeyPath, f: &mut Findings) {
     }
 }
 
-fn undefined(config: &Config, name: &str, path: KeyPath) -> ConfigError {
+pub(super) fn undefined(config: &Config, name: &str, path: KeyPath) -> ConfigError {
     let e = ConfigError::value(path, format!("auth policy `{name}` is not defined"));
     match did_you_mean(name, config.auth.keys().map(String::as_str)) {
         Some(s) => e.with_hint(format!("did you mean `{s}`?")),

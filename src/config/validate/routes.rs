@@ -151,6 +151,33 @@ pub(super) fn routes(config: &Config, origins: &WrittenAt, f: &mut Findings) {
             super::listeners::ip_filter(filter, path.key("ip_filter"), f);
         }
         super::auth::route_auth(config, origins, i, &path, f);
+        if let Some(purge) = &r.purge {
+            let ppath = path.key("purge");
+            if purge.ip_filter.is_none() && purge.auth.is_none() {
+                f.errors.push(
+                    ConfigError::key(
+                        ppath.clone(),
+                        "a PURGE open to every client lets anyone empty the cache",
+                    )
+                    .with_hint("give `ip_filter`, `auth` or both"),
+                );
+            }
+            if let Some(filter) = &purge.ip_filter {
+                super::listeners::ip_filter(filter, ppath.key("ip_filter"), f);
+            }
+            if let Some(policy) = &purge.auth {
+                if !config.auth.contains_key(policy) && !origins.broken_auth.contains(policy) {
+                    f.errors
+                        .push(super::auth::undefined(config, policy, ppath.key("auth")));
+                }
+            }
+            if r.cache.is_none() {
+                f.errors.push(ConfigError::key(
+                    ppath,
+                    "the route has no `cache`, so PURGE would have nothing to remove",
+                ));
+            }
+        }
         super::limits::route_limits(config, origins, i, &path, f);
 
         match &r.cache {
@@ -171,7 +198,7 @@ pub(super) fn routes(config: &Config, origins: &WrittenAt, f: &mut Findings) {
                 f.errors.push(e);
             }
             Some(RouteCache::Inline(policy)) => {
-                super::cache::cache_policy(policy, path.key("cache"), &mut f.errors);
+                super::cache::cache_policy(policy, path.key("cache"), f);
             }
             _ => {}
         }

@@ -9,7 +9,12 @@
 //! - `GET /cache/stats` — cache occupancy (JSON);
 //! - `GET /upstreams` — pools and the health, load and counters of every
 //!   backend (JSON);
-//! - `POST /cache/purge` — purge by URL, prefix or tag (JSON body);
+//! - `POST /cache/purge` — purge by URL (any port / `scheme: any`), host
+//!   and path, prefix or tag, or ban by pattern (JSON body);
+//! - `GET /cache/bans` — active and recently retired bans;
+//! - `GET /cache/keys?prefix=…&limit=…` — stored responses under a URL
+//!   prefix; `GET /cache/entry?url=…` — one stored response, its header
+//!   and freshness;
 //! - `GET /limits` — rate limits in use and how many keys each tracks;
 //! - `POST /reload` — reload the configuration file (what `SIGHUP` does),
 //!   answering what changed or why the file was refused.
@@ -19,6 +24,7 @@
 
 mod auth;
 pub mod client;
+mod inspect;
 mod purge;
 
 use std::sync::Arc;
@@ -35,7 +41,7 @@ use crate::cache::CacheStore;
 use crate::observe::metrics::{metrics, BackendSample};
 use crate::runtime::{Runtime, RuntimeHandle};
 use crate::upstream::state::now_ms;
-pub use purge::PurgeRequest;
+pub use purge::{PurgeAction, PurgeRequest};
 
 /// Largest accepted request body.
 const MAX_BODY: usize = 64 * 1024;
@@ -358,14 +364,58 @@ impl AdminApp {
             }
         };
         let runtime = self.runtime.load();
-        let selector = match request.selector(&runtime) {
-            Ok(s) => s,
+        let action = match request.action(&runtime) {
+            Ok(a) => a,
             Err(e) => return error(StatusCode::BAD_REQUEST, &e),
         };
-        let purged = self.cache.storage.purge(&selector);
-        metrics().purged(purged as u64);
-        info!(selector = ?selector, purged, "cache purge");
-        json_response(StatusCode::OK, json!({ "purged": purged }))
+        json_response(StatusCode::OK, self.apply(action))
+    }
+
+    /// Carries out a purge; the answer says what it did.
+    fn apply(&self, action: PurgeAction) -> serde_json::Value {
+        match action {
+            PurgeAction::Select(selector) => {
+                let purged = self.cache.storage.purge(&selector);
+                metrics().purged(purged as u64);
+                info!(selector = ?selector, purged, "cache purge");
+                if purged == 0 {
+                    json!({ "purged": 0, "note": "nothing stored matched" })
+                } else {
+                    json!({ "purged": purged })
+                }
+            }
+            PurgeAction::Ban { pattern, regex } => {
+                let ban = self.cache.storage.ban(&pattern, regex);
+                info!(ban = ban.id, pattern = %pattern, "cache ban");
+                json!({
+                    "ban": ban.id,
+                    "pattern": pattern,
+                    "note": "matching responses stored until now are no longer served; \
+                             they are removed at their next lookup or by the background sweep \
+                             (GET /cache/bans counts them)",
+                })
+            }
+        }
+    }
+
+    /// `GET /cache/bans`: the active and recently retired bans.
+    fn bans(&self) -> Response<Vec<u8>> {
+        let bans: Vec<_> = self
+            .cache
+            .storage
+            .bans()
+            .iter()
+            .map(|b| {
+                json!({
+                    "id": b.id,
+                    "pattern": &*b.pattern,
+                    "age_seconds": b.created.elapsed().map_or(0, |d| d.as_secs()),
+                    "removed": b.removed(),
+                    "swept": b.swept(),
+                })
+            })
+            .collect();
+        json_response(StatusCode::OK, json!({ "bans": bans }))
     }
 }
 
@@ -395,6 +445,29 @@ impl ServeHttp for AdminApp {
         }
         match (method, path.as_str()) {
             (Method::GET, "/cache/stats") => self.stats(),
+            (Method::GET, "/cache/bans") => self.bans(),
+            (Method::GET, "/cache/keys") => {
+                match inspect::keys(self.cache.storage, session.req_header().uri.query()) {
+                    Ok(listing) => json_response(StatusCode::OK, listing),
+                    Err(e) => error(StatusCode::BAD_REQUEST, &e),
+                }
+            }
+            (Method::GET, "/cache/entry") => {
+                let runtime = self.runtime.load();
+                match inspect::entry(
+                    self.cache.storage,
+                    &runtime,
+                    session.req_header().uri.query(),
+                ) {
+                    Ok(Some(entry)) => json_response(StatusCode::OK, entry),
+                    Ok(None) => error(
+                        StatusCode::NOT_FOUND,
+                        "nothing stored under this URL's primary key (responses with variants \
+                         are listed by /cache/keys)",
+                    ),
+                    Err(e) => error(StatusCode::BAD_REQUEST, &e),
+                }
+            }
             (Method::GET, "/upstreams") => self.upstreams(),
             (Method::GET, "/limits") => self.limits(),
             (Method::GET, "/metrics") => self.metrics(),
@@ -403,8 +476,8 @@ impl ServeHttp for AdminApp {
             (Method::POST, "/reload") => self.reload(session).await,
             (
                 _,
-                "/cache/stats" | "/cache/purge" | "/upstreams" | "/limits" | "/reload" | "/metrics"
-                | "/status",
+                "/cache/stats" | "/cache/purge" | "/cache/bans" | "/cache/keys" | "/cache/entry"
+                | "/upstreams" | "/limits" | "/reload" | "/metrics" | "/status",
             ) => error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
             _ => error(StatusCode::NOT_FOUND, "no such admin endpoint"),
         }

@@ -1,29 +1,59 @@
-//! Turning a purge request (`{"url": ...}`, `{"prefix": ...}` or
-//! `{"tag": ...}`) into a storage selector, using the same URL
-//! normalisation as the cache keys.
+//! Turning a purge request into what the store does: a selector (`url`,
+//! `host` + `path`, `prefix`, `tag`) or a ban (`ban`, `ban_wildcard`),
+//! using the cache key's normalisation (`cache::purge`).
 
 use serde::Deserialize;
 
 use crate::cache::key;
+use crate::cache::purge::{self, Scheme};
 use crate::cache::storage::PurgeSelector;
 use crate::edge::Host;
 use crate::runtime::Runtime;
 
-/// The JSON body of `POST /cache/purge`: exactly one of the fields.
+/// The JSON body of `POST /cache/purge`: one of `url`, `host` + `path`,
+/// `prefix`, `tag`, `ban` or `ban_wildcard`; `scheme` with `url` or
+/// `host`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PurgeRequest {
-    /// An absolute URL: every stored variant of it.
+    /// An absolute URL: every stored variant of it. Without a port, every
+    /// port of the host.
     pub url: Option<String>,
+    /// `http`, `https` or `any` (both copies); default: the URL's scheme,
+    /// or `any` with `host`.
+    pub scheme: Option<String>,
+    /// A host (with or without port), with `path`.
+    pub host: Option<String>,
+    /// A path (with its query, if any), with `host`.
+    pub path: Option<String>,
     /// An absolute URL prefix: every stored response under it.
     pub prefix: Option<String>,
     /// A surrogate key / cache tag.
     pub tag: Option<String>,
+    /// A regular expression over normalised URLs (`https://host/path?q`):
+    /// a ban, applied lazily.
+    pub ban: Option<String>,
+    /// A wildcard pattern over normalised URLs (`*` any characters).
+    pub ban_wildcard: Option<String>,
+}
+
+/// What a purge request asks of the store.
+#[derive(Debug)]
+pub enum PurgeAction {
+    /// Remove what the selector matches now.
+    Select(PurgeSelector),
+    /// Ban what the pattern matches.
+    Ban {
+        /// The pattern as written.
+        pattern: String,
+        /// Compiled.
+        regex: regex::Regex,
+    },
 }
 
 struct Parts<'a> {
     scheme: &'a str,
-    host: String,
+    host: Host<'a>,
     path: &'a str,
     query: Option<&'a str>,
 }
@@ -44,53 +74,136 @@ fn split_url(url: &str) -> Result<Parts<'_>, String> {
     if authority.is_empty() || authority.contains('@') {
         return Err(format!("`{url}` has no usable host"));
     }
-    let (path, query) = match path_query.split_once('?') {
-        Some((p, q)) => (p, Some(q)),
-        None => (path_query, None),
-    };
+    let (path, query) = split_path(path_query);
     let host = Host::parse(authority).map_err(|_| format!("`{url}` has an invalid host"))?;
     Ok(Parts {
         scheme,
-        host: host.with_port().into_owned(),
+        host,
         path,
         query,
     })
 }
 
+fn split_path(path_query: &str) -> (&str, Option<&str>) {
+    match path_query.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (path_query, None),
+    }
+}
+
+/// The query options of the route `host` and `path` map to.
+fn query_options(runtime: &Runtime, host: &Host<'_>, path: &str) -> key::QueryOptions {
+    runtime
+        .router
+        .lookup(host.name(), path)
+        .and_then(|id| runtime.routes.get(id))
+        .and_then(|r| r.cache.as_ref())
+        .map(|policy| policy.query)
+        .unwrap_or_default()
+}
+
+fn scheme_choice(given: Option<&str>, default: Scheme) -> Result<Scheme, String> {
+    match given {
+        None => Ok(default),
+        Some(text) => Scheme::parse(text)
+            .ok_or_else(|| format!("`scheme` must be http, https or any, not `{text}`")),
+    }
+}
+
+/// An absolute URL prefix as stored URLs begin (lowercase scheme and host,
+/// no default port; the query, if any, as written).
+pub fn normalised_prefix(prefix: &str) -> Result<String, String> {
+    let p = split_url(prefix)?;
+    let mut normalized = key::url(
+        p.scheme,
+        &p.host.with_port(),
+        p.path,
+        None,
+        Default::default(),
+    );
+    if let Some(q) = p.query {
+        normalized.push('?');
+        normalized.push_str(q);
+    }
+    Ok(normalized)
+}
+
+/// An absolute URL as the cache key writes it, with the query options of
+/// the route it maps to.
+pub fn normalised_url(runtime: &Runtime, url: &str) -> Result<String, String> {
+    let p = split_url(url)?;
+    let options = query_options(runtime, &p.host, p.path);
+    Ok(key::url(
+        p.scheme,
+        &p.host.with_port(),
+        p.path,
+        p.query,
+        options,
+    ))
+}
+
 impl PurgeRequest {
-    /// The selector, normalised with the query options of the route the
-    /// URL maps to.
-    pub fn selector(self, runtime: &Runtime) -> Result<PurgeSelector, String> {
-        match (self.url, self.prefix, self.tag) {
-            (Some(url), None, None) => {
+    /// The action, normalised with the query options of the route the URL
+    /// maps to.
+    pub fn action(self, runtime: &Runtime) -> Result<PurgeAction, String> {
+        let scheme = self.scheme.as_deref();
+        match (
+            self.url,
+            self.host,
+            self.path,
+            self.prefix,
+            self.tag,
+            self.ban,
+            self.ban_wildcard,
+        ) {
+            (Some(url), None, None, None, None, None, None) => {
                 let p = split_url(&url)?;
-                let routing_host = Host::parse(&p.host)
-                    .map(Host::into_name)
-                    .map_err(|_| format!("`{url}` has an invalid host"))?;
-                let query = runtime
-                    .router
-                    .lookup(&routing_host, p.path)
-                    .and_then(|id| runtime.routes.get(id))
-                    .and_then(|r| r.cache.as_ref())
-                    .map(|policy| policy.query)
-                    .unwrap_or_default();
-                Ok(PurgeSelector::Url(key::url(
-                    p.scheme, &p.host, p.path, p.query, query,
+                let default = if p.scheme == "https" {
+                    Scheme::Https
+                } else {
+                    Scheme::Http
+                };
+                let scheme = scheme_choice(scheme, default)?;
+                let options = query_options(runtime, &p.host, p.path);
+                Ok(PurgeAction::Select(purge::resource(
+                    scheme, &p.host, p.path, p.query, options,
                 )))
             }
-            (None, Some(prefix), None) => {
-                let p = split_url(&prefix)?;
-                let mut normalized = key::url(p.scheme, &p.host, p.path, None, Default::default());
-                if let Some(q) = p.query {
-                    normalized.push('?');
-                    normalized.push_str(q);
+            (None, Some(host), Some(path), None, None, None, None) => {
+                let host =
+                    Host::parse(&host).map_err(|_| format!("`{host}` is not a valid host"))?;
+                if !path.starts_with('/') {
+                    return Err(format!("`path` must start with `/`, not `{path}`"));
                 }
-                Ok(PurgeSelector::Prefix(normalized))
+                let scheme = scheme_choice(scheme, Scheme::Any)?;
+                let (path, query) = split_path(&path);
+                let options = query_options(runtime, &host, path);
+                Ok(PurgeAction::Select(purge::resource(
+                    scheme, &host, path, query, options,
+                )))
             }
-            (None, None, Some(tag)) if !tag.trim().is_empty() => {
-                Ok(PurgeSelector::Tag(tag.trim().to_string()))
+            _ if scheme.is_some() => Err("`scheme` goes with `url` or `host`".to_string()),
+            (None, None, None, Some(prefix), None, None, None) => Ok(PurgeAction::Select(
+                PurgeSelector::Prefix(normalised_prefix(&prefix)?),
+            )),
+            (None, None, None, None, Some(tag), None, None) if !tag.trim().is_empty() => Ok(
+                PurgeAction::Select(PurgeSelector::Tag(tag.trim().to_string())),
+            ),
+            (None, None, None, None, None, Some(pattern), None) => {
+                let regex = purge::compile_ban(&pattern)?;
+                Ok(PurgeAction::Ban { pattern, regex })
             }
-            _ => Err("give exactly one of `url`, `prefix` or `tag`".to_string()),
+            (None, None, None, None, None, None, Some(wildcard)) => {
+                let regex = purge::compile_ban(&purge::wildcard_regex(&wildcard))?;
+                Ok(PurgeAction::Ban {
+                    pattern: wildcard,
+                    regex,
+                })
+            }
+            _ => Err(
+                "give exactly one of `url`, `host` with `path`, `prefix`, `tag`, `ban` or `ban_wildcard`"
+                    .to_string(),
+            ),
         }
     }
 }
@@ -103,7 +216,7 @@ mod tests {
     fn splits_and_normalises_urls() {
         let p = split_url("HTTP://Example.COM:80/a/b?x=1").unwrap();
         assert_eq!(
-            (p.scheme, p.host.as_str(), p.path, p.query),
+            (p.scheme, &*p.host.with_port(), p.path, p.query),
             ("http", "example.com:80", "/a/b", Some("x=1"))
         );
         assert!(split_url("/relative").is_err());

@@ -10,6 +10,7 @@ mod coalescing;
 mod directives;
 mod fills;
 mod hits;
+mod origin_directives;
 mod purge;
 mod revalidation;
 mod storing;
