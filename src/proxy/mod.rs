@@ -234,7 +234,8 @@ impl ProxyHttp for Palisade {
     }
 
     /// The origin's response header: framing Palisade does not pass on is
-    /// refused (`502`), hop-by-hop headers go, the attempt counts for the
+    /// refused (`502`), hop-by-hop headers go, an interim (1xx) response is
+    /// passed on (`respond::forward_interim`), the attempt counts for the
     /// backend's passive health, and a `304`'s validators are checked.
     async fn upstream_response_filter(
         &self,
@@ -250,6 +251,10 @@ impl ProxyHttp for Palisade {
             ));
         }
         hop_by_hop::strip_response(upstream_response);
+        if respond::is_interim(upstream_response) {
+            // 103 Early Hints, 102 Processing: passed on, never stored.
+            return respond::forward_interim(session, upstream_response).await;
+        }
         attempts::response_received(ctx, upstream_response);
         cache_phases::not_modified_received(session, ctx, upstream_response);
         Ok(())
@@ -287,6 +292,10 @@ impl ProxyHttp for Palisade {
         response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        if respond::is_interim(response) {
+            // The final response gets the decoration.
+            return Ok(());
+        }
         cache_phases::response_header(self.cache, session, response, ctx)?;
         respond::finish_response_header(session, response, ctx)
     }

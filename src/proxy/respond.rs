@@ -81,6 +81,26 @@ pub fn build_with_body(
     Ok((resp, body))
 }
 
+/// Whether `response` is interim: a 1xx other than `101 Switching
+/// Protocols` (which is final).
+pub fn is_interim(response: &ResponseHeader) -> bool {
+    response.status.is_informational() && response.status != StatusCode::SWITCHING_PROTOCOLS
+}
+
+/// Passes an interim response (`103 Early Hints`, `102 Processing`) on to
+/// the client on a request the cache serves: there Pingora sends the
+/// client what the fill receives and drops 1xx on the way, so it is
+/// written here; elsewhere Pingora passes it on itself. HTTP/2 clients do
+/// not get it: Pingora 0.9's HTTP/2 server drops interim responses.
+pub async fn forward_interim(session: &mut Session, response: &ResponseHeader) -> Result<()> {
+    if session.cache.enabled() {
+        session
+            .write_response_header(Box::new(response.clone()), false)
+            .await?;
+    }
+    Ok(())
+}
+
 /// Sends a short plain-text response and ends the request. If the request
 /// body was not read, the connection is closed afterwards rather than
 /// reused, so unread body bytes can never be taken for the next request.

@@ -19,6 +19,7 @@ mod fleet;
 mod forwarding;
 mod http2;
 mod hygiene;
+mod interim;
 mod lifecycle;
 mod limits;
 mod metrics;
