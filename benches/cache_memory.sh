@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Measures what a cached object costs: fills Palisade's cache with N distinct
 # 1 KiB objects from a local nginx origin and reports the process's resident
-# memory per object, next to the weight the cache accounts for it.
+# memory per object, next to the weight the cache accounts for it. Then times
+# the cache inspection and ban endpoints on that full cache (a listing that
+# scans every object, a bounded prefix listing, one entry, a ban's sweep).
 #
 #   benches/cache_memory.sh [N]        (default 100000; needs scripts/setup --bench)
 set -euo pipefail
@@ -72,3 +74,16 @@ print(f'objects:            {n}')
 print(f'RSS growth:         {$after - $before} KiB ({$before} -> {$after})')
 print(f'RSS per object:     {per:.0f} bytes ({per / 1024:.2f}x the 1 KiB body)')
 print(f'weight per object:  {s[\"bytes\"] / n:.0f} bytes (what max_size accounts)')"
+admin_get() { curl -s -o /dev/null -w '%{time_total}' -H "Authorization: Bearer $token" "http://127.0.0.1:$admin$1"; }
+echo "inspection on $N objects (curl time_total, seconds):"
+echo "  /cache/keys, prefix matching nothing (scans all): $(admin_get '/cache/keys?prefix=http://nowhere/&limit=10')"
+echo "  /cache/keys?limit=10000:                          $(admin_get '/cache/keys?limit=10000')"
+echo "  /cache/keys, prefix /obj/12 limit 100:           $(admin_get "/cache/keys?prefix=http://127.0.0.1:$proxy/obj/12&limit=100")"
+echo "  /cache/entry:                                      $(admin_get "/cache/entry?url=http://127.0.0.1:$proxy/obj/42")"
+ban_started=$(date +%s.%N)
+curl -s -o /dev/null -H "Authorization: Bearer $token" -d '{"ban": "/obj/9[0-9]*$"}' "http://127.0.0.1:$admin/cache/purge"
+ban_answered=$(date +%s.%N)
+until curl -s -H "Authorization: Bearer $token" "http://127.0.0.1:$admin/cache/bans" | grep -q '"swept":true'; do sleep 0.01; done
+ban_swept=$(date +%s.%N)
+removed=$(curl -s -H "Authorization: Bearer $token" "http://127.0.0.1:$admin/cache/bans" | python3 -c 'import json,sys; print(json.load(sys.stdin)["bans"][0]["removed"])')
+python3 -c "print(f'  ban answered in {($ban_answered - $ban_started)*1000:.1f} ms; swept in {($ban_swept - $ban_started)*1000:.0f} ms, removing $removed objects')"

@@ -257,18 +257,23 @@ fn http_date(resp: &ResponseHeader, name: header::HeaderName) -> Option<SystemTi
 }
 
 /// The `Age` field (RFC 9111 §5.1): of a list (or repeated field lines),
-/// the first member; `None` when absent, or when that member is not a
-/// non-negative integer (the field is then ignored).
+/// the first member counts. A member that does not start with a digit
+/// (`abc`, `-7200`) is invalid and the field is ignored, as the RFC says;
+/// one that starts with digits and then goes wrong (`7200.0`,
+/// `7200;foo=bar`) counts by those digits — never younger than it claims,
+/// as Squid, Traffic Server and Fastly read it.
 pub fn age_header(resp: &ResponseHeader) -> Option<Duration> {
     let first = resp.headers.get_all(header::AGE).iter().next()?;
-    let member = first.to_str().ok()?.split(',').next()?.trim();
-    if member.is_empty() || !member.bytes().all(|b| b.is_ascii_digit()) {
+    let member = first.as_bytes().split(|b| *b == b',').next()?.trim_ascii();
+    let digits = member.iter().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 {
         return None;
     }
     // Larger than can be represented: 2^31 (RFC 9111 §1.2.2).
     const CAP: u64 = 1 << 31;
+    let value = std::str::from_utf8(&member[..digits]).ok()?;
     Some(Duration::from_secs(
-        member.parse().map_or(CAP, |v: u64| v.min(CAP)),
+        value.parse().map_or(CAP, |v: u64| v.min(CAP)),
     ))
 }
 
