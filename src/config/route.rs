@@ -7,6 +7,7 @@ use serde::de::{self, Deserializer};
 use serde::Deserialize;
 
 use super::cache::RouteCache;
+use super::header::HeaderName;
 use super::header::HeaderRules;
 use super::one_or_many::OneOrMany;
 use super::units::ByteSize;
@@ -34,8 +35,20 @@ pub struct RouteConfig {
     /// Which requests this route takes. Omitted: every request.
     #[serde(default, rename = "match")]
     pub matcher: RouteMatch,
-    /// The upstream (a key of `upstreams:`) requests are sent to.
-    pub upstream: String,
+    /// The upstream (a key of `upstreams:`) requests are sent to; omitted
+    /// on a route that answers itself (`redirect`, `respond`).
+    #[serde(default)]
+    pub upstream: Option<String>,
+    /// Answer with a redirect instead of proxying.
+    #[serde(default)]
+    pub redirect: Option<RedirectConfig>,
+    /// Answer with a fixed response instead of proxying.
+    #[serde(default)]
+    pub respond: Option<RespondConfig>,
+    /// Regular-expression rewrites of the path sent upstream, applied in
+    /// order (the client's URL, and so the cache key, is unchanged).
+    #[serde(default)]
+    pub rewrite: Vec<RewriteConfig>,
     /// Replace the `Host` header sent upstream (the client's `Host` is kept in
     /// `X-Forwarded-Host`).
     #[serde(default)]
@@ -95,6 +108,60 @@ pub struct RouteConfig {
     pub purge: Option<PurgeMethodConfig>,
 }
 
+/// A route's redirect (`redirect:`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RedirectConfig {
+    /// The target, with placeholders: `{scheme}`, `{host}`, `{path}`,
+    /// `{query}` (with its `?`, or empty), `{uri}` (path and query), and the
+    /// groups of the route's `path_regex` (`{1}`, `{name}`).
+    pub to: String,
+    /// 301, 302, 303, 307 or 308. Default 301.
+    #[serde(default = "default_redirect_status")]
+    pub status: u16,
+}
+
+fn default_redirect_status() -> u16 {
+    301
+}
+
+/// A route's fixed answer (`respond:`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RespondConfig {
+    /// Status, 200 to 599. Default 200.
+    #[serde(default = "default_respond_status")]
+    pub status: u16,
+    /// Body (at most 1 MiB). Default empty.
+    #[serde(default)]
+    pub body: String,
+    /// `Content-Type`. Default `text/plain; charset=utf-8`.
+    #[serde(default = "default_content_type")]
+    pub content_type: String,
+    /// Further response headers.
+    #[serde(default)]
+    pub headers: indexmap::IndexMap<HeaderName, String>,
+}
+
+fn default_respond_status() -> u16 {
+    200
+}
+
+fn default_content_type() -> String {
+    "text/plain; charset=utf-8".to_string()
+}
+
+/// One path rewrite (`rewrite: [{ match, replace }]`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RewriteConfig {
+    /// A regular expression over the path.
+    #[serde(rename = "match")]
+    pub pattern: String,
+    /// Its replacement: `$1`, `${name}` name the groups.
+    pub replace: String,
+}
+
 /// Who may send `PURGE` on a route (`purge:`): at least one of the two.
 #[derive(Debug, Clone, Deserialize, PartialEq, Default)]
 #[serde(deny_unknown_fields, default)]
@@ -133,6 +200,10 @@ pub struct RouteMatch {
     /// Path prefixes, matched on whole segments: `/api` matches `/api` and
     /// `/api/users` but not `/apiary`. Omitted: `/`.
     pub path_prefix: OneOrMany<PathPrefix>,
+    /// A regular expression the normalised path must match (instead of
+    /// prefixes). Within a host, `path_regex` routes are tried first, in
+    /// file order; then the longest prefix.
+    pub path_regex: Option<String>,
     /// Match the path prefixes whatever the case of the request's path
     /// (ASCII), for back ends that fold case (IIS, case-insensitive file
     /// systems): `/Admin` then reaches the route of `/admin` and its
@@ -141,14 +212,22 @@ pub struct RouteMatch {
 }
 
 impl RouteMatch {
-    /// Every (host, path prefix) pair this match claims; an omitted host is
-    /// `*` and an omitted prefix is `/`.
-    pub fn pairs(&self) -> Vec<(HostPattern, PathPrefix)> {
-        let hosts = if self.host.is_empty() {
+    /// The host patterns; an omitted host is `*`.
+    pub fn hosts(&self) -> Vec<HostPattern> {
+        if self.host.is_empty() {
             vec![HostPattern::Any]
         } else {
             self.host.0.clone()
-        };
+        }
+    }
+
+    /// Every (host, path prefix) pair this match claims; an omitted host is
+    /// `*` and an omitted prefix is `/`.
+    pub fn pairs(&self) -> Vec<(HostPattern, PathPrefix)> {
+        if self.path_regex.is_some() {
+            return Vec::new();
+        }
+        let hosts = self.hosts();
         let prefixes = if self.path_prefix.is_empty() {
             vec![PathPrefix("/".to_string())]
         } else {

@@ -18,6 +18,7 @@ use pingora::proxy::Session;
 use super::context::RequestCtx;
 use super::request_id::X_REQUEST_ID;
 use crate::cache::surrogate;
+use crate::edge::rules::Rewrites;
 
 use crate::net::IpSet;
 
@@ -105,6 +106,26 @@ pub fn apply(req: &mut RequestHeader, downstream: Downstream) -> pingora::Result
     Ok(())
 }
 
+/// The route's `rewrite` rules on the path sent upstream (the query is
+/// kept).
+fn rewrite_path(upstream: &mut RequestHeader, rules: &Rewrites) -> pingora::Result<()> {
+    let Some(path) = rules.apply(upstream.uri.path()) else {
+        return Ok(());
+    };
+    let target = match upstream.uri.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path,
+    };
+    let uri = http::Uri::try_from(target).map_err(|e| {
+        pingora::Error::explain(
+            pingora::ErrorType::InternalError,
+            format!("a rewrite produced an invalid path: {e}"),
+        )
+    })?;
+    upstream.set_uri(uri);
+    Ok(())
+}
+
 /// The request header sent upstream: forwarding headers (`X-Forwarded-*`,
 /// `Forwarded`), `Via`, the request id, `Surrogate-Capability` on a
 /// caching request, the route's host rewrite, credentials stripped and the
@@ -158,6 +179,9 @@ pub(super) fn upstream_request(
                 }
             }
         }
+    }
+    if !route.rewrite.is_empty() {
+        rewrite_path(upstream, &route.rewrite)?;
     }
     // Requests rarely carry one: a lookup costs less than a removal.
     for name in route.removed_overrides.iter() {

@@ -39,8 +39,14 @@ impl Refusal {
     /// A `308 Permanent Redirect` to `location` (clients following it keep
     /// the method and body, unlike with 301).
     pub fn redirect(location: &str, reason: &'static str) -> Self {
+        Self::redirect_with(308, location, reason)
+    }
+
+    /// A redirect with `status` to `location` (`400` if it is not a valid
+    /// header value).
+    pub fn redirect_with(status: u16, location: &str, reason: &'static str) -> Self {
         match HeaderValue::from_str(location) {
-            Ok(value) => Refusal::new(308, reason).with_header(header::LOCATION, value),
+            Ok(value) => Refusal::new(status, reason).with_header(header::LOCATION, value),
             Err(_) => Refusal::new(400, "the redirect target is not a valid header value"),
         }
     }

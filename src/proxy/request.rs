@@ -17,9 +17,10 @@ use super::{client_timing, forwarded, is_tls, limiting, purge_method, request_id
 use crate::cache::transaction as caching;
 use crate::cache::CacheStore;
 use crate::config::LimitScope;
+use crate::edge::rules::{RequestParts, RouteAnswer};
 use crate::edge::Host;
 use crate::observe::metrics::metrics;
-use crate::runtime::{ListenerPolicy, Runtime};
+use crate::runtime::{ListenerPolicy, Route, Runtime};
 
 /// Runs every step; `Ok(true)` when the request was answered here (a
 /// refusal, a redirect or a fresh hit).
@@ -65,6 +66,10 @@ async fn checks(
         if purge_method::applies(req, route) {
             let uri = normalised_uri.as_ref().unwrap_or(&req.uri);
             return Err(purge_method::answer(cache, route, req, uri, ctx).await);
+        }
+        if let Some(answer) = &route.answer {
+            let uri = normalised_uri.as_ref().unwrap_or(&req.uri);
+            return Err(route_answer(answer, route, req, uri, is_tls(session)));
         }
     }
     authenticate(runtime, session.req_header(), ctx).await?;
@@ -128,6 +133,33 @@ fn route(
         admission::plain_http(listener, route, &host, req)?;
     }
     Ok(routed.normalised_uri)
+}
+
+/// What a route with `redirect` or `respond` answers (before
+/// authentication, limits and the cache).
+fn route_answer(
+    answer: &RouteAnswer,
+    route: &Route,
+    req: &RequestHeader,
+    uri: &http::Uri,
+    tls: bool,
+) -> Refusal {
+    match answer {
+        RouteAnswer::Redirect(redirect) => {
+            let parts = RequestParts {
+                scheme: if tls { "https" } else { "http" },
+                host: crate::edge::host::raw_of_request(req).unwrap_or(""),
+                path: uri.path(),
+                query: uri.query(),
+            };
+            let target = redirect.target(&parts, route.path_regex.as_ref());
+            Refusal::redirect_with(redirect.status, &target, "route redirect")
+        }
+        RouteAnswer::Respond(fixed) => fixed.headers.iter().fold(
+            Refusal::new(fixed.status, "route fixed answer").with_body(Some(fixed.body.clone())),
+            |r, (name, value)| r.with_header(name.clone(), value.clone()),
+        ),
+    }
 }
 
 /// The route's authentication: the identity, or `401`/`403` with the

@@ -12,6 +12,7 @@ use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 use http::{HeaderName, HeaderValue};
+use regex::Regex;
 
 pub use headers::{HeaderEdits, HeaderTarget};
 pub use router::{RouteId, Router};
@@ -21,6 +22,7 @@ use crate::cache::CachePolicy;
 use crate::config::{
     Config, ConfigError, EncodedSlashes, HstsConfig, HttpsMode, KeyPath, RouteCache,
 };
+use crate::edge::rules::{FixedResponse, Redirect, Rewrites, RouteAnswer};
 use crate::edge::IpFilter;
 use crate::limits::{Limit, LimitRegistry};
 use crate::net::IpSet;
@@ -69,6 +71,13 @@ pub struct Route {
     pub limits: Vec<Arc<Limit>>,
     /// Who may send `PURGE`; `None`: the method is proxied like any other.
     pub purge: Option<PurgeGuard>,
+    /// What the route answers itself (`redirect`, `respond`), instead of
+    /// proxying.
+    pub answer: Option<RouteAnswer>,
+    /// Rewrites of the path sent upstream.
+    pub rewrite: Rewrites,
+    /// The `match.path_regex`, whose groups fill a redirect's target.
+    pub path_regex: Option<Regex>,
     /// The route's metric handles.
     pub metrics: Arc<RouteMetrics>,
 }
@@ -179,14 +188,40 @@ impl Runtime {
         let mut router = Router::new();
         let mut routes = Vec::with_capacity(config.routes.len());
         for (id, r) in config.routes.iter().enumerate() {
-            let pool = config.upstreams.get_index_of(&r.upstream).ok_or_else(|| {
-                vec![ConfigError::value(
-                    KeyPath::root().key("routes").index(id).key("upstream"),
-                    format!("upstream `{}` is not defined", r.upstream),
-                )]
-            })?;
-            for (host, prefix) in r.matcher.pairs() {
-                router.insert(&host, &prefix.0, id, r.matcher.case_insensitive);
+            // A route that answers itself has no pool (`usize::MAX`: none).
+            let pool = match &r.upstream {
+                None => usize::MAX,
+                Some(upstream) => config.upstreams.get_index_of(upstream).ok_or_else(|| {
+                    vec![ConfigError::value(
+                        KeyPath::root().key("routes").index(id).key("upstream"),
+                        format!("upstream `{upstream}` is not defined"),
+                    )]
+                })?,
+            };
+            let path_regex = match &r.matcher.path_regex {
+                None => None,
+                Some(pattern) => Some(Regex::new(pattern).map_err(|e| {
+                    vec![ConfigError::value(
+                        KeyPath::root()
+                            .key("routes")
+                            .index(id)
+                            .key("match")
+                            .key("path_regex"),
+                        format!("invalid regular expression: {e}"),
+                    )]
+                })?),
+            };
+            match &path_regex {
+                Some(re) => {
+                    for host in r.matcher.hosts() {
+                        router.insert_regex(&host, re.clone(), id);
+                    }
+                }
+                None => {
+                    for (host, prefix) in r.matcher.pairs() {
+                        router.insert(&host, &prefix.0, id, r.matcher.case_insensitive);
+                    }
+                }
             }
             let cache = match &r.cache {
                 None => None,
@@ -225,6 +260,15 @@ impl Runtime {
                     .iter()
                     .filter_map(|name| limits.get(name).cloned())
                     .collect(),
+                answer: match (&r.redirect, &r.respond) {
+                    (Some(redirect), _) => Some(RouteAnswer::Redirect(Redirect::compile(redirect))),
+                    (None, Some(respond)) => {
+                        Some(RouteAnswer::Respond(FixedResponse::compile(respond)))
+                    }
+                    (None, None) => None,
+                },
+                rewrite: Rewrites::compile(&r.rewrite),
+                path_regex,
                 purge: r.purge.as_ref().map(|p| PurgeGuard {
                     ip_filter: p.ip_filter.as_ref().map(IpFilter::compile),
                     auth: p.auth.as_ref().and_then(|name| {

@@ -2,9 +2,11 @@
 //!
 //! Hosts are tried from the most specific to the least: the exact host, then
 //! wildcard suffixes from the longest (`*.a.example.com`) to the shortest
-//! (`*.com`), then routes without a host. Within a host, the longest path
-//! prefix wins; prefixes match whole path segments (`/api` matches `/api` and
-//! `/api/users`, not `/apiary`). When a host has no matching path prefix the
+//! (`*.com`), then routes without a host. Within a host, `path_regex` routes
+//! are tried first, in file order (the first that matches wins, as nginx's
+//! regex locations beat its prefixes); then the longest path prefix wins;
+//! prefixes match whole path segments (`/api` matches `/api` and
+//! `/api/users`, not `/apiary`). When a host has no matching route the
 //! next, less specific host is tried, so a catch-all route always catches.
 //!
 //! A lookup costs one hash probe per candidate host and per path segment
@@ -72,6 +74,8 @@ impl Prefixes {
 /// `case_insensitive: true`) on the ASCII-lowercased path.
 #[derive(Debug, Default, Clone)]
 struct PathTable {
+    /// `path_regex` routes, tried first, in file order.
+    regexes: Vec<(regex::Regex, RouteId)>,
     exact: Prefixes,
     folded: Prefixes,
 }
@@ -88,6 +92,9 @@ impl PathTable {
     /// The route of the longest prefix of `path` on a segment boundary; at
     /// one length an exact prefix wins over a case-folded one.
     fn lookup(&self, path: &str) -> Option<RouteId> {
+        if let Some((_, route)) = self.regexes.iter().find(|(re, _)| re.is_match(path)) {
+            return Some(*route);
+        }
         if self.exact.routes.is_empty() && self.folded.routes.is_empty() {
             return None;
         }
@@ -143,6 +150,17 @@ impl Router {
 
     /// The route for a request. `host` must be normalised with
     /// [`normalize_host`]; `path` is the request path without query.
+    /// Adds a `path_regex` route for `host`: tried before the host's
+    /// prefixes, after the regexes added before it.
+    pub fn insert_regex(&mut self, host: &HostPattern, regex: regex::Regex, route: RouteId) {
+        let table = match host {
+            HostPattern::Any => &mut self.any,
+            HostPattern::Exact(h) => self.exact.entry(h.as_str().into()).or_default(),
+            HostPattern::Wildcard(s) => self.wildcard.entry(s.as_str().into()).or_default(),
+        };
+        table.regexes.push((regex, route));
+    }
+
     pub fn lookup(&self, host: &str, path: &str) -> Option<RouteId> {
         if let Some(route) = self.exact.get(host).and_then(|t| t.lookup(path)) {
             return Some(route);
@@ -248,5 +266,18 @@ mod tests {
             Some(0),
             "whole segments only"
         );
+    }
+
+    #[test]
+    fn regexes_come_before_prefixes_in_insertion_order() {
+        let mut r = router();
+        r.insert_regex(&HostPattern::Any, regex::Regex::new(r"\.png$").unwrap(), 7);
+        r.insert_regex(&HostPattern::Any, regex::Regex::new("^/api/").unwrap(), 8);
+        r.insert_regex(&host("example.com"), regex::Regex::new("^/x").unwrap(), 9);
+        assert_eq!(r.lookup("other.test", "/api/a.png"), Some(7));
+        assert_eq!(r.lookup("other.test", "/api/a.css"), Some(8));
+        assert_eq!(r.lookup("other.test", "/api"), Some(1));
+        assert_eq!(r.lookup("example.com", "/x/a.png"), Some(9));
+        assert_eq!(r.lookup("example.com", "/y/a.png"), Some(2));
     }
 }

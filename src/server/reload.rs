@@ -363,6 +363,9 @@ fn route_keys_changed(old: &RouteConfig, new: &RouteConfig) -> Vec<&'static str>
         auth,
         limits,
         purge,
+        redirect,
+        respond,
+        rewrite,
     } = old;
     let mut keys = Vec::new();
     let mut differs = |key: &'static str, changed: bool| {
@@ -400,6 +403,9 @@ fn route_keys_changed(old: &RouteConfig, new: &RouteConfig) -> Vec<&'static str>
     differs("auth", *auth != new.auth);
     differs("limits", *limits != new.limits);
     differs("purge", *purge != new.purge);
+    differs("redirect", *redirect != new.redirect);
+    differs("respond", *respond != new.respond);
+    differs("rewrite", *rewrite != new.rewrite);
     keys
 }
 

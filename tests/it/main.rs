@@ -26,6 +26,7 @@ mod metrics;
 mod origin_faults;
 mod protocols;
 mod reload;
+mod route_rules;
 mod routing;
 mod tls;
 mod upstreams;

@@ -7,6 +7,7 @@ mod cache;
 mod limits;
 mod listeners;
 mod routes;
+mod rules;
 pub(super) mod upstreams;
 
 use std::path::Path;

@@ -96,29 +96,30 @@ pub(super) fn routes(config: &Config, origins: &WrittenAt, f: &mut Findings) {
             ));
         }
 
-        if !config.upstreams.contains_key(&r.upstream)
-            && !origins.broken_upstreams.contains(&r.upstream)
-        {
-            let mut e = ConfigError::value(
-                path.key("upstream"),
-                format!("upstream `{}` is not defined", r.upstream),
-            );
-            let known = config.upstreams.keys().map(String::as_str);
-            e = match did_you_mean(&r.upstream, known) {
-                Some(s) => e.with_hint(format!("did you mean `{s}`?")),
-                None if config.upstreams.is_empty() => e.with_hint("define it under `upstreams:`"),
-                None => e.with_hint(format!(
-                    "defined upstreams: {}",
-                    config
-                        .upstreams
-                        .keys()
-                        .map(|k| format!("`{k}`"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )),
-            };
-            f.errors.push(e);
+        match &r.upstream {
+            Some(upstream) => {
+                if !config.upstreams.contains_key(upstream)
+                    && !origins.broken_upstreams.contains(upstream)
+                {
+                    f.errors.push(undefined_upstream(config, upstream, path.key("upstream")));
+                }
+                if r.redirect.is_some() || r.respond.is_some() {
+                    f.errors.push(
+                        ConfigError::key(
+                            path.key("upstream"),
+                            "the route answers itself (`redirect` / `respond`), so its upstream is never used",
+                        )
+                        .with_hint("remove `upstream`"),
+                    );
+                }
+            }
+            None if r.redirect.is_none() && r.respond.is_none() => f.errors.push(
+                ConfigError::key(path.clone(), "missing required key `upstream`")
+                    .with_hint("a route sends requests to an `upstream`, or answers them with `redirect` or `respond`"),
+            ),
+            None => {}
         }
+        super::rules::route_rules(r, &path, f);
 
         for (host, prefix) in r.matcher.pairs() {
             match claimed.get(&(host.clone(), prefix.clone())) {
@@ -242,5 +243,24 @@ pub(super) fn routes(config: &Config, origins: &WrittenAt, f: &mut Findings) {
                     .with_hint("omit the key for no limit"),
             );
         }
+    }
+}
+
+/// `upstream `name` is not defined`, with a suggestion.
+fn undefined_upstream(config: &Config, name: &str, path: KeyPath) -> ConfigError {
+    let e = ConfigError::value(path, format!("upstream `{name}` is not defined"));
+    let known = config.upstreams.keys().map(String::as_str);
+    match did_you_mean(name, known) {
+        Some(s) => e.with_hint(format!("did you mean `{s}`?")),
+        None if config.upstreams.is_empty() => e.with_hint("define it under `upstreams:`"),
+        None => e.with_hint(format!(
+            "defined upstreams: {}",
+            config
+                .upstreams
+                .keys()
+                .map(|k| format!("`{k}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
     }
 }

@@ -110,7 +110,12 @@ pub(super) fn upstreams(config: &Config, origins: &WrittenAt, f: &mut Findings) 
                 ),
             ));
         }
-        if all_routes_parsed && !config.routes.iter().any(|r| &r.upstream == name) {
+        if all_routes_parsed
+            && !config
+                .routes
+                .iter()
+                .any(|r| r.upstream.as_ref() == Some(name))
+        {
             f.warnings.push(ConfigError::key(
                 path,
                 format!("upstream `{name}` is not used by any route"),

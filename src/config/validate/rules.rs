@@ -1,0 +1,183 @@
+//! Validation of a route's answering and rewriting rules: `match.path_regex`,
+//! `redirect`, `respond` and `rewrite`. Regular expressions are compiled
+//! here to report their errors at their key; the runtime compiles them
+//! again (a format check, like a CIDR's).
+
+use regex::Regex;
+
+use super::Findings;
+use crate::config::path::KeyPath;
+use crate::config::{ConfigError, RouteConfig};
+
+/// Statuses a redirect may use.
+pub const REDIRECT_STATUSES: [u16; 5] = [301, 302, 303, 307, 308];
+
+/// The largest `respond.body`.
+pub const MAX_RESPOND_BODY: usize = 1 << 20;
+
+/// Placeholders every redirect target may use.
+const PLACEHOLDERS: [&str; 5] = ["scheme", "host", "path", "query", "uri"];
+
+/// Response fields a fixed answer cannot set: Palisade frames the body.
+const FRAMING: [&str; 4] = [
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "content-type",
+];
+
+fn compile(pattern: &str, key: KeyPath, f: &mut Findings) -> Option<Regex> {
+    match regex::RegexBuilder::new(pattern)
+        .size_limit(1 << 20)
+        .build()
+    {
+        Ok(re) => Some(re),
+        Err(e) => {
+            let first = e.to_string();
+            let first = first.lines().last().unwrap_or("invalid").trim().to_string();
+            f.errors.push(ConfigError::value(
+                key,
+                format!("invalid regular expression `{pattern}`: {first}"),
+            ));
+            None
+        }
+    }
+}
+
+/// The `{name}` placeholders of a redirect target, or the position of an
+/// unclosed one.
+pub fn placeholders(template: &str) -> Result<Vec<&str>, usize> {
+    let mut out = Vec::new();
+    let mut rest = template;
+    let mut offset = 0;
+    while let Some(open) = rest.find('{') {
+        let Some(close) = rest[open..].find('}') else {
+            return Err(offset + open);
+        };
+        out.push(&rest[open + 1..open + close]);
+        offset += open + close + 1;
+        rest = &rest[open + close + 1..];
+    }
+    Ok(out)
+}
+
+pub(super) fn route_rules(r: &RouteConfig, path: &KeyPath, f: &mut Findings) {
+    let regex = r.matcher.path_regex.as_ref().and_then(|p| {
+        if !r.matcher.path_prefix.is_empty() {
+            f.errors.push(
+                ConfigError::key(
+                    path.key("match"),
+                    "`path_regex` and `path_prefix` cannot be combined",
+                )
+                .with_hint("anchor the regex at a prefix instead, e.g. ^/api/"),
+            );
+        }
+        compile(p, path.key("match").key("path_regex"), f)
+    });
+    if r.redirect.is_some() || r.respond.is_some() {
+        // The answer comes before these: they would never apply.
+        let never = [
+            ("auth", r.auth.is_some()),
+            ("limits", !r.limits.is_empty()),
+            ("cache", r.cache.is_some()),
+            ("purge", r.purge.is_some()),
+        ];
+        for (key, set) in never {
+            if set {
+                f.errors.push(
+                    ConfigError::key(
+                        path.key(key),
+                        format!("never applies: the route answers (`redirect` / `respond`) before `{key}`"),
+                    )
+                    .with_hint(format!("remove `{key}`")),
+                );
+            }
+        }
+    }
+    if r.redirect.is_some() && r.respond.is_some() {
+        f.errors.push(ConfigError::key(
+            path.key("respond"),
+            "a route answers with `redirect` or `respond`, not both",
+        ));
+    }
+    if let Some(redirect) = &r.redirect {
+        let rpath = path.key("redirect");
+        if !REDIRECT_STATUSES.contains(&redirect.status) {
+            f.errors.push(ConfigError::value(
+                rpath.key("status"),
+                format!(
+                    "{} is not a redirect status: use 301, 302, 303, 307 or 308",
+                    redirect.status
+                ),
+            ));
+        }
+        match placeholders(&redirect.to) {
+            Err(at) => f.errors.push(ConfigError::value(
+                rpath.key("to"),
+                format!("unclosed `{{` at character {}", at + 1),
+            )),
+            Ok(names) => {
+                for name in names {
+                    let known = PLACEHOLDERS.contains(&name)
+                        || regex.as_ref().is_some_and(|re| {
+                            name.parse::<usize>().is_ok_and(|i| i < re.captures_len())
+                                || re.capture_names().flatten().any(|n| n == name)
+                        });
+                    if !known {
+                        f.errors.push(
+                            ConfigError::value(rpath.key("to"), format!("unknown placeholder `{{{name}}}`"))
+                                .with_hint("use {scheme}, {host}, {path}, {query}, {uri}, or a group of match.path_regex"),
+                        );
+                    }
+                }
+            }
+        }
+        if redirect.to.is_empty() {
+            f.errors
+                .push(ConfigError::value(rpath.key("to"), "must not be empty"));
+        }
+    }
+    if let Some(respond) = &r.respond {
+        let rpath = path.key("respond");
+        if !(200..=599).contains(&respond.status) {
+            f.errors.push(ConfigError::value(
+                rpath.key("status"),
+                format!("{} is not a final status (200 to 599)", respond.status),
+            ));
+        }
+        if respond.body.len() > MAX_RESPOND_BODY {
+            f.errors.push(ConfigError::value(
+                rpath.key("body"),
+                "is larger than 1 MiB",
+            ));
+        }
+        if http::HeaderValue::from_str(&respond.content_type).is_err() {
+            f.errors.push(ConfigError::value(
+                rpath.key("content_type"),
+                "is not a valid header value",
+            ));
+        }
+        for (name, value) in &respond.headers {
+            let key = rpath.key("headers").key(name.0.as_str());
+            if FRAMING.contains(&name.0.as_str()) {
+                f.errors.push(
+                    ConfigError::key(key, format!("`{}` is set by Palisade", name.0))
+                        .with_hint("use `content_type` for the type"),
+                );
+            } else if http::HeaderValue::from_str(value).is_err() {
+                f.errors
+                    .push(ConfigError::value(key, "is not a valid header value"));
+            }
+        }
+    }
+    for (i, rule) in r.rewrite.iter().enumerate() {
+        let rpath = path.key("rewrite").index(i);
+        compile(&rule.pattern, rpath.key("match"), f);
+        if r.upstream.is_none() {
+            f.errors.push(ConfigError::key(
+                rpath,
+                "the route does not proxy, so there is nothing to rewrite",
+            ));
+        }
+    }
+}
