@@ -39,6 +39,10 @@ pub struct ListenerConfig {
     /// Which client addresses may use this listener at all.
     #[serde(default)]
     pub ip_filter: Option<super::IpFilterConfig>,
+    /// Files served instead of the plain-text bodies of the statuses
+    /// Palisade generates (routes may override them).
+    #[serde(default)]
+    pub error_pages: super::ErrorPagesConfig,
     /// Per-connection write buffer: a response header and the start of its
     /// body (or their TLS records) leave in one write when they fit.
     /// Default [`DEFAULT_WRITE_BUFFER`]; `0` writes straight through.

@@ -15,6 +15,7 @@ mod auth;
 mod cache;
 mod cidr;
 mod diagnostic;
+pub mod error_pages;
 mod every_error;
 mod header;
 mod health;
@@ -50,6 +51,7 @@ pub use cache::{
 };
 pub use cidr::Cidr;
 pub use diagnostic::{did_you_mean, ConfigError, Diagnostic, LoadError, Report, Severity};
+pub use error_pages::{ErrorPageConfig, ErrorPagesConfig, GENERATED_STATUSES};
 pub use header::{HeaderName, HeaderRules, HeaderValue};
 pub use health::{HealthCheckConfig, HealthCheckKind, PassiveHealthConfig};
 pub use ip_filter::IpFilterConfig;

@@ -102,6 +102,14 @@ pub struct RouteConfig {
     /// Limits (names of `limits:`) every request must pass.
     #[serde(default)]
     pub limits: super::OneOrMany<String>,
+    /// Files served instead of the plain-text bodies of the statuses
+    /// Palisade generates on this route (ahead of the listener's).
+    #[serde(default)]
+    pub error_pages: super::ErrorPagesConfig,
+    /// Origin statuses answered with this route's (or the listener's)
+    /// error page, keeping the status.
+    #[serde(default)]
+    pub intercept_errors: Vec<u16>,
     /// Accept the `PURGE` method on this route (Varnish style): it removes
     /// the request's URL from the cache, for clients this guard admits.
     #[serde(default)]

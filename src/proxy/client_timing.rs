@@ -32,6 +32,7 @@ mod tests {
             send_timeout: Duration::from_secs(60),
             client_body_timeout: Duration::from_secs(30),
             client_body_min_rate: rate,
+            error_pages: Default::default(),
         }
     }
 

@@ -11,7 +11,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use crate::auth::Identity;
 use crate::limits::RateReport;
-use crate::runtime::{ListenerPolicy, Route, RouteId, Runtime};
+use crate::runtime::{ErrorPage, ListenerPolicy, Route, RouteId, Runtime};
 use crate::upstream::{Backend, Pool};
 
 /// A request that failed because of its client, not of a backend: never
@@ -89,6 +89,9 @@ pub struct RequestCtx {
     pub identity: Option<Identity>,
     /// Rate-limit state to report in the response's RateLimit headers.
     pub rate_reports: Vec<RateReport>,
+    /// An origin error answered with its error page (`intercept_errors`):
+    /// the page's body replaces the origin's.
+    pub intercepted: Option<bytes::Bytes>,
     /// Concurrency slots held until the request ends.
     pub permits: Vec<OwnedSemaphorePermit>,
 }
@@ -100,6 +103,7 @@ impl RequestCtx {
         Self {
             runtime,
             listener,
+            intercepted: None,
             route: None,
             request_id: None,
             peer_ip: None,
@@ -141,6 +145,18 @@ impl RequestCtx {
     /// The matched route.
     pub fn route(&self) -> Option<&Route> {
         self.route.and_then(|id| self.runtime.routes.get(id))
+    }
+
+    /// The error page for `status`: the route's, else the listener's.
+    pub fn error_page(&self, status: u16) -> Option<&ErrorPage> {
+        self.route()
+            .and_then(|r| r.error_pages.get(status))
+            .or_else(|| {
+                self.runtime
+                    .listeners
+                    .get(self.listener)
+                    .and_then(|l| l.error_pages.get(status))
+            })
     }
 
     /// The pool of the matched route.

@@ -24,8 +24,10 @@
 //!   │                        cache_phases.rs (a 304's validators)
 //! response_cache_filter ──── cache_phases.rs: stored, and for how long
 //! response_filter ───────── cache_phases.rs (Cache-Status, invalidation),
-//!   │                        respond.rs (Via, request id, HSTS, rules)
+//!   │                        respond.rs (intercepted errors, Via, request
+//!   │                        id, HSTS, rules)
 //! upstream_response_body_filter ─ deadline; cache_phases.rs (the fill)
+//! response_body_filter ───── respond.rs: an intercepted error's page
 //! should_serve_stale ─────── cache_phases.rs
 //! fail_to_proxy ──────────── outcome.rs: the error answer, one log line
 //! logging ────────────────── outcome.rs: metrics, access log
@@ -297,6 +299,7 @@ impl ProxyHttp for Palisade {
             return Ok(());
         }
         cache_phases::response_header(self.cache, session, response, ctx)?;
+        respond::intercept_error(response, ctx)?;
         respond::finish_response_header(session, response, ctx)
     }
 
@@ -316,6 +319,19 @@ impl ProxyHttp for Palisade {
             ));
         }
         Ok(cache_phases::body_piece(self.cache, session, ctx))
+    }
+
+    /// Each piece of the body sent to the client: an intercepted origin
+    /// error's body is replaced by its error page (`respond.rs`).
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<Duration>> {
+        respond::intercepted_body(body, end_of_stream, ctx);
+        Ok(None)
     }
 
     /// Whether a stale stored response is served after an origin failure,

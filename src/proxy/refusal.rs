@@ -81,8 +81,16 @@ pub async fn answer(session: &mut Session, ctx: &RequestCtx, refusal: Refusal) -
         "{}",
         refusal.reason
     );
-    let (mut resp, body) =
-        respond::build_with_body(refusal.status, ctx.request_id.as_ref(), refusal.body)?;
+    // A generated body gives way to the route's or listener's error page.
+    let page = match refusal.body {
+        Some(_) => None,
+        None => ctx.error_page(refusal.status),
+    };
+    let body = refusal.body.or_else(|| page.map(|p| p.body.clone()));
+    let (mut resp, body) = respond::build_with_body(refusal.status, ctx.request_id.as_ref(), body)?;
+    if let Some(page) = page {
+        resp.insert_header(header::CONTENT_TYPE, page.content_type.clone())?;
+    }
     for (name, value) in refusal.headers {
         // A refusal's own Content-Type replaces the default one; other
         // fields (challenges) may repeat.

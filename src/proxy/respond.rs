@@ -105,8 +105,57 @@ pub async fn forward_interim(session: &mut Session, response: &ResponseHeader) -
 /// body was not read, the connection is closed afterwards rather than
 /// reused, so unread body bytes can never be taken for the next request.
 pub async fn send(session: &mut Session, ctx: &RequestCtx, status: u16) -> Result<()> {
-    let (resp, body) = build(status, ctx.request_id.as_ref())?;
+    let page = ctx.error_page(status);
+    let (mut resp, body) = build_with_body(
+        status,
+        ctx.request_id.as_ref(),
+        page.map(|p| p.body.clone()),
+    )?;
+    if let Some(page) = page {
+        resp.insert_header(header::CONTENT_TYPE, page.content_type.clone())?;
+    }
     write(session, ctx, resp, body).await
+}
+
+/// On a route with `intercept_errors`: an origin response with one of
+/// those statuses is answered with the error page instead of its body
+/// (the status kept). A response declared empty is left alone.
+pub fn intercept_error(response: &mut ResponseHeader, ctx: &mut RequestCtx) -> Result<()> {
+    let status = response.status.as_u16();
+    if !ctx
+        .route()
+        .is_some_and(|r| r.intercept_errors.contains(&status))
+        || crate::net::declared_length(&response.headers) == Some(0)
+    {
+        return Ok(());
+    }
+    let Some(page) = ctx.error_page(status).cloned() else {
+        return Ok(());
+    };
+    // The page is a different representation: no validators, no ranges,
+    // no coding of the origin's.
+    for name in [
+        header::CONTENT_ENCODING,
+        header::ETAG,
+        header::LAST_MODIFIED,
+        header::CONTENT_RANGE,
+        header::ACCEPT_RANGES,
+        header::TRANSFER_ENCODING,
+    ] {
+        response.remove_header(&name);
+    }
+    response.insert_header(header::CONTENT_TYPE, page.content_type)?;
+    response.insert_header(header::CONTENT_LENGTH, page.body.len())?;
+    ctx.intercepted = Some(page.body);
+    Ok(())
+}
+
+/// Replaces the body of an intercepted origin error with its page: the
+/// origin's pieces are dropped and the page goes out with the last one.
+pub fn intercepted_body(body: &mut Option<Bytes>, end_of_stream: bool, ctx: &RequestCtx) {
+    if let Some(page) = &ctx.intercepted {
+        *body = end_of_stream.then(|| page.clone());
+    }
 }
 
 /// What every response Palisade generates carries besides its own fields:

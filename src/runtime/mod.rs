@@ -3,6 +3,7 @@
 //! edits), published through an [`ArcSwap`] so that a reload is one atomic
 //! pointer swap and each request reads exactly one consistent snapshot.
 
+mod error_pages;
 mod headers;
 mod router;
 
@@ -22,6 +23,8 @@ use crate::cache::CachePolicy;
 use crate::config::{
     Config, ConfigError, EncodedSlashes, HstsConfig, HttpsMode, KeyPath, RouteCache,
 };
+pub use error_pages::{ErrorPage, ErrorPages};
+
 use crate::edge::rules::{FixedResponse, Redirect, Rewrites, RouteAnswer};
 use crate::edge::IpFilter;
 use crate::limits::{Limit, LimitRegistry};
@@ -78,6 +81,10 @@ pub struct Route {
     pub rewrite: Rewrites,
     /// The `match.path_regex`, whose groups fill a redirect's target.
     pub path_regex: Option<Regex>,
+    /// Pages for the statuses Palisade generates (ahead of the listener's).
+    pub error_pages: ErrorPages,
+    /// Origin statuses answered with the error page.
+    pub intercept_errors: Box<[u16]>,
     /// The route's metric handles.
     pub metrics: Arc<RouteMetrics>,
 }
@@ -117,6 +124,8 @@ pub struct ListenerPolicy {
     pub hsts: Option<HeaderValue>,
     /// Client addresses allowed on this listener.
     pub ip_filter: Option<IpFilter>,
+    /// Pages for the statuses Palisade generates.
+    pub error_pages: ErrorPages,
     /// How long a client may accept no bytes of a response.
     pub send_timeout: std::time::Duration,
     /// How long a client may send no bytes of a request body.
@@ -268,6 +277,11 @@ impl Runtime {
                     (None, None) => None,
                 },
                 rewrite: Rewrites::compile(&r.rewrite),
+                error_pages: ErrorPages::compile(
+                    &r.error_pages,
+                    &KeyPath::root().key("routes").index(id).key("error_pages"),
+                )?,
+                intercept_errors: r.intercept_errors.clone().into_boxed_slice(),
                 path_regex,
                 purge: r.purge.as_ref().map(|p| PurgeGuard {
                     ip_filter: p.ip_filter.as_ref().map(IpFilter::compile),
@@ -337,6 +351,12 @@ fn compile_listeners(config: &Config, errors: &mut Vec<ConfigError>) -> Box<[Lis
                 https_port: l.https_port.unwrap_or(default_https_port),
                 hsts: l.hsts.as_ref().and_then(hsts_value),
                 ip_filter: l.ip_filter.as_ref().map(IpFilter::compile),
+                error_pages: ErrorPages::compile(
+                    &l.error_pages,
+                    &KeyPath::root().key("listeners").index(i).key("error_pages"),
+                )
+                .map_err(|e| errors.extend(e))
+                .unwrap_or_default(),
                 send_timeout: l.send_timeout(),
                 client_body_timeout: l.client_body_timeout(),
                 client_body_min_rate: l.client_body_min_rate(),

@@ -487,14 +487,31 @@ impl RequestHeads {
             Rejection::HeaderTimeout | Rejection::BodyTimeout => (408, "Request Timeout"),
             _ => (431, "Request Header Fields Too Large"),
         };
-        let body = format!("{status} {reason}\n");
-        let response = format!(
-            "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\n\
-             Content-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n{body}",
+        // The listener's error page, if it has one for the status.
+        let runtime = self.runtime.load();
+        let page = runtime
+            .listeners
+            .get(self.listener_index)
+            .and_then(|l| l.error_pages.get(status));
+        let (body, content_type) = match page {
+            Some(p) => (
+                p.body.to_vec(),
+                p.content_type.to_str().unwrap_or("text/plain").to_string(),
+            ),
+            None => (
+                format!("{status} {reason}\n").into_bytes(),
+                "text/plain; charset=utf-8".to_string(),
+            ),
+        };
+        let mut response = format!(
+            "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\n\
+             Content-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n",
             body.len()
-        );
+        )
+        .into_bytes();
+        response.extend_from_slice(&body);
         let _ = tokio::time::timeout(Duration::from_secs(5), async {
-            let _ = stream.write_all(response.as_bytes()).await;
+            let _ = stream.write_all(&response).await;
             let _ = stream.flush().await;
         })
         .await;

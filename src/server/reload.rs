@@ -366,6 +366,8 @@ fn route_keys_changed(old: &RouteConfig, new: &RouteConfig) -> Vec<&'static str>
         redirect,
         respond,
         rewrite,
+        error_pages,
+        intercept_errors,
     } = old;
     let mut keys = Vec::new();
     let mut differs = |key: &'static str, changed: bool| {
@@ -406,6 +408,11 @@ fn route_keys_changed(old: &RouteConfig, new: &RouteConfig) -> Vec<&'static str>
     differs("redirect", *redirect != new.redirect);
     differs("respond", *respond != new.respond);
     differs("rewrite", *rewrite != new.rewrite);
+    differs("error_pages", *error_pages != new.error_pages);
+    differs(
+        "intercept_errors",
+        *intercept_errors != new.intercept_errors,
+    );
     keys
 }
 

@@ -14,6 +14,7 @@ mod cache;
 mod cli;
 mod client_limits;
 mod edge;
+mod error_pages;
 mod errors;
 mod fleet;
 mod forwarding;

@@ -72,6 +72,7 @@ pub(super) fn listeners(config: &Config, origins: &WrittenAt, f: &mut Findings) 
         if let Some(filter) = &l.ip_filter {
             ip_filter(filter, path.key("ip_filter"), f);
         }
+        super::rules::error_pages(&l.error_pages, &[], &path.key("error_pages"), f);
         if let Some(hsts) = &l.hsts {
             hsts_rules(hsts, path.key("hsts"), &mut f.errors);
         }

@@ -120,6 +120,7 @@ pub(super) fn routes(config: &Config, origins: &WrittenAt, f: &mut Findings) {
             None => {}
         }
         super::rules::route_rules(r, &path, f);
+        super::rules::route_error_pages(config, r, &path, f);
 
         for (host, prefix) in r.matcher.pairs() {
             match claimed.get(&(host.clone(), prefix.clone())) {

@@ -181,3 +181,73 @@ pub(super) fn route_rules(r: &RouteConfig, path: &KeyPath, f: &mut Findings) {
         }
     }
 }
+
+/// `error_pages` at `path`: statuses from 400 to 599; a page for a status
+/// Palisade never generates (and the route does not intercept) is never
+/// served.
+pub(super) fn error_pages(
+    pages: &crate::config::ErrorPagesConfig,
+    intercepted: &[u16],
+    path: &KeyPath,
+    f: &mut Findings,
+) {
+    for (status, page) in pages {
+        let key = path.key(status.to_string());
+        if !(400..=599).contains(status) {
+            f.errors.push(ConfigError::value(
+                key,
+                format!("{status} is not an error status (400 to 599)"),
+            ));
+        } else if !crate::config::GENERATED_STATUSES.contains(status)
+            && !intercepted.contains(status)
+        {
+            f.warnings.push(
+                ConfigError::key(key, format!("Palisade never generates {status}, so this page is not served"))
+                    .with_hint("list the status in the route's `intercept_errors` to serve it for origin errors"),
+            );
+        } else if http::HeaderValue::from_str(&page.content_type()).is_err() {
+            f.errors.push(ConfigError::value(
+                key.key("content_type"),
+                "is not a valid header value",
+            ));
+        }
+    }
+}
+
+/// A route's `error_pages` and `intercept_errors`: every intercepted status
+/// needs a page, on the route or on a listener.
+pub(super) fn route_error_pages(
+    config: &crate::config::Config,
+    r: &RouteConfig,
+    path: &KeyPath,
+    f: &mut Findings,
+) {
+    error_pages(
+        &r.error_pages,
+        &r.intercept_errors,
+        &path.key("error_pages"),
+        f,
+    );
+    for (i, status) in r.intercept_errors.iter().enumerate() {
+        let key = path.key("intercept_errors").index(i);
+        if !(400..=599).contains(status) {
+            f.errors.push(ConfigError::value(
+                key,
+                format!("{status} is not an error status (400 to 599)"),
+            ));
+            continue;
+        }
+        let has_page = r.error_pages.contains_key(status)
+            || config
+                .listeners
+                .iter()
+                .any(|l| l.error_pages.contains_key(status));
+        if !has_page {
+            f.errors.push(
+                ConfigError::value(key, format!("no error page for {status}")).with_hint(format!(
+                    "add `{status}: FILE` to the route's (or a listener's) `error_pages`"
+                )),
+            );
+        }
+    }
+}
