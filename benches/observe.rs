@@ -34,6 +34,9 @@ fn entry() -> Entry<'static> {
         user_agent: Some("Mozilla/5.0 (X11; Linux x86_64) Gecko/20100101 Firefox/128.0"),
         referer: Some("https://www.example.com/"),
         error: None,
+        refused_by: None,
+        upstream_status: Some(200),
+        backends_tried: &[],
     }
 }
 
@@ -48,10 +51,17 @@ fn bench(c: &mut Criterion) {
     });
     let e = entry();
     c.bench_function("access_log/format_json", |b| {
-        b.iter(|| black_box(e.format(AccessLogFormat::Json)))
+        b.iter(|| black_box(e.format(AccessLogFormat::Json, None)))
     });
     c.bench_function("access_log/format_combined", |b| {
-        b.iter(|| black_box(e.format(AccessLogFormat::Combined)))
+        b.iter(|| black_box(e.format(AccessLogFormat::Combined, None)))
+    });
+    let template = access_log::Template::parse(
+        "$client_ip - [$time] \"$method $uri $protocol\" $status $bytes_sent $duration_ms $upstream_status $cache",
+    )
+    .expect("template");
+    c.bench_function("access_log/format_template", |b| {
+        b.iter(|| black_box(e.format(AccessLogFormat::Template, Some(&template))))
     });
     c.bench_function("access_log/timestamp", |b| b.iter(access_log::now));
 }

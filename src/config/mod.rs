@@ -23,6 +23,7 @@ mod ip_filter;
 mod limits;
 mod listener;
 mod load;
+pub mod log_template;
 mod one_or_many;
 mod path;
 mod route;

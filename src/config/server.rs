@@ -109,6 +109,9 @@ pub struct AccessLogConfig {
     pub output: AccessLogOutput,
     /// Line format.
     pub format: AccessLogFormat,
+    /// With `format: template`: the line, with `$field` variables (see
+    /// `config::log_template`).
+    pub template: Option<String>,
     /// Lines queued for the writer; when full, lines are dropped and
     /// counted, requests never wait.
     pub buffer: usize,
@@ -119,6 +122,7 @@ impl Default for AccessLogConfig {
         Self {
             output: AccessLogOutput::Off,
             format: AccessLogFormat::Json,
+            template: None,
             buffer: 16 * 1024,
         }
     }
@@ -162,4 +166,6 @@ pub enum AccessLogFormat {
     Json,
     /// NCSA combined (what nginx and Apache call `combined`).
     Combined,
+    /// The `template` line (nginx's `log_format`).
+    Template,
 }

@@ -21,6 +21,7 @@ use serde::Serialize;
 use tracing::{error, info};
 
 use super::metrics::metrics;
+use crate::config::log_template::{self, Part};
 use crate::config::{AccessLogConfig, AccessLogFormat, AccessLogOutput};
 
 /// How often the writer looks for a reopen request while idle.
@@ -50,11 +51,15 @@ pub struct Entry<'a> {
     pub bytes_sent: usize,
     /// Request body bytes received.
     pub bytes_received: u64,
-    /// Whole request, in milliseconds.
+    /// Whole request, in milliseconds (to the microsecond).
+    #[serde(serialize_with = "micros")]
     pub duration_ms: f64,
-    /// Until the upstream response header, in milliseconds (none when no
-    /// upstream answered).
+    /// Until the upstream response header, in milliseconds (to the
+    /// microsecond; none when no upstream answered).
+    #[serde(serialize_with = "micros_opt")]
     pub upstream_ms: Option<f64>,
+    /// The status the last backend answered (none when none did).
+    pub upstream_status: Option<u16>,
     /// The listener's name.
     pub listener: &'a str,
     /// The route's name, `-` when none matched.
@@ -65,6 +70,8 @@ pub struct Entry<'a> {
     pub backend: Option<&'a str>,
     /// Backends tried.
     pub tries: usize,
+    /// Every backend tried, in order.
+    pub backends_tried: &'a [std::net::SocketAddr],
     /// What the cache did, on caching routes.
     pub cache: Option<&'a str>,
     /// What became of the response this request fetched for the cache
@@ -79,18 +86,94 @@ pub struct Entry<'a> {
     pub referer: Option<&'a str>,
     /// What went wrong, when the request failed (Pingora's error type).
     pub error: Option<&'static str>,
+    /// What refused the request, when something did: `limit:NAME`,
+    /// `auth:POLICY`, `purge:POLICY`, `ip_filter`, `https`.
+    pub refused_by: Option<&'a str>,
+}
+
+/// Milliseconds rounded to the microsecond: `0.864`, not
+/// `0.8644310000000001`.
+fn round_micros(ms: f64) -> f64 {
+    (ms * 1000.0).round() / 1000.0
+}
+
+fn micros<S: serde::Serializer>(ms: &f64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(round_micros(*ms))
+}
+
+fn micros_opt<S: serde::Serializer>(ms: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
+    match ms {
+        Some(ms) => s.serialize_some(&round_micros(*ms)),
+        None => s.serialize_none(),
+    }
 }
 
 impl Entry<'_> {
-    /// The line in `format`, newline included.
-    pub fn format(&self, format: AccessLogFormat) -> String {
-        match format {
-            AccessLogFormat::Json => {
+    /// The line in `format` (`template` when it is `template`), newline
+    /// included.
+    pub fn format(&self, format: AccessLogFormat, template: Option<&Template>) -> String {
+        match (format, template) {
+            (AccessLogFormat::Template, Some(t)) => t.render(self),
+            (AccessLogFormat::Combined, _) => self.combined(),
+            _ => {
                 let mut line = serde_json::to_string(self).unwrap_or_default();
                 line.push('\n');
                 line
             }
-            AccessLogFormat::Combined => self.combined(),
+        }
+    }
+
+    /// One field as a template writes it (`-` when absent).
+    fn field(&self, field: log_template::Field) -> std::borrow::Cow<'_, str> {
+        fn opt(v: Option<&str>) -> std::borrow::Cow<'_, str> {
+            std::borrow::Cow::Borrowed(v.unwrap_or("-"))
+        }
+        use log_template::Field;
+        use std::borrow::Cow;
+        match field {
+            Field::Time => Cow::Borrowed(&self.time),
+            Field::RequestId => Cow::Borrowed(self.request_id),
+            Field::ClientIp => self
+                .client_ip
+                .map_or(Cow::Borrowed("-"), |ip| Cow::Owned(ip.to_string())),
+            Field::Method => escape(self.method),
+            Field::Host => escape(self.host),
+            Field::Uri => Cow::Owned(escape(&self.uri).into_owned()),
+            Field::Protocol => Cow::Borrowed(self.protocol),
+            Field::Status => Cow::Owned(self.status.to_string()),
+            Field::BytesSent => Cow::Owned(self.bytes_sent.to_string()),
+            Field::BytesReceived => Cow::Owned(self.bytes_received.to_string()),
+            Field::DurationMs => Cow::Owned(round_micros(self.duration_ms).to_string()),
+            Field::UpstreamMs => self.upstream_ms.map_or(Cow::Borrowed("-"), |ms| {
+                Cow::Owned(round_micros(ms).to_string())
+            }),
+            Field::UpstreamStatus => self
+                .upstream_status
+                .map_or(Cow::Borrowed("-"), |s| Cow::Owned(s.to_string())),
+            Field::Listener => Cow::Borrowed(self.listener),
+            Field::Route => escape(self.route),
+            Field::Upstream => opt(self.upstream),
+            Field::Backend => opt(self.backend),
+            Field::Tries => Cow::Owned(self.tries.to_string()),
+            Field::BackendsTried => {
+                if self.backends_tried.is_empty() {
+                    Cow::Borrowed("-")
+                } else {
+                    let list: Vec<String> = self
+                        .backends_tried
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect();
+                    Cow::Owned(list.join(","))
+                }
+            }
+            Field::Cache => opt(self.cache),
+            Field::CacheFill => opt(self.cache_fill),
+            Field::Identity => self.identity.map_or(Cow::Borrowed("-"), escape),
+            Field::UserAgent => self.user_agent.map_or(Cow::Borrowed("-"), escape),
+            Field::Referer => self.referer.map_or(Cow::Borrowed("-"), escape),
+            Field::Error => opt(self.error),
+            Field::RefusedBy => opt(self.refused_by),
         }
     }
 
@@ -211,9 +294,33 @@ fn append(path: &PathBuf) -> io::Result<File> {
     OpenOptions::new().create(true).append(true).open(path)
 }
 
+/// A parsed `template` line.
+#[derive(Debug, Clone)]
+pub struct Template(Vec<Part>);
+
+impl Template {
+    /// Parses `text` (`Err` names the unknown field).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        log_template::parse(text).map(Self)
+    }
+
+    fn render(&self, entry: &Entry<'_>) -> String {
+        let mut line = String::with_capacity(256);
+        for part in &self.0 {
+            match part {
+                Part::Text(t) => line.push_str(t),
+                Part::Field(f) => line.push_str(&entry.field(*f)),
+            }
+        }
+        line.push('\n');
+        line
+    }
+}
+
 /// The access log of the process.
 pub struct AccessLog {
     format: AccessLogFormat,
+    template: Option<Template>,
     lines: SyncSender<String>,
     reopen: Arc<AtomicBool>,
     /// Taken by the writer thread when it starts.
@@ -235,9 +342,16 @@ pub fn init(config: &AccessLogConfig) -> Result<(), String> {
             ))
         }
     };
+    let template = match (&config.template, config.format) {
+        (Some(text), AccessLogFormat::Template) => {
+            Some(Template::parse(text).map_err(|e| format!("logging.access_log.template: {e}"))?)
+        }
+        _ => None,
+    };
     let (tx, rx) = mpsc::sync_channel(config.buffer.max(1));
     let log = AccessLog {
         format: config.format,
+        template,
         lines: tx,
         reopen: Arc::new(AtomicBool::new(false)),
         pending: Mutex::new(Some((rx, sink))),
@@ -255,7 +369,10 @@ pub fn get() -> Option<&'static AccessLog> {
 impl AccessLog {
     /// Queues `entry`; drops (and counts) it when the writer is behind.
     pub fn log(&self, entry: &Entry<'_>) {
-        match self.lines.try_send(entry.format(self.format)) {
+        match self
+            .lines
+            .try_send(entry.format(self.format, self.template.as_ref()))
+        {
             Ok(()) => {}
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 metrics().access_log_dropped()
@@ -350,20 +467,41 @@ mod tests {
             user_agent: Some("curl/8"),
             referer: None,
             error: None,
+            refused_by: Some("limit:per_client"),
+            upstream_status: Some(200),
+            backends_tried: &[],
         }
+    }
+
+    #[test]
+    fn templates_write_their_fields_and_round_durations_to_the_microsecond() {
+        let t = Template::parse(
+            "$client_ip \"$method $uri\" $status ${duration_ms}ms up=$upstream_status $refused_by $backend",
+        )
+        .unwrap();
+        let mut e = entry();
+        e.duration_ms = 0.864_431_000_000_000_1;
+        assert_eq!(
+            e.format(AccessLogFormat::Template, Some(&t)),
+            "192.0.2.7 \"GET /a?b=\\x22c\\x22\" 200 0.864ms up=200 limit:per_client 127.0.0.1:9000\n"
+        );
+        let json: serde_json::Value =
+            serde_json::from_str(&e.format(AccessLogFormat::Json, None)).unwrap();
+        assert_eq!(json["duration_ms"], 0.864);
+        assert_eq!(json["refused_by"], "limit:per_client");
     }
 
     #[test]
     fn combined_matches_the_ncsa_layout() {
         assert_eq!(
-            entry().format(AccessLogFormat::Combined),
+            entry().format(AccessLogFormat::Combined, None),
             "192.0.2.7 - - [01/Dec/2026:21:55:36 +0000] \"GET /a?b=\\x22c\\x22 HTTP/1.1\" 200 512 \"-\" \"curl/8\"\n"
         );
     }
 
     #[test]
     fn json_is_one_object_per_line() {
-        let line = entry().format(AccessLogFormat::Json);
+        let line = entry().format(AccessLogFormat::Json, None);
         assert!(line.ends_with('\n') && !line.trim_end().contains('\n'));
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(v["status"], 200);
@@ -377,6 +515,7 @@ mod tests {
         let (tx, rx) = mpsc::sync_channel(1);
         let log = AccessLog {
             format: AccessLogFormat::Json,
+            template: None,
             lines: tx,
             reopen: Arc::new(AtomicBool::new(false)),
             pending: Mutex::new(None),

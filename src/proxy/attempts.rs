@@ -168,6 +168,7 @@ pub(super) fn sent_failed(
 /// it, anything else is a success).
 pub(super) fn response_received(ctx: &mut RequestCtx, response: &ResponseHeader) {
     ctx.response_started = true;
+    ctx.upstream_status = Some(response.status.as_u16());
     if let (Some(pool), Some(started)) = (ctx.pool(), ctx.upstream_started) {
         let elapsed = started.elapsed();
         pool.metrics.duration.observe(elapsed.as_secs_f64());

@@ -89,6 +89,11 @@ pub struct RequestCtx {
     pub identity: Option<Identity>,
     /// Rate-limit state to report in the response's RateLimit headers.
     pub rate_reports: Vec<RateReport>,
+    /// What refused the request (`limit:NAME`, `auth:POLICY`, `ip_filter`,
+    /// `https`), for the access log.
+    pub refused_by: Option<String>,
+    /// The status the last backend answered.
+    pub upstream_status: Option<u16>,
     /// An origin error answered with its error page (`intercept_errors`):
     /// the page's body replaces the origin's.
     pub intercepted: Option<bytes::Bytes>,
@@ -104,6 +109,8 @@ impl RequestCtx {
             runtime,
             listener,
             intercepted: None,
+            refused_by: None,
+            upstream_status: None,
             route: None,
             request_id: None,
             peer_ip: None,

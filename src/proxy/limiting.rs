@@ -39,6 +39,7 @@ pub async fn enforce(
             }
             Outcome::Refuse(retry_after, report) => {
                 metrics().limit_rejected(&limit.name);
+                ctx.refused_by = Some(format!("limit:{}", limit.name));
                 info!(
                     limit = %limit.name,
                     route = %route.name,
@@ -68,6 +69,7 @@ pub async fn enforce(
             }
             Outcome::Unavailable => {
                 metrics().limit_rejected(&limit.name);
+                ctx.refused_by = Some(format!("limit:{}", limit.name));
                 return Ok(Some(Refusal::new(
                     503,
                     "the limit's shared store did not answer (on_error: deny)",

@@ -158,6 +158,9 @@ fn entry<'a>(
         upstream: ctx.backend.as_ref().and(ctx.pool()).map(|p| &*p.name),
         backend: ctx.backend.as_ref().map(|b| &*b.label),
         tries: ctx.tried.len(),
+        backends_tried: &ctx.tried,
+        upstream_status: ctx.upstream_status,
+        refused_by: ctx.refused_by.as_deref(),
         cache: cache.map(CacheResult::as_str),
         cache_fill: ctx
             .cache

@@ -124,13 +124,20 @@ fn route(
         None if req.version == http::Version::HTTP_10 => "".into(),
         None => return Err(Refusal::new(400, "request without Host header")),
     };
-    admission::client_address(listener, None, ctx.client_ip)?;
+    let refused = |ctx: &mut RequestCtx, by: &str| ctx.refused_by = Some(by.to_string());
+    admission::client_address(listener, None, ctx.client_ip)
+        .inspect_err(|_| refused(ctx, "ip_filter"))?;
     let routed = admission::route(runtime, &host, req)?;
     ctx.route = Some(routed.route);
     let route = &runtime.routes[routed.route];
-    admission::client_address(None, Some(route), ctx.client_ip)?;
+    admission::client_address(None, Some(route), ctx.client_ip)
+        .inspect_err(|_| refused(ctx, "ip_filter"))?;
     if !tls {
-        admission::plain_http(listener, route, &host, req)?;
+        admission::plain_http(listener, route, &host, req).inspect_err(|r| {
+            if r.status == 403 {
+                refused(ctx, "https");
+            }
+        })?;
     }
     Ok(routed.normalised_uri)
 }
@@ -183,6 +190,7 @@ async fn authenticate(
         }
         Err(denial) => {
             metrics().auth_rejected(&auth.policy, denial.status());
+            ctx.refused_by = Some(format!("auth:{}", auth.policy));
             debug!(reason = denial.reason(), request_id = %ctx.request_id_str(), "authentication failed");
             let challenges = auth.authenticator.challenges(&denial);
             Err(challenges.into_iter().fold(

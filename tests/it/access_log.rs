@@ -202,3 +202,43 @@ async fn api_keys_in_the_query_are_not_logged() {
         .collect();
     assert!(caches[1].contains("hit"), "{caches:?}");
 }
+
+#[tokio::test]
+async fn template_lines_name_what_refused_a_request_and_round_durations() {
+    let origin = Origin::start("web").await;
+    origin.on("/", Reply::text("hello").status(201));
+    let config = format!(
+        "logging:\n  access_log:\n    output: access.log\n    format: template\n    \
+         template: '$status $method $uri up=$upstream_status tried=$backends_tried refused=$refused_by dur=${{duration_ms}}ms'\n\
+         limits:\n  once: {{ rate: 1/min, burst: 1 }}\n\
+         upstreams:\n  web:\n    backends: [\"{}\"]\nroutes:\n  - name: site\n    upstream: web\n    limits: once\n",
+        origin.address()
+    );
+    let proxy = Proxy::start(config).await;
+    for _ in 0..2 {
+        client().get(proxy.url("/a")).send().await.unwrap();
+    }
+    let lines = lines(&proxy.dir().join("access.log"), 2).await;
+    let backend = origin.address();
+    assert!(
+        lines[0].starts_with(&format!("201 GET /a up=201 tried={backend} refused=- dur=")),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[1].starts_with("429 GET /a up=- tried=- refused=limit:once dur="),
+        "{}",
+        lines[1]
+    );
+    // Milliseconds to the microsecond: at most three decimals.
+    for line in &lines {
+        let duration = line
+            .rsplit("dur=")
+            .next()
+            .and_then(|d| d.strip_suffix("ms"))
+            .unwrap();
+        let decimals = duration.split('.').nth(1).map_or(0, str::len);
+        assert!(decimals <= 3, "{line}");
+        assert!(duration.parse::<f64>().is_ok(), "{line}");
+    }
+}

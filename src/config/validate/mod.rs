@@ -55,6 +55,22 @@ pub(super) fn validate(config: &Config, origins: &WrittenAt) -> Findings {
 fn access_log(config: &Config, f: &mut Findings) {
     let path = KeyPath::root().key("logging").key("access_log");
     let a = &config.logging.access_log;
+    match (&a.template, a.format) {
+        (Some(text), super::AccessLogFormat::Template) => {
+            if let Err(e) = super::log_template::parse(text) {
+                f.errors.push(ConfigError::value(path.key("template"), e));
+            }
+        }
+        (None, super::AccessLogFormat::Template) => f.errors.push(
+            ConfigError::key(path.key("format"), "`template` needs a `template` line")
+                .with_hint("e.g. template: '$client_ip \"$method $uri\" $status $duration_ms'"),
+        ),
+        (Some(_), _) => f.errors.push(
+            ConfigError::key(path.key("template"), "is used only with `format: template`")
+                .with_hint("set `format: template`"),
+        ),
+        (None, _) => {}
+    }
     if a.buffer == 0 {
         f.errors
             .push(ConfigError::value(path.key("buffer"), "must be at least 1"));
