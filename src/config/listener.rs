@@ -39,6 +39,11 @@ pub struct ListenerConfig {
     /// Which client addresses may use this listener at all.
     #[serde(default)]
     pub ip_filter: Option<super::IpFilterConfig>,
+    /// Accept the PROXY protocol (v1 and v2) from these networks: only
+    /// they may connect, and each connection must open with a PROXY
+    /// header, whose client address Palisade then uses.
+    #[serde(default)]
+    pub proxy_protocol: Option<ProxyProtocolConfig>,
     /// Files served instead of the plain-text bodies of the statuses
     /// Palisade generates (routes may override them).
     #[serde(default)]
@@ -256,4 +261,12 @@ pub(super) fn deserialize_socket_addr<'de, D: serde::Deserializer<'de>>(
             "invalid listen address `{text}`: expected IP:port, such as 0.0.0.0:8080 or [::]:8080"
         ))
     })
+}
+
+/// `proxy_protocol:` of a listener.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyProtocolConfig {
+    /// The load balancers' networks (CIDR or single addresses).
+    pub from: Vec<super::cidr::Cidr>,
 }

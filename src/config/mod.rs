@@ -59,8 +59,8 @@ pub use ip_filter::IpFilterConfig;
 pub use limits::{
     LimitBackend, LimitKeyPart, LimitPolicyConfig, LimitScope, OnRedisError, Rate, RedisConfig,
 };
-pub use listener::ListenerConfig;
 pub use listener::{ClientLimits, MAX_REQUEST_HEAD_AND_BUFFER};
+pub use listener::{ListenerConfig, ProxyProtocolConfig};
 pub use one_or_many::OneOrMany;
 pub use path::{KeyPath, Segment};
 pub use route::{

@@ -56,9 +56,11 @@ use tokio::sync::Notify;
 use tokio::time::Sleep;
 use tracing::debug;
 
+use super::proxy_protocol;
 use super::request_body::{chunked_length, parse_head, Framing};
 use crate::config::ClientLimits;
 use crate::edge::Host;
+use crate::net::IpSet;
 use crate::observe::metrics::metrics;
 use crate::proxy::client_timing::body_too_slow;
 use crate::proxy::Palisade;
@@ -199,12 +201,24 @@ impl ListenerApp {
                 runtime,
                 listener: name.into(),
                 listener_index: index,
+                proxy_protocol: None,
                 buffered: AtomicUsize::new(0),
                 shutting_down: AtomicBool::new(false),
                 shutdown: Notify::new(),
             }),
             slots: ConnectionSlots::new(),
         }
+    }
+}
+
+impl ListenerApp {
+    /// Requires a PROXY header from `allowed` networks (and only them) on
+    /// plain connections.
+    pub fn proxy_protocol(mut self, allowed: Option<Arc<IpSet>>) -> Self {
+        if let Some(heads) = Arc::get_mut(&mut self.heads) {
+            heads.proxy_protocol = allowed;
+        }
+        self
     }
 }
 
@@ -215,6 +229,30 @@ impl ServerApp for ListenerApp {
         stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
+        let mut stream = stream;
+        if let Some(allowed) = &self.heads.proxy_protocol {
+            if stream.get_ssl_digest().is_none() {
+                let balancer = proxy_protocol::tcp_peer(&*stream);
+                let timeout = self.heads.limits.header_timeout;
+                match proxy_protocol::accept(allowed, balancer, &mut stream, timeout).await {
+                    Ok(Some(client)) => {
+                        // No descriptor behind a boxed stream: the digest
+                        // carries the addresses, which is all that is read.
+                        let digest = proxy_protocol::digest_with_peer(
+                            stream.get_socket_digest(),
+                            -1,
+                            client,
+                        );
+                        stream.set_socket_digest(digest);
+                    }
+                    Ok(None) => {}
+                    Err(why) => {
+                        debug!(listener = %self.heads.listener, peer = ?balancer, reason = ?why, "PROXY header refused");
+                        return None;
+                    }
+                }
+            }
+        }
         let peer = stream.get_socket_digest().and_then(|d| {
             d.peer_addr()
                 .and_then(|a| a.as_inet())
@@ -230,7 +268,6 @@ impl ServerApp for ListenerApp {
                 return None;
             }
         };
-        let mut stream = stream;
         match self.heads.speaks_h2(&mut stream).await {
             Some(true) => ServerApp::process_new(&self.heads.proxy, stream, shutdown).await,
             Some(false) => self.heads.serve_http1(stream, shutdown).await,
@@ -255,6 +292,9 @@ pub struct RequestHeads {
     runtime: Arc<RuntimeHandle>,
     listener: Arc<str>,
     listener_index: usize,
+    /// Networks whose connections open with a PROXY header (plain
+    /// connections; TLS ones are read before the handshake).
+    proxy_protocol: Option<Arc<IpSet>>,
     /// Body bytes being buffered by all of this listener's connections.
     buffered: AtomicUsize,
     shutting_down: AtomicBool,

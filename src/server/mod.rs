@@ -13,6 +13,7 @@ pub mod background;
 pub mod binary_upgrade;
 pub mod listen_check;
 pub mod listener_app;
+pub mod proxy_protocol;
 pub mod reload;
 pub mod request_body;
 pub mod signals;
@@ -34,6 +35,7 @@ use reload::{Reloader, SighupService};
 
 use crate::cache::CacheStore;
 use crate::config::Config;
+use crate::net::IpSet;
 use crate::proxy::Palisade;
 use crate::runtime::{Carried, RuntimeHandle};
 use crate::tls::acceptor::{self, SniResolver};
@@ -108,13 +110,19 @@ pub fn build(
         options.h2c = listener.h2c;
         // Pingora counts reuses: the first request plus this many.
         options.keepalive_request_limit = Some(limits.max_requests_per_connection - 1);
+        let header_timeout = limits.header_timeout;
+        let proxy_protocol_from = listener
+            .proxy_protocol
+            .as_ref()
+            .map(|pp| Arc::new(IpSet::new(pp.from.iter().map(|c| c.0))));
         let app = ListenerApp::new(
             pingora::proxy::http_proxy(&server.configuration, proxy),
             options,
             limits,
             runtime.clone(),
             (&listener.name, index),
-        );
+        )
+        .proxy_protocol(proxy_protocol_from.clone());
         let mut service = Service::new(format!("listener {}", listener.name), app);
         let buffers = L4BufferSettings::default().write(listener.write_buffer_bytes());
         let mut endpoint = PingoraListener::tcp(listener.address.to_string()).l4_buffer(buffers);
@@ -131,6 +139,15 @@ pub fn build(
             let settings = acceptor::settings(tls, resolver)
                 .map_err(|e| format!("listeners[{index}] (`{}`): {e}", listener.name))?;
             endpoint = endpoint.tls(settings);
+            if let Some(allowed) = proxy_protocol_from {
+                service
+                    .endpoints()
+                    .set_pre_tls_callback(Arc::new(proxy_protocol::BeforeTls {
+                        allowed,
+                        timeout: header_timeout,
+                        listener: listener.name.as_str().into(),
+                    }));
+            }
         }
         service.add_listener(endpoint);
         service.threads = listener.threads;

@@ -26,6 +26,7 @@ mod limits;
 mod metrics;
 mod origin_faults;
 mod protocols;
+mod proxy_protocol;
 mod reload;
 mod route_rules;
 mod routing;

@@ -73,6 +73,15 @@ pub(super) fn listeners(config: &Config, origins: &WrittenAt, f: &mut Findings) 
             ip_filter(filter, path.key("ip_filter"), f);
         }
         super::rules::error_pages(&l.error_pages, &[], &path.key("error_pages"), f);
+        if l.proxy_protocol.as_ref().is_some_and(|p| p.from.is_empty()) {
+            f.errors.push(
+                ConfigError::value(
+                    path.key("proxy_protocol").key("from"),
+                    "must list the load balancers' networks",
+                )
+                .with_hint("a PROXY header accepted from anyone lets any client claim any address"),
+            );
+        }
         if let Some(hsts) = &l.hsts {
             hsts_rules(hsts, path.key("hsts"), &mut f.errors);
         }
