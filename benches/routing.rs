@@ -73,5 +73,26 @@ fn bench_normalize(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_lookup, bench_normalize);
+/// `path_regex` routes are tried before prefixes, in order: the cost of a
+/// lookup that tries ten regexes and falls through to a prefix, and of one
+/// that matches the first.
+fn bench_regex(c: &mut Criterion) {
+    let mut group = c.benchmark_group("router/regex");
+    let mut router = table(10);
+    for i in 0..10 {
+        let re = regex::Regex::new(&format!(r"^/legacy{i}/(\d+)/(.+)\.php$")).unwrap();
+        router.insert_regex(&HostPattern::Any, re, 100 + i);
+    }
+    for (name, path) in [
+        ("ten_misses_then_prefix", "/static/app.js"),
+        ("first_matches", "/legacy0/42/index.php"),
+    ] {
+        group.bench_function(name, |b| {
+            b.iter(|| black_box(router.lookup(black_box("unknown.test"), black_box(path))))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_lookup, bench_normalize, bench_regex);
 criterion_main!(benches);
