@@ -14,6 +14,7 @@ mod admin;
 mod auth;
 mod cache;
 mod cidr;
+mod compression;
 mod diagnostic;
 pub mod error_pages;
 mod every_error;
@@ -51,6 +52,7 @@ pub use cache::{
     IgnoreOrigin, RouteCache,
 };
 pub use cidr::Cidr;
+pub use compression::CompressionConfig;
 pub use diagnostic::{did_you_mean, ConfigError, Diagnostic, LoadError, Report, Severity};
 pub use error_pages::{ErrorPageConfig, ErrorPagesConfig, GENERATED_STATUSES};
 pub use header::{HeaderName, HeaderRules, HeaderValue};

@@ -102,6 +102,10 @@ pub struct RouteConfig {
     /// Limits (names of `limits:`) every request must pass.
     #[serde(default)]
     pub limits: super::OneOrMany<String>,
+    /// Compress responses on the fly (and store the compressed variant on
+    /// a caching route).
+    #[serde(default)]
+    pub compression: Option<super::CompressionConfig>,
     /// Files served instead of the plain-text bodies of the statuses
     /// Palisade generates on this route (ahead of the listener's).
     #[serde(default)]

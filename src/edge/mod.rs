@@ -2,6 +2,7 @@
 //! normalisation, client address filtering, and a route's own answers and
 //! rewrites.
 
+pub mod compression;
 pub mod host;
 pub mod ip_filter;
 pub mod overrides;

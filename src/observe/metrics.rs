@@ -60,6 +60,7 @@ pub struct Metrics {
     cache_fills: IntCounterVec,
     client_rejections: IntCounterVec,
     cache_purged_objects: IntCounter,
+    compressions: IntCounterVec,
     limit_rejections: IntCounterVec,
     auth_rejections: IntCounterVec,
     tls_handshakes: IntCounterVec,
@@ -237,6 +238,12 @@ impl Metrics {
                 "palisade_cache_purged_objects_total",
                 "Stored responses removed by purge requests.",
             ),
+            compressions: counter_vec(
+                &r,
+                "palisade_compressions_total",
+                "Responses compressed (or decoded) on the fly, by coding: each is compression work a cache hit does not repeat.",
+                &["coding"],
+            ),
             limit_rejections: counter_vec(
                 &r,
                 "palisade_limit_rejections_total",
@@ -358,6 +365,11 @@ impl Metrics {
     /// Counts a fill that ended with `outcome`.
     pub fn cache_fill(&self, outcome: &str) {
         self.cache_fills.with_label_values(&[outcome]).inc();
+    }
+
+    /// Counts a response compressed to (or decoded from) `coding`.
+    pub fn compressed(&self, coding: &str) {
+        self.compressions.with_label_values(&[coding]).inc();
     }
 
     /// Counts a purge request that removed `objects` stored responses.

@@ -94,6 +94,9 @@ pub struct RequestCtx {
     pub refused_by: Option<String>,
     /// The status the last backend answered.
     pub upstream_status: Option<u16>,
+    /// Compression of the response on its way from the origin (boxed: the
+    /// context is moved per request, and most requests have none).
+    pub compression: Option<Box<crate::edge::compression::Compressor>>,
     /// An origin error answered with its error page (`intercept_errors`):
     /// the page's body replaces the origin's.
     pub intercepted: Option<bytes::Bytes>,
@@ -109,6 +112,7 @@ impl RequestCtx {
             runtime,
             listener,
             intercepted: None,
+            compression: None,
             refused_by: None,
             upstream_status: None,
             route: None,

@@ -21,12 +21,13 @@
 //! upstream_request_filter ── forwarded.rs: the header sent upstream
 //! error_while_proxy ──────── attempts.rs: blame, replay or retry
 //! upstream_response_filter ─ hop_by_hop.rs, attempts.rs (passive health),
-//!   │                        cache_phases.rs (a 304's validators)
+//!   │                        cache_phases.rs (a 304's validators),
+//!   │                        encoding.rs (compression starts)
 //! response_cache_filter ──── cache_phases.rs: stored, and for how long
 //! response_filter ───────── cache_phases.rs (Cache-Status, invalidation),
 //!   │                        respond.rs (intercepted errors, Via, request
 //!   │                        id, HSTS, rules)
-//! upstream_response_body_filter ─ deadline; cache_phases.rs (the fill)
+//! upstream_response_body_filter ─ encoding.rs; deadline; cache_phases.rs (the fill)
 //! response_body_filter ───── respond.rs: an intercepted error's page
 //! should_serve_stale ─────── cache_phases.rs
 //! fail_to_proxy ──────────── outcome.rs: the error answer, one log line
@@ -38,6 +39,7 @@ mod attempts;
 mod cache_phases;
 pub mod client_timing;
 mod context;
+mod encoding;
 pub mod forwarded;
 pub mod fresh_hit;
 pub mod hop_by_hop;
@@ -259,6 +261,7 @@ impl ProxyHttp for Palisade {
         }
         attempts::response_received(ctx, upstream_response);
         cache_phases::not_modified_received(session, ctx, upstream_response);
+        encoding::response_header(session, upstream_response, ctx);
         Ok(())
     }
 
@@ -303,15 +306,16 @@ impl ProxyHttp for Palisade {
         respond::finish_response_header(session, response, ctx)
     }
 
-    /// Each piece of the origin's body: the request deadline, and the fill
-    /// it is stored into.
+    /// Each piece of the origin's body: compressed (`encoding.rs`), the
+    /// request deadline, and the fill it is stored into.
     fn upstream_response_body_filter(
         &self,
         session: &mut Session,
-        _body: &mut Option<Bytes>,
-        _end_of_stream: bool,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<Option<Duration>> {
+        encoding::body_piece(body, end_of_stream, ctx)?;
         if ctx.deadline_passed() {
             return Err(attempts::upstream_error(
                 ErrorType::ReadTimedout,

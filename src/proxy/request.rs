@@ -86,7 +86,14 @@ async fn checks(
     if let Some(refusal) = limited {
         return Err(refusal);
     }
-    body_size(session.req_header(), ctx)
+    body_size(session.req_header(), ctx)?;
+    // The one coding this client gets: the cache varies on it.
+    if let Some(policy) = ctx.route().and_then(|r| r.compression.as_ref()) {
+        policy
+            .normalise_request(session.req_header_mut())
+            .map_err(|_| Refusal::new(500, "cannot rewrite Accept-Encoding"))?;
+    }
+    Ok(())
 }
 
 /// The request id, the TCP peer, and the client address (what a trusted

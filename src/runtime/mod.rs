@@ -25,6 +25,7 @@ use crate::config::{
 };
 pub use error_pages::{ErrorPage, ErrorPages};
 
+use crate::edge::compression::CompressionPolicy;
 use crate::edge::rules::{FixedResponse, Redirect, Rewrites, RouteAnswer};
 use crate::edge::IpFilter;
 use crate::limits::{Limit, LimitRegistry};
@@ -85,6 +86,8 @@ pub struct Route {
     pub error_pages: ErrorPages,
     /// Origin statuses answered with the error page.
     pub intercept_errors: Box<[u16]>,
+    /// On-the-fly compression, when the route has it.
+    pub compression: Option<CompressionPolicy>,
     /// The route's metric handles.
     pub metrics: Arc<RouteMetrics>,
 }
@@ -282,6 +285,7 @@ impl Runtime {
                     &KeyPath::root().key("routes").index(id).key("error_pages"),
                 )?,
                 intercept_errors: r.intercept_errors.clone().into_boxed_slice(),
+                compression: r.compression.as_ref().map(CompressionPolicy::compile),
                 path_regex,
                 purge: r.purge.as_ref().map(|p| PurgeGuard {
                     ip_filter: p.ip_filter.as_ref().map(IpFilter::compile),

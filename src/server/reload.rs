@@ -368,6 +368,7 @@ fn route_keys_changed(old: &RouteConfig, new: &RouteConfig) -> Vec<&'static str>
         rewrite,
         error_pages,
         intercept_errors,
+        compression,
     } = old;
     let mut keys = Vec::new();
     let mut differs = |key: &'static str, changed: bool| {
@@ -413,6 +414,7 @@ fn route_keys_changed(old: &RouteConfig, new: &RouteConfig) -> Vec<&'static str>
         "intercept_errors",
         *intercept_errors != new.intercept_errors,
     );
+    differs("compression", *compression != new.compression);
     keys
 }
 

@@ -61,7 +61,43 @@ pub fn placeholders(template: &str) -> Result<Vec<&str>, usize> {
     Ok(out)
 }
 
+/// `compression`: levels each codec accepts, media types that parse.
+fn compression(c: &crate::config::CompressionConfig, path: &KeyPath, f: &mut Findings) {
+    for (codec, level, max) in [
+        ("gzip", c.gzip, 9),
+        ("brotli", c.brotli, 11),
+        ("zstd", c.zstd, 19),
+    ] {
+        if level > max {
+            f.errors.push(ConfigError::value(
+                path.key(codec),
+                format!("{level} is not a {codec} level: use 1 to {max}, or 0 to turn {codec} off"),
+            ));
+        }
+    }
+    if c.gzip == 0 && c.brotli == 0 && c.zstd == 0 {
+        f.errors.push(
+            ConfigError::key(path.clone(), "every codec is off")
+                .with_hint("remove `compression` instead"),
+        );
+    }
+    for (i, t) in c.types.iter().enumerate() {
+        let valid = t
+            .split_once('/')
+            .is_some_and(|(a, b)| !a.is_empty() && !b.is_empty() && !t.contains([';', ' ', ',']));
+        if !valid {
+            f.errors.push(ConfigError::value(
+                path.key("types").index(i),
+                format!("`{t}` is not a media type (type/subtype)"),
+            ));
+        }
+    }
+}
+
 pub(super) fn route_rules(r: &RouteConfig, path: &KeyPath, f: &mut Findings) {
+    if let Some(c) = &r.compression {
+        compression(c, &path.key("compression"), f);
+    }
     let regex = r.matcher.path_regex.as_ref().and_then(|p| {
         if !r.matcher.path_prefix.is_empty() {
             f.errors.push(
@@ -81,6 +117,7 @@ pub(super) fn route_rules(r: &RouteConfig, path: &KeyPath, f: &mut Findings) {
             ("limits", !r.limits.is_empty()),
             ("cache", r.cache.is_some()),
             ("purge", r.purge.is_some()),
+            ("compression", r.compression.is_some()),
         ];
         for (key, set) in never {
             if set {

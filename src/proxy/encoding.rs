@@ -1,0 +1,47 @@
+//! On-the-fly compression in the upstream phases (`edge::compression`
+//! decides): the response header and each body piece are compressed as
+//! they arrive from the origin, before a caching route stores them, so the
+//! stored variant is the compressed one and a hit does no work.
+
+use bytes::Bytes;
+use pingora::http::ResponseHeader;
+use pingora::prelude::*;
+use pingora::ErrorType;
+
+use super::context::RequestCtx;
+use crate::observe::metrics::metrics;
+
+/// The origin's response header: when the route compresses and the
+/// response qualifies, Pingora's compression state takes it (coding,
+/// `Vary: Accept-Encoding`, weakened `ETag`, no length).
+pub(super) fn response_header(session: &Session, resp: &mut ResponseHeader, ctx: &mut RequestCtx) {
+    let Some(policy) = ctx.route().and_then(|r| r.compression.as_ref()) else {
+        return;
+    };
+    if !policy.applies_to(resp) {
+        return;
+    }
+    let mut compression = policy.context(session.req_header());
+    if let Some(coding) = compression.response_header(resp) {
+        metrics().compressed(coding);
+    }
+    ctx.compression = Some(Box::new(compression));
+}
+
+/// A piece of the origin's body, compressed when the response is; a codec
+/// error ends the response.
+pub(super) fn body_piece(
+    body: &mut Option<Bytes>,
+    end_of_stream: bool,
+    ctx: &mut RequestCtx,
+) -> Result<()> {
+    let Some(compression) = ctx.compression.as_mut() else {
+        return Ok(());
+    };
+    compression.body(body, end_of_stream).map_err(|e| {
+        Error::explain(
+            ErrorType::Custom("compression failed"),
+            format!("cannot transcode the response body: {e}"),
+        )
+    })
+}
