@@ -70,13 +70,18 @@ fn config(origin: &Origin) -> String {
     )
 }
 
+/// A plain listener accepting PROXY headers from `network`.
+async fn behind_balancer(origin: &Origin, network: &str) -> Proxy {
+    Proxy::builder(config(origin))
+        .listener(&format!("proxy_protocol: {{ from: [{network}] }}"))
+        .start()
+        .await
+}
+
 #[tokio::test]
 async fn the_client_address_of_a_v1_or_v2_header_is_the_one_used() {
     let origin = Origin::start("web").await;
-    let proxy = Proxy::builder(config(&origin))
-        .listener("proxy_protocol: { from: [127.0.0.0/8] }")
-        .start()
-        .await;
+    let proxy = behind_balancer(&origin, "127.0.0.0/8").await;
 
     let answer = over_one_connection(&proxy, &v1("203.0.113.7", 51000), &TWO_REQUESTS).await;
     assert_eq!(answer.matches("HTTP/1.1 200").count(), 2, "{answer}");
@@ -121,10 +126,7 @@ async fn the_client_address_of_a_v1_or_v2_header_is_the_one_used() {
 #[tokio::test]
 async fn limits_count_each_client_behind_the_balancer_separately() {
     let origin = Origin::start("web").await;
-    let proxy = Proxy::builder(config(&origin))
-        .listener("proxy_protocol: { from: [127.0.0.0/8] }")
-        .start()
-        .await;
+    let proxy = behind_balancer(&origin, "127.0.0.0/8").await;
     let request = "GET /limited HTTP/1.1\r\nHost: site.test\r\nConnection: close\r\n\r\n";
     // Thirty clients at once through one balancer: each has its own bucket.
     let answers = join_all((1..=30u8).map(|i| {
@@ -144,22 +146,29 @@ async fn limits_count_each_client_behind_the_balancer_separately() {
 #[tokio::test]
 async fn connections_without_a_header_or_from_other_networks_are_closed() {
     let origin = Origin::start("web").await;
-    let allowed = Proxy::builder(config(&origin))
-        .listener("proxy_protocol: { from: [127.0.0.0/8] }")
-        .start()
-        .await;
+    let allowed = behind_balancer(&origin, "127.0.0.0/8").await;
     let request = "GET / HTTP/1.1\r\nHost: site.test\r\nConnection: close\r\n\r\n";
     for header in [&b""[..], b"PROXY TCP4 not-an-ip 127.0.0.1 1 2\r\n"] {
         let answer = over_one_connection(&allowed, header, &[request]).await;
         assert_eq!(answer, "", "{:?}", String::from_utf8_lossy(header));
     }
-    let elsewhere = Proxy::builder(config(&origin))
-        .listener("proxy_protocol: { from: [10.0.0.0/8] }")
-        .start()
-        .await;
+    let elsewhere = behind_balancer(&origin, "10.0.0.0/8").await;
     let answer = over_one_connection(&elsewhere, &v1("203.0.113.7", 1), &[request]).await;
     assert_eq!(answer, "");
     assert_eq!(origin.hits(), 0);
+}
+
+/// A TLS client (no verification) over `tcp`, not yet handshaken.
+fn tls_over(tcp: TcpStream) -> SslStream<TcpStream> {
+    let mut builder = SslConnector::builder(SslMethod::tls()).unwrap();
+    builder.set_verify(SslVerifyMode::NONE);
+    let ssl = builder
+        .build()
+        .configure()
+        .unwrap()
+        .into_ssl("site.test")
+        .unwrap();
+    SslStream::new(ssl, tcp).unwrap()
 }
 
 #[tokio::test]
@@ -178,15 +187,7 @@ async fn on_tls_listeners_the_header_comes_before_the_handshake() {
         .await;
     let mut tcp = TcpStream::connect(proxy.addr).await.unwrap();
     tcp.write_all(&v2([203, 0, 113, 50], 7000)).await.unwrap();
-    let mut builder = SslConnector::builder(SslMethod::tls()).unwrap();
-    builder.set_verify(SslVerifyMode::NONE);
-    let ssl = builder
-        .build()
-        .configure()
-        .unwrap()
-        .into_ssl("site.test")
-        .unwrap();
-    let mut tls = SslStream::new(ssl, tcp).unwrap();
+    let mut tls = tls_over(tcp);
     Pin::new(&mut tls).connect().await.unwrap();
     tls.write_all(b"GET /tls HTTP/1.1\r\nHost: site.test\r\nConnection: close\r\n\r\n")
         .await
@@ -201,16 +202,7 @@ async fn on_tls_listeners_the_header_comes_before_the_handshake() {
     );
     // Without the header, the handshake never happens.
     let tcp = TcpStream::connect(proxy.addr).await.unwrap();
-    let mut builder = SslConnector::builder(SslMethod::tls()).unwrap();
-    builder.set_verify(SslVerifyMode::NONE);
-    let ssl = builder
-        .build()
-        .configure()
-        .unwrap()
-        .into_ssl("site.test")
-        .unwrap();
-    tcp.set_nodelay(true).unwrap();
-    let mut tls = SslStream::new(ssl, tcp).unwrap();
+    let mut tls = tls_over(tcp);
     let handshake =
         tokio::time::timeout(Duration::from_secs(15), Pin::new(&mut tls).connect()).await;
     assert!(
