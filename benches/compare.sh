@@ -8,7 +8,10 @@
 #
 # Environment: OBJECTS (memory scenario, default 100000), ACCESS_LOG (json or
 # combined: Palisade writes an access log file, as nginx and Varnish do not
-# here; default off), PROXIES (default "palisade nginx varnish"), SCENARIOS
+# here; default off), PROXIES (default "palisade thin nginx varnish"; `thin`
+# is examples/thin_proxy.rs, the smallest Pingora proxy forwarding to the
+# origin with no cache: the floor of Pingora's own path, meaningful for
+# `pass` (its hit and miss rows are pass-throughs too)), SCENARIOS
 # (default "hit1k hit1m pass miss herd memory k6"; the table shows what ran),
 # PALISADE_BIN (a prebuilt binary to measure instead of building
 # target/release/palisade, e.g. to compare two builds).
@@ -61,6 +64,7 @@ if [ -z "$palisade_bin" ]; then
   cargo build --release --quiet --bin palisade
   palisade_bin=./target/release/palisade
 fi
+cargo build --release --quiet --example thin_proxy
 
 # --- Origins ------------------------------------------------------------------
 origin_port="$(free_port)"; slow_port="$(free_port)"
@@ -110,7 +114,7 @@ pids+=("$!")
 wait_port "$origin_port"; wait_port "$slow_port"
 
 # --- Proxies ------------------------------------------------------------------
-palisade_port="$(free_port)"; nginx_port="$(free_port)"; varnish_port="$(free_port)"
+palisade_port="$(free_port)"; nginx_port="$(free_port)"; varnish_port="$(free_port)"; thin_port="$(free_port)"
 access_log_output=off
 [ -z "${ACCESS_LOG:-}" ] || access_log_output="$work/access.log"
 cat > "$work/palisade.yaml" <<CONF
@@ -152,23 +156,26 @@ chmod 644 "$work/varnish.vcl"
 
 taskset -c 0 "$palisade_bin" run -c "$work/palisade.yaml" 2>"$work/palisade.log" &
 pids+=("$!"); palisade_pid="$!"
+taskset -c 0 target/release/examples/thin_proxy "127.0.0.1:$thin_port" "127.0.0.1:$origin_port" 2>"$work/thin.log" &
+pids+=("$!"); thin_pid="$!"
 taskset -c 0 nginx -q -p "$work/nginx" -c "$work/nginx/nginx.conf"
 taskset -c 0 varnishd -n "$work/varnish" -P "$work/varnish.pid" -a "127.0.0.1:$varnish_port" \
   -f "$work/varnish.vcl" -s malloc,512m -p thread_pools=1 -p thread_pool_min=100 -p thread_pool_max=500 \
   -j none 2>"$work/varnish.err" || { cat "$work/varnish.err" >&2; exit 1; }
-for p in "$palisade_port" "$nginx_port" "$varnish_port"; do wait_port "$p"; done
+for p in "$palisade_port" "$nginx_port" "$varnish_port" "$thin_port"; do wait_port "$p"; done
 
 # The processes whose CPU time counts for each proxy.
 proc_list() {
   case "$1" in
     palisade) echo "$palisade_pid" ;;
+    thin) echo "$thin_pid" ;;
     nginx) local m; m="$(cat "$work/nginx/nginx.pid")"; echo "$m $(pgrep -P "$m" | tr '\n' ' ')" ;;
     varnish) local m; m="$(cat "$work/varnish.pid")"; echo "$m $(pgrep -P "$m" | tr '\n' ' ')" ;;
   esac
 }
 ticks() { local t=0 p; for p in $(proc_list "$1"); do t=$((t + $(cpu_ticks "$p"))); done; echo "$t"; }
 rss_kib() { local t=0 p; for p in $(proc_list "$1"); do t=$((t + $(awk '/VmRSS/{print $2}' "/proc/$p/status"))); done; echo "$t"; }
-port_of() { case "$1" in palisade) echo "$palisade_port" ;; nginx) echo "$nginx_port" ;; varnish) echo "$varnish_port" ;; esac; }
+port_of() { case "$1" in palisade) echo "$palisade_port" ;; thin) echo "$thin_port" ;; nginx) echo "$nginx_port" ;; varnish) echo "$varnish_port" ;; esac; }
 
 declare -A result
 # wrk_run PROXY SCENARIO PATH CONNECTIONS [WRK_LUA]: fills result[PROXY.SCENARIO.*]
@@ -232,7 +239,7 @@ LUA
   result[$proxy.mem.per_object]="$(awk -v k=$((after - before)) -v n="$objects" 'BEGIN { printf "%.0f", k * 1024 / n }')"
 }
 
-read -r -a proxies <<<"${PROXIES:-palisade nginx varnish}"
+read -r -a proxies <<<"${PROXIES:-palisade thin nginx varnish}"
 read -r -a scenarios <<<"${SCENARIOS:-hit1k hit1m pass miss herd memory k6}"
 # A new key on every request: /obj/ answers any path with a cacheable 1 KiB.
 cat > "$work/miss.lua" <<LUA
