@@ -92,11 +92,19 @@ pub fn is_interim(response: &ResponseHeader) -> bool {
 /// client what the fill receives and drops 1xx on the way, so it is
 /// written here; elsewhere Pingora passes it on itself. HTTP/2 clients do
 /// not get it: Pingora 0.9's HTTP/2 server drops interim responses.
+///
+/// Whether Pingora passes an interim response on itself depends on how far
+/// the cache has got with the request (it does once in a while under
+/// concurrency): after writing it here, further interim responses from
+/// Pingora are ignored on this connection's session, so the client never
+/// gets one twice.
 pub async fn forward_interim(session: &mut Session, response: &ResponseHeader) -> Result<()> {
     if session.cache.enabled() {
+        session.set_ignore_info_resp(false);
         session
             .write_response_header(Box::new(response.clone()), false)
             .await?;
+        session.set_ignore_info_resp(true);
     }
     Ok(())
 }
