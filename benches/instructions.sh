@@ -13,7 +13,9 @@
 # the cost of one request, start-up and warm-up excluded.
 # Scenarios (SCENARIOS, default "hit1k pass miss"): a fresh 1 KiB hit, a
 # `no-store` pass-through, a new cacheable key per request. N1/N2 default
-# 500/2500. Needs valgrind (scripts/setup --bench).
+# 500/2500. With PROFILE_DIR set, the measured dump of each run is kept
+# there (`callgrind_annotate FILE` shows where the instructions go).
+# Needs valgrind (scripts/setup --bench).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=benches/lib.sh
@@ -94,7 +96,11 @@ cache: { policies: { default: {} } }
 routes: [ { upstream: origin, cache: default } ]
 YAML
     rm -f "$work"/cg.out*
-    valgrind --tool=callgrind --callgrind-out-file="$work/cg.out" "$bin" run -c "$work/palisade.yaml" \
+    # Each dump names its functions in full when kept (a dump otherwise
+    # refers to names defined in the earlier, discarded one).
+    keep=()
+    [ -z "${PROFILE_DIR:-}" ] || keep=(--compress-strings=no --compress-pos=no)
+    valgrind --tool=callgrind "${keep[@]}" --callgrind-out-file="$work/cg.out" "$bin" run -c "$work/palisade.yaml" \
       > "$work/valgrind.log" 2>&1 & pid=$!
     pids+=($pid)
     for _ in $(seq 1200); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
@@ -103,6 +109,12 @@ YAML
     rm -f "$work"/cg.out.*; ir_since_dump "$work/cg.out" "$pid" >/dev/null
     python3 "$work/send.py" "$port" "$path" "$n2"
     rm -f "$work"/cg.out.*; ir="$(ir_since_dump "$work/cg.out" "$pid")"
+    if [ -n "${PROFILE_DIR:-}" ]; then
+      mkdir -p "$PROFILE_DIR"
+      for part in "$work"/cg.out.*; do
+        cp "$part" "$PROFILE_DIR/$(basename "$bin").$scenario.$(basename "$part")"
+      done
+    fi
     kill_pids "$pid"
     printf '%-28s %-8s %14.0f\n' "$bin" "$scenario" "$(awk -v ir="$ir" -v n="$n2" 'BEGIN { print ir / n }')"
   done
