@@ -67,7 +67,8 @@ pub use one_or_many::OneOrMany;
 pub use path::{KeyPath, Segment};
 pub use route::{
     EncodedSlashes, HostPattern, HostRewrite, PathPrefix, PathReadings, PurgeMethodConfig,
-    RedirectConfig, RespondConfig, RewriteConfig, RouteConfig, RouteMatch, OVERRIDE_HEADERS,
+    RedirectConfig, RespondConfig, RewriteConfig, RouteConfig, RouteMatch, TargetPart,
+    OVERRIDE_HEADERS,
 };
 pub use server::{
     AccessLogConfig, AccessLogFormat, AccessLogOutput, LogLevel, LoggingConfig, ServerConfig,

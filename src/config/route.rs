@@ -137,6 +137,37 @@ fn default_redirect_status() -> u16 {
     301
 }
 
+/// One piece of a redirect target (`to:`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetPart<'a> {
+    /// Literal text.
+    Text(&'a str),
+    /// A `{name}` placeholder.
+    Placeholder(&'a str),
+}
+
+impl RedirectConfig {
+    /// The target's pieces; `Err` is the byte offset of an unclosed `{`.
+    pub fn parts(&self) -> Result<Vec<TargetPart<'_>>, usize> {
+        let mut parts = Vec::new();
+        let mut rest = self.to.as_str();
+        let mut offset = 0;
+        while let Some(open) = rest.find('{') {
+            let close = rest[open..].find('}').ok_or(offset + open)? + open;
+            if open > 0 {
+                parts.push(TargetPart::Text(&rest[..open]));
+            }
+            parts.push(TargetPart::Placeholder(&rest[open + 1..close]));
+            offset += close + 1;
+            rest = &rest[close + 1..];
+        }
+        if !rest.is_empty() {
+            parts.push(TargetPart::Text(rest));
+        }
+        Ok(parts)
+    }
+}
+
 /// A route's fixed answer (`respond:`).
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]

@@ -87,8 +87,10 @@ impl CompressionPolicy {
         let Some(text) = accept_encoding.and_then(|v| v.to_str().ok()) else {
             return Coding::Identity;
         };
+        // One pass, no allocation: the q of each coding we produce, and of `*`.
+        const CODINGS: [Coding; 3] = [Coding::Brotli, Coding::Zstd, Coding::Gzip];
+        let mut listed: [Option<f32>; 3] = [None; 3];
         let mut wildcard: Option<f32> = None;
-        let mut listed: Vec<(&str, f32)> = Vec::new();
         for item in text.split(',') {
             let mut parts = item.split(';');
             let token = parts.next().unwrap_or("").trim();
@@ -101,21 +103,16 @@ impl CompressionPolicy {
                 .unwrap_or(1.0);
             if token == "*" {
                 wildcard = Some(q);
-            } else if !token.is_empty() {
-                listed.push((token, q));
+            } else if let Some(i) = CODINGS
+                .iter()
+                .position(|c| token.eq_ignore_ascii_case(c.as_str()))
+            {
+                listed[i] = Some(q);
             }
         }
-        let q_of = |coding: Coding| {
-            listed
-                .iter()
-                .find(|(t, _)| t.eq_ignore_ascii_case(coding.as_str()))
-                .map(|(_, q)| *q)
-                .or(wildcard)
-                .unwrap_or(0.0)
-        };
         let mut best = (Coding::Identity, 0.0f32);
-        for coding in [Coding::Brotli, Coding::Zstd, Coding::Gzip] {
-            let q = q_of(coding);
+        for (i, coding) in CODINGS.into_iter().enumerate() {
+            let q = listed[i].or(wildcard).unwrap_or(0.0);
             if self.level(coding) > 0 && q > 0.0 && q > best.1 {
                 best = (coding, q);
             }
@@ -136,10 +133,17 @@ impl CompressionPolicy {
         if resp.status != http::StatusCode::OK {
             return false;
         }
-        if resp.headers.get_all(header::CACHE_CONTROL).iter().any(|v| {
-            v.to_str()
-                .is_ok_and(|s| s.to_ascii_lowercase().contains("no-transform"))
-        }) {
+        let no_transform = |v: &HeaderValue| {
+            v.as_bytes()
+                .split(|b| *b == b',')
+                .any(|d| d.trim_ascii().eq_ignore_ascii_case(b"no-transform"))
+        };
+        if resp
+            .headers
+            .get_all(header::CACHE_CONTROL)
+            .iter()
+            .any(no_transform)
+        {
             return false;
         }
         if resp.headers.contains_key(header::CONTENT_ENCODING) {
@@ -152,14 +156,8 @@ impl CompressionPolicy {
             .headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .map(|v| {
-                v.split(';')
-                    .next()
-                    .unwrap_or("")
-                    .trim()
-                    .to_ascii_lowercase()
-            });
-        media.is_some_and(|m| self.types.iter().any(|t| **t == m))
+            .map(|v| v.split(';').next().unwrap_or("").trim());
+        media.is_some_and(|m| self.types.iter().any(|t| t.eq_ignore_ascii_case(m)))
     }
 
     /// The compression state for one response to a request whose

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
 use regex::Regex;
 
-use crate::config::{RedirectConfig, RespondConfig, RewriteConfig};
+use crate::config::{RedirectConfig, RespondConfig, RewriteConfig, TargetPart};
 
 /// What a route answers itself.
 #[derive(Debug)]
@@ -57,35 +57,26 @@ pub struct RequestParts<'a> {
 impl Redirect {
     /// Compiles a validated redirect.
     pub fn compile(config: &RedirectConfig) -> Self {
-        let mut parts = Vec::new();
-        let mut rest = config.to.as_str();
-        while let Some(open) = rest.find('{') {
-            let Some(close) = rest[open..].find('}').map(|c| open + c) else {
-                break;
-            };
-            if open > 0 {
-                parts.push(Part::Text(rest[..open].into()));
-            }
-            let name = &rest[open + 1..close];
-            parts.push(match name {
-                "scheme" => Part::Scheme,
-                "host" => Part::Host,
-                "path" => Part::Path,
-                "query" => Part::Query,
-                "uri" => Part::Uri,
-                _ => match name.parse() {
+        // Validation refused unclosed placeholders.
+        let parts = config.parts().unwrap_or_default();
+        let parts = parts
+            .into_iter()
+            .map(|part| match part {
+                TargetPart::Text(t) => Part::Text(t.into()),
+                TargetPart::Placeholder("scheme") => Part::Scheme,
+                TargetPart::Placeholder("host") => Part::Host,
+                TargetPart::Placeholder("path") => Part::Path,
+                TargetPart::Placeholder("query") => Part::Query,
+                TargetPart::Placeholder("uri") => Part::Uri,
+                TargetPart::Placeholder(name) => match name.parse() {
                     Ok(i) => Part::Group(i),
                     Err(_) => Part::Named(name.into()),
                 },
-            });
-            rest = &rest[close + 1..];
-        }
-        if !rest.is_empty() {
-            parts.push(Part::Text(rest.into()));
-        }
+            })
+            .collect();
         Self {
             status: config.status,
-            parts: parts.into_boxed_slice(),
+            parts,
         }
     }
 

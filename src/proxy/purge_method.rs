@@ -44,10 +44,7 @@ pub async fn answer(
     if let Some((policy, authenticator)) = &guard.auth {
         if let Err(denial) = authenticator.authenticate(req).await {
             metrics().auth_rejected(policy, denial.status());
-            return authenticator.challenges(&denial).into_iter().fold(
-                Refusal::new(denial.status(), "PURGE without valid credentials"),
-                |r, c| r.with_header(header::WWW_AUTHENTICATE, c),
-            );
+            return Refusal::denied(authenticator, &denial, "PURGE without valid credentials");
         }
     }
     let Ok(host) = Host::of_request(req) else {

@@ -12,6 +12,7 @@ use tracing::debug;
 
 use super::context::RequestCtx;
 use super::respond;
+use crate::auth::{Authenticator, Denial};
 
 /// A request answered before the origin: its status, why, and what the
 /// answer carries besides the short plain-text body.
@@ -64,6 +65,17 @@ impl Refusal {
         self
     }
 
+    /// The refusal of an authentication policy's `denial`: its status and
+    /// every challenge the policy issues for it.
+    pub fn denied(authenticator: &Authenticator, denial: &Denial, reason: &'static str) -> Self {
+        authenticator
+            .challenges(denial)
+            .into_iter()
+            .fold(Refusal::new(denial.status(), reason), |r, c| {
+                r.with_header(header::WWW_AUTHENTICATE, c)
+            })
+    }
+
     /// The headers of the answer.
     pub fn headers(&self) -> &[(HeaderName, HeaderValue)] {
         &self.headers
@@ -81,16 +93,7 @@ pub async fn answer(session: &mut Session, ctx: &RequestCtx, refusal: Refusal) -
         "{}",
         refusal.reason
     );
-    // A generated body gives way to the route's or listener's error page.
-    let page = match refusal.body {
-        Some(_) => None,
-        None => ctx.error_page(refusal.status),
-    };
-    let body = refusal.body.or_else(|| page.map(|p| p.body.clone()));
-    let (mut resp, body) = respond::build_with_body(refusal.status, ctx.request_id.as_ref(), body)?;
-    if let Some(page) = page {
-        resp.insert_header(header::CONTENT_TYPE, page.content_type.clone())?;
-    }
+    let (mut resp, body) = respond::build_generated(refusal.status, refusal.body, ctx)?;
     for (name, value) in refusal.headers {
         // A refusal's own Content-Type replaces the default one; other
         // fields (challenges) may repeat.

@@ -3,7 +3,6 @@
 //! credentials, limits, body size), and whether the cache answers or is
 //! used. Each step either lets the request go on or answers it.
 
-use http::header;
 use pingora::http::RequestHeader;
 use pingora::prelude::*;
 use pingora::ErrorType;
@@ -199,10 +198,10 @@ async fn authenticate(
             metrics().auth_rejected(&auth.policy, denial.status());
             ctx.refused_by = Some(format!("auth:{}", auth.policy));
             debug!(reason = denial.reason(), request_id = %ctx.request_id_str(), "authentication failed");
-            let challenges = auth.authenticator.challenges(&denial);
-            Err(challenges.into_iter().fold(
-                Refusal::new(denial.status(), "authentication failed"),
-                |r, c| r.with_header(header::WWW_AUTHENTICATE, c),
+            Err(Refusal::denied(
+                &auth.authenticator,
+                &denial,
+                "authentication failed",
             ))
         }
     }

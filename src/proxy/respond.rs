@@ -113,16 +113,28 @@ pub async fn forward_interim(session: &mut Session, response: &ResponseHeader) -
 /// body was not read, the connection is closed afterwards rather than
 /// reused, so unread body bytes can never be taken for the next request.
 pub async fn send(session: &mut Session, ctx: &RequestCtx, status: u16) -> Result<()> {
-    let page = ctx.error_page(status);
-    let (mut resp, body) = build_with_body(
-        status,
-        ctx.request_id.as_ref(),
-        page.map(|p| p.body.clone()),
-    )?;
+    let (resp, body) = build_generated(status, None, ctx)?;
+    write(session, ctx, resp, body).await
+}
+
+/// A response Palisade generates with `status`: `body` when given, else
+/// the route's or listener's error page for the status (with its type),
+/// else the plain-text default.
+pub fn build_generated(
+    status: u16,
+    body: Option<Bytes>,
+    ctx: &RequestCtx,
+) -> Result<(ResponseHeader, Bytes)> {
+    let page = match body {
+        Some(_) => None,
+        None => ctx.error_page(status),
+    };
+    let body = body.or_else(|| page.map(|p| p.body.clone()));
+    let (mut resp, body) = build_with_body(status, ctx.request_id.as_ref(), body)?;
     if let Some(page) = page {
         resp.insert_header(header::CONTENT_TYPE, page.content_type.clone())?;
     }
-    write(session, ctx, resp, body).await
+    Ok((resp, body))
 }
 
 /// On a route with `intercept_errors`: an origin response with one of

@@ -178,13 +178,15 @@ pub struct ListenerApp {
 impl ListenerApp {
     /// The application of listener `name` (number `index` of `listeners:`),
     /// serving `proxy` under `limits`, with the h2c and request-count
-    /// settings in `options`.
+    /// settings in `options`; with `proxy_protocol`, plain connections from
+    /// those networks (and only them) must open with a PROXY header.
     pub fn new(
         mut proxy: HttpProxy<Palisade>,
         options: HttpServerOptions,
         limits: ClientLimits,
         runtime: Arc<RuntimeHandle>,
         (name, index): (&str, usize),
+        proxy_protocol: Option<Arc<IpSet>>,
     ) -> Self {
         // Pingora's bounded h2 defaults (header list 64 KiB…), with the
         // listener's stream cap.
@@ -201,24 +203,13 @@ impl ListenerApp {
                 runtime,
                 listener: name.into(),
                 listener_index: index,
-                proxy_protocol: None,
+                proxy_protocol,
                 buffered: AtomicUsize::new(0),
                 shutting_down: AtomicBool::new(false),
                 shutdown: Notify::new(),
             }),
             slots: ConnectionSlots::new(),
         }
-    }
-}
-
-impl ListenerApp {
-    /// Requires a PROXY header from `allowed` networks (and only them) on
-    /// plain connections.
-    pub fn proxy_protocol(mut self, allowed: Option<Arc<IpSet>>) -> Self {
-        if let Some(heads) = Arc::get_mut(&mut self.heads) {
-            heads.proxy_protocol = allowed;
-        }
-        self
     }
 }
 

@@ -121,8 +121,8 @@ pub fn build(
             limits,
             runtime.clone(),
             (&listener.name, index),
-        )
-        .proxy_protocol(proxy_protocol_from.clone());
+            proxy_protocol_from.clone(),
+        );
         let mut service = Service::new(format!("listener {}", listener.name), app);
         let buffers = L4BufferSettings::default().write(listener.write_buffer_bytes());
         let mut endpoint = PingoraListener::tcp(listener.address.to_string()).l4_buffer(buffers);

@@ -7,7 +7,7 @@ use regex::Regex;
 
 use super::Findings;
 use crate::config::path::KeyPath;
-use crate::config::{ConfigError, RouteConfig};
+use crate::config::{ConfigError, RouteConfig, TargetPart};
 
 /// Statuses a redirect may use.
 pub const REDIRECT_STATUSES: [u16; 5] = [301, 302, 303, 307, 308];
@@ -42,23 +42,6 @@ fn compile(pattern: &str, key: KeyPath, f: &mut Findings) -> Option<Regex> {
             None
         }
     }
-}
-
-/// The `{name}` placeholders of a redirect target, or the position of an
-/// unclosed one.
-pub fn placeholders(template: &str) -> Result<Vec<&str>, usize> {
-    let mut out = Vec::new();
-    let mut rest = template;
-    let mut offset = 0;
-    while let Some(open) = rest.find('{') {
-        let Some(close) = rest[open..].find('}') else {
-            return Err(offset + open);
-        };
-        out.push(&rest[open + 1..open + close]);
-        offset += open + close + 1;
-        rest = &rest[open + close + 1..];
-    }
-    Ok(out)
 }
 
 /// `compression`: levels each codec accepts, media types that parse.
@@ -148,12 +131,16 @@ pub(super) fn route_rules(r: &RouteConfig, path: &KeyPath, f: &mut Findings) {
                 ),
             ));
         }
-        match placeholders(&redirect.to) {
+        match redirect.parts() {
             Err(at) => f.errors.push(ConfigError::value(
                 rpath.key("to"),
                 format!("unclosed `{{` at character {}", at + 1),
             )),
-            Ok(names) => {
+            Ok(parts) => {
+                let names = parts.into_iter().filter_map(|p| match p {
+                    TargetPart::Placeholder(name) => Some(name),
+                    TargetPart::Text(_) => None,
+                });
                 for name in names {
                     let known = PLACEHOLDERS.contains(&name)
                         || regex.as_ref().is_some_and(|re| {
