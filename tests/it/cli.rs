@@ -321,6 +321,10 @@ struct AtTerminal {
     child: std::process::Child,
     master: std::fs::File,
     output: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    /// Drains the terminal until the child's side closes.
+    reader: std::thread::JoinHandle<()>,
+    /// How far into the output the prompts answered so far reach.
+    answered_up_to: usize,
 }
 
 impl AtTerminal {
@@ -340,6 +344,12 @@ impl AtTerminal {
             )
         };
         assert_eq!(rc, 0, "openpty");
+        // Close-on-exec at once, so that processes other tests spawn do not
+        // inherit the terminal and keep it open after this child exits.
+        for fd in [master, slave] {
+            // SAFETY: fcntl on descriptors this function owns.
+            unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+        }
         // SAFETY: both descriptors were just opened and are owned here.
         let (master, slave) = unsafe {
             (
@@ -366,7 +376,7 @@ impl AtTerminal {
         let child = command.spawn().expect("spawn palisade on a pty");
         let output = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let (mut reader, sink) = (master.try_clone().unwrap(), output.clone());
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             use std::io::Read;
             let mut buf = [0u8; 1024];
             while let Ok(n) = reader.read(&mut buf) {
@@ -380,6 +390,8 @@ impl AtTerminal {
             child,
             master,
             output,
+            reader,
+            answered_up_to: 0,
         }
     }
 
@@ -411,20 +423,38 @@ impl AtTerminal {
         termios.c_lflag & libc::ECHO != 0
     }
 
-    /// Waits for `prompt`, then for echo to be off, and types `line`.
+    /// Where `prompt` first appears after the prompts already answered.
+    fn unanswered(&self, prompt: &str) -> Option<usize> {
+        let output = self.output();
+        let from = self.answered_up_to.min(output.len());
+        output
+            .get(from..)
+            .and_then(|rest| rest.find(prompt))
+            .map(|at| from + at + prompt.len())
+    }
+
+    /// Waits for `prompt` (a new one, after those already answered: the
+    /// child may print the next prompt before this is called), then for echo
+    /// to be off, and types `line`.
     fn answer(&mut self, prompt: &str, line: &str) {
         use std::io::Write;
-        let seen = self.output().matches(prompt).count();
-        self.wait_until(prompt, |t| t.output().matches(prompt).count() > seen);
+        self.wait_until(prompt, |t| t.unanswered(prompt).is_some());
+        self.answered_up_to = self.unanswered(prompt).unwrap_or(self.answered_up_to);
         self.wait_until("echo off", |t| !t.echoes());
         self.master.write_all(line.as_bytes()).unwrap();
     }
 
     fn finish(mut self) -> (Option<i32>, String) {
         let status = self.child.wait().unwrap();
-        // The reader thread drains what the child wrote before exiting.
-        std::thread::sleep(std::time::Duration::from_millis(100));
-        (status.code(), self.output())
+        // The reader ends when the child's side of the terminal is closed,
+        // after draining everything the child wrote.
+        drop(self.master);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !self.reader.is_finished() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let shown = String::from_utf8_lossy(&self.output.lock().unwrap()).into_owned();
+        (status.code(), shown)
     }
 }
 
