@@ -14,7 +14,11 @@
 # `pass` (its hit and miss rows are pass-throughs too)), SCENARIOS
 # (default "hit1k hit1m pass miss herd memory k6"; the table shows what ran),
 # PALISADE_BIN (a prebuilt binary to measure instead of building
-# target/release/palisade, e.g. to compare two builds).
+# target/release/palisade), BASE_BIN (a second Palisade build measured as
+# the proxy `base` in the same run, same config: an A/B of two builds; add
+# `base` to PROXIES). nginx's `/nostore` location runs without
+# `proxy_cache_lock` (the lock serialises uncacheable responses), so `pass`
+# compares forwarding costs.
 #
 # Scenarios (wrk for throughput, k6 for coalescing):
 #   hit-1k     1 KiB cached object, keep-alive, wrk -c50
@@ -114,7 +118,7 @@ pids+=("$!")
 wait_port "$origin_port"; wait_port "$slow_port"
 
 # --- Proxies ------------------------------------------------------------------
-palisade_port="$(free_port)"; nginx_port="$(free_port)"; varnish_port="$(free_port)"; thin_port="$(free_port)"
+palisade_port="$(free_port)"; nginx_port="$(free_port)"; varnish_port="$(free_port)"; thin_port="$(free_port)"; base_port="$(free_port)"
 access_log_output=off
 [ -z "${ACCESS_LOG:-}" ] || access_log_output="$work/access.log"
 cat > "$work/palisade.yaml" <<CONF
@@ -144,6 +148,7 @@ http { access_log off; keepalive_requests 1000000;
     proxy_http_version 1.1; proxy_set_header Connection "";
     proxy_cache c; proxy_cache_lock on; proxy_cache_lock_timeout 10s;
     location /slow { proxy_pass http://slow; }
+    location /nostore { proxy_pass http://origin; proxy_cache_lock off; }
     location / { proxy_pass http://origin; } } }
 CONF
 cat > "$work/varnish.vcl" <<CONF
@@ -156,6 +161,12 @@ chmod 644 "$work/varnish.vcl"
 
 taskset -c 0 "$palisade_bin" run -c "$work/palisade.yaml" 2>"$work/palisade.log" &
 pids+=("$!"); palisade_pid="$!"
+if [ -n "${BASE_BIN:-}" ]; then
+  sed -e "s/127.0.0.1:$palisade_port/127.0.0.1:$base_port/" -e "s|$work/p\.|$work/base.|g" \
+    "$work/palisade.yaml" > "$work/base.yaml"
+  taskset -c 0 "$BASE_BIN" run -c "$work/base.yaml" 2>"$work/base.log" &
+  pids+=("$!"); base_pid="$!"
+fi
 taskset -c 0 target/release/examples/thin_proxy "127.0.0.1:$thin_port" "127.0.0.1:$origin_port" 2>"$work/thin.log" &
 pids+=("$!"); thin_pid="$!"
 taskset -c 0 nginx -q -p "$work/nginx" -c "$work/nginx/nginx.conf"
@@ -163,19 +174,21 @@ taskset -c 0 varnishd -n "$work/varnish" -P "$work/varnish.pid" -a "127.0.0.1:$v
   -f "$work/varnish.vcl" -s malloc,512m -p thread_pools=1 -p thread_pool_min=100 -p thread_pool_max=500 \
   -j none 2>"$work/varnish.err" || { cat "$work/varnish.err" >&2; exit 1; }
 for p in "$palisade_port" "$nginx_port" "$varnish_port" "$thin_port"; do wait_port "$p"; done
+[ -z "${BASE_BIN:-}" ] || wait_port "$base_port"
 
 # The processes whose CPU time counts for each proxy.
 proc_list() {
   case "$1" in
     palisade) echo "$palisade_pid" ;;
     thin) echo "$thin_pid" ;;
+    base) echo "$base_pid" ;;
     nginx) local m; m="$(cat "$work/nginx/nginx.pid")"; echo "$m $(pgrep -P "$m" | tr '\n' ' ')" ;;
     varnish) local m; m="$(cat "$work/varnish.pid")"; echo "$m $(pgrep -P "$m" | tr '\n' ' ')" ;;
   esac
 }
 ticks() { local t=0 p; for p in $(proc_list "$1"); do t=$((t + $(cpu_ticks "$p"))); done; echo "$t"; }
 rss_kib() { local t=0 p; for p in $(proc_list "$1"); do t=$((t + $(awk '/VmRSS/{print $2}' "/proc/$p/status"))); done; echo "$t"; }
-port_of() { case "$1" in palisade) echo "$palisade_port" ;; thin) echo "$thin_port" ;; nginx) echo "$nginx_port" ;; varnish) echo "$varnish_port" ;; esac; }
+port_of() { case "$1" in palisade) echo "$palisade_port" ;; base) echo "$base_port" ;; thin) echo "$thin_port" ;; nginx) echo "$nginx_port" ;; varnish) echo "$varnish_port" ;; esac; }
 
 declare -A result
 # wrk_run PROXY SCENARIO PATH CONNECTIONS [WRK_LUA]: fills result[PROXY.SCENARIO.*]

@@ -12,9 +12,12 @@
 # then N2, and the instructions counted over those N2, divided by N2, are
 # the cost of one request, start-up and warm-up excluded.
 # Scenarios (SCENARIOS, default "hit1k pass miss"): a fresh 1 KiB hit, a
-# `no-store` pass-through, a new cacheable key per request. N1/N2 default
+# `no-store` pass-through, a new cacheable key per request; `plain` is a
+# pass-through on a route with no cache at all. N1/N2 default
 # 500/2500. With PROFILE_DIR set, the measured dump of each run is kept
 # there (`callgrind_annotate FILE` shows where the instructions go).
+# A BINARY named thin_proxy* is the thin-Pingora yardstick
+# (examples/thin_proxy.rs): every path is a pass-through there.
 # Needs valgrind (scripts/setup --bench).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,7 +41,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     def log_message(self, *args): pass
     def do_GET(self):
-        cc = "no-store" if self.path.startswith("/nostore") else "public, max-age=3600"
+        cc = "no-store" if "nostore" in self.path else "public, max-age=3600"
         self.wfile.write(b"HTTP/1.1 200 OK\r\nCache-Control: %s\r\nContent-Length: 1024\r\n\r\n" % cc.encode() + BODY)
 http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
 PY
@@ -74,7 +77,7 @@ for i in range(n):
         s, f = connect()
 PY
 
-path_of() { case "$1" in hit1k) echo /cached/1k ;; pass) echo /nostore ;; miss) echo "/obj/$RANDOM-" ;; esac; }
+path_of() { case "$1" in hit1k) echo /cached/1k ;; pass) echo /nostore ;; miss) echo "/obj/$RANDOM-" ;; plain) echo /plain/nostore ;; esac; }
 
 # Instructions since the previous dump of the callgrind run writing to $1.
 ir_since_dump() {
@@ -93,14 +96,19 @@ logging: { level: warn }
 listeners: [ { name: http, address: "127.0.0.1:$port" } ]
 upstreams: { origin: { backends: ["127.0.0.1:$origin_port"] } }
 cache: { policies: { default: {} } }
-routes: [ { upstream: origin, cache: default } ]
+routes:
+  - { match: { path_prefix: /plain }, upstream: origin }
+  - { upstream: origin, cache: default }
 YAML
     rm -f "$work"/cg.out*
     # Each dump names its functions in full when kept (a dump otherwise
     # refers to names defined in the earlier, discarded one).
     keep=()
     [ -z "${PROFILE_DIR:-}" ] || keep=(--compress-strings=no --compress-pos=no)
-    valgrind --tool=callgrind "${keep[@]}" --callgrind-out-file="$work/cg.out" "$bin" run -c "$work/palisade.yaml" \
+    # examples/thin_proxy (the thin-Pingora yardstick) takes two addresses.
+    run=(run -c "$work/palisade.yaml")
+    [[ "$(basename "$bin")" != thin_proxy* ]] || run=("127.0.0.1:$port" "127.0.0.1:$origin_port")
+    valgrind --tool=callgrind "${keep[@]}" --callgrind-out-file="$work/cg.out" "$bin" "${run[@]}" \
       > "$work/valgrind.log" 2>&1 & pid=$!
     pids+=($pid)
     for _ in $(seq 1200); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done

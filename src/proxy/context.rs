@@ -55,6 +55,12 @@ pub struct RequestCtx {
     pub peer_trusted: bool,
     /// The backend of the current upstream attempt.
     pub backend: Option<Arc<Backend>>,
+    /// The socket of the current upstream attempt's connection, when it
+    /// was reused (valid while the attempt runs; see `delayed_ack`).
+    pub upstream_socket: Option<i32>,
+    /// When the upstream response header was read, while watching for a
+    /// body held behind its ACK (see `delayed_ack`).
+    pub upstream_header_at: Option<Instant>,
     /// Backends this request has tried, in order.
     pub tried: Vec<SocketAddr>,
     /// Each failed upstream attempt: the backend's label and what went
@@ -121,6 +127,8 @@ impl RequestCtx {
             client_ip: None,
             peer_trusted: false,
             backend: None,
+            upstream_socket: None,
+            upstream_header_at: None,
             tried: Vec::new(),
             failed_attempts: Vec::new(),
             retries: 0,

@@ -19,6 +19,7 @@ use super::context::RequestCtx;
 use super::request_id::X_REQUEST_ID;
 use crate::cache::surrogate;
 use crate::edge::rules::Rewrites;
+use crate::runtime::HeaderTarget;
 
 use crate::net::IpSet;
 
@@ -71,33 +72,40 @@ pub struct Downstream {
 
 /// Sets the forwarding headers on the request sent upstream.
 pub fn apply(req: &mut RequestHeader, downstream: Downstream) -> pingora::Result<()> {
-    let peer = downstream.peer.to_canonical().to_string();
-    let xff = if downstream.trusted {
-        let previous: Vec<&str> = req
-            .headers
-            .get_all(X_FORWARDED_FOR)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .map(str::trim)
-            .filter(|v| !v.is_empty())
-            .collect();
-        if previous.is_empty() {
-            peer
-        } else {
-            format!("{}, {peer}", previous.join(", "))
-        }
-    } else {
-        peer
+    let peer = crate::net::ip_header_value(downstream.peer.to_canonical());
+    let previous = downstream
+        .trusted
+        .then(|| {
+            let hops: Vec<&str> = req
+                .headers
+                .get_all(X_FORWARDED_FOR)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .collect();
+            (!hops.is_empty()).then(|| hops.join(", "))
+        })
+        .flatten();
+    let xff = match previous {
+        Some(hops) => HeaderValue::from_str(&format!("{hops}, {}", peer.to_str().unwrap_or("")))
+            .map_err(|e| {
+                pingora::Error::explain(
+                    pingora::ErrorType::InvalidHTTPHeader,
+                    format!("X-Forwarded-For: {e}"),
+                )
+            })?,
+        None => peer,
     };
-    req.insert_header(X_FORWARDED_FOR, xff)?;
+    req.set_static(X_FORWARDED_FOR, xff)?;
 
     if !(downstream.trusted && req.headers.contains_key(X_FORWARDED_PROTO)) {
         let proto = if downstream.tls { "https" } else { "http" };
-        req.insert_header(X_FORWARDED_PROTO, proto)?;
+        req.set_static(X_FORWARDED_PROTO, HeaderValue::from_static(proto))?;
     }
     if !(downstream.trusted && req.headers.contains_key(X_FORWARDED_HOST)) {
         match req.headers.get(http::header::HOST).cloned() {
-            Some(host) => req.insert_header(X_FORWARDED_HOST, host)?,
+            Some(host) => req.set_static(X_FORWARDED_HOST, host)?,
             None => {
                 req.remove_header(X_FORWARDED_HOST);
             }
@@ -148,7 +156,7 @@ pub(super) fn upstream_request(
     }
     upstream.append_header(header::VIA, via_value(session.req_header().version))?;
     if let Some(id) = &ctx.request_id {
-        upstream.insert_header(X_REQUEST_ID, id.clone())?;
+        upstream.set_static(X_REQUEST_ID, id.clone())?;
     }
     if let Some(cc) = ctx.cache.as_mut() {
         cc.request_time = Some(SystemTime::now());
@@ -183,9 +191,14 @@ pub(super) fn upstream_request(
     if !route.rewrite.is_empty() {
         rewrite_path(upstream, &route.rewrite)?;
     }
-    // Requests rarely carry one: a lookup costs less than a removal.
-    for name in route.removed_overrides.iter() {
-        if upstream.headers.contains_key(name) {
+    // Requests rarely carry one: one pass over the request's few names
+    // costs less than a lookup per override name.
+    if upstream
+        .headers
+        .keys()
+        .any(|name| route.removed_overrides.contains(name))
+    {
+        for name in route.removed_overrides.iter() {
             upstream.remove_header(name);
         }
     }

@@ -12,6 +12,11 @@ use pingora::http::ResponseHeader;
 
 /// Removes hop-by-hop headers from an upstream response.
 pub fn strip_response(resp: &mut ResponseHeader) {
+    // Most responses carry none: one pass over the names costs less than
+    // the removals' lookups in both of Pingora's header maps.
+    if !resp.headers.keys().any(is_hop_by_hop) {
+        return;
+    }
     let switching = resp.status == http::StatusCode::SWITCHING_PROTOCOLS;
     let nominated: Vec<String> = resp
         .headers
@@ -35,6 +40,16 @@ pub fn strip_response(resp: &mut ResponseHeader) {
         resp.remove_header(&header::UPGRADE);
         resp.remove_header(&header::CONNECTION);
     }
+}
+
+/// Whether `name` is one of the hop-by-hop headers removed whatever the
+/// `Connection` header names.
+fn is_hop_by_hop(name: &http::HeaderName) -> bool {
+    *name == header::CONNECTION
+        || *name == header::TE
+        || *name == header::UPGRADE
+        || name.as_str() == "keep-alive"
+        || name.as_str() == "proxy-connection"
 }
 
 /// Why an upstream response's framing is refused, or `None` when it is

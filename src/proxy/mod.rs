@@ -39,6 +39,7 @@ mod attempts;
 mod cache_phases;
 pub mod client_timing;
 mod context;
+mod delayed_ack;
 mod encoding;
 pub mod forwarded;
 pub mod fresh_hit;
@@ -198,6 +199,8 @@ impl ProxyHttp for Palisade {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
+        // Set again by `connected_to_upstream` for this attempt.
+        ctx.upstream_socket = None;
         attempts::next_peer(session, ctx)
     }
 
@@ -211,6 +214,25 @@ impl ProxyHttp for Palisade {
         e: Box<Error>,
     ) -> Box<Error> {
         attempts::connect_failed(ctx, e)
+    }
+
+    /// A connection to the backend: a reused one's socket is noted for
+    /// [`delayed_ack`] (a new connection acknowledges at once anyway).
+    async fn connected_to_upstream(
+        &self,
+        _session: &mut Session,
+        reused: bool,
+        _peer: &HttpPeer,
+        #[cfg(unix)] fd: std::os::unix::io::RawFd,
+        #[cfg(windows)] _sock: std::os::windows::io::RawSocket,
+        _digest: Option<&pingora::protocols::Digest>,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        #[cfg(unix)]
+        {
+            ctx.upstream_socket = reused.then_some(fd);
+        }
+        Ok(())
     }
 
     /// The request header sent upstream. See [`forwarded::upstream_request`].
@@ -254,6 +276,7 @@ impl ProxyHttp for Palisade {
                 format!("the upstream response uses {why}"),
             ));
         }
+        delayed_ack::header_read(ctx);
         hop_by_hop::strip_response(upstream_response);
         if respond::is_interim(upstream_response) {
             // 103 Early Hints, 102 Processing: passed on, never stored.
@@ -315,6 +338,7 @@ impl ProxyHttp for Palisade {
         end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<Option<Duration>> {
+        delayed_ack::body_piece(ctx);
         encoding::body_piece(body, end_of_stream, ctx)?;
         if ctx.deadline_passed() {
             return Err(attempts::upstream_error(

@@ -42,6 +42,7 @@ pub struct BackendState {
     in_flight: AtomicU32,
     requests: AtomicU64,
     failures: AtomicU64,
+    holds_bodies: AtomicBool,
 }
 
 impl Default for BackendState {
@@ -58,6 +59,7 @@ impl Default for BackendState {
             in_flight: AtomicU32::new(0),
             requests: AtomicU64::new(0),
             failures: AtomicU64::new(0),
+            holds_bodies: AtomicBool::new(false),
         }
     }
 }
@@ -75,6 +77,9 @@ pub struct BackendStats {
     pub requests: u64,
     /// Failed requests so far (connection failures, timeouts, 5xx).
     pub failures: u64,
+    /// Response headers are acknowledged at once: the backend was seen
+    /// holding a body back until its header was acknowledged.
+    pub acks_headers_at_once: bool,
 }
 
 impl BackendStats {
@@ -107,6 +112,18 @@ impl BackendState {
     /// Whether active health checks consider the backend healthy.
     pub fn is_healthy(&self) -> bool {
         self.healthy.load(Ordering::Relaxed)
+    }
+
+    /// Whether this backend has been seen holding a response body back
+    /// until its header was acknowledged (see `proxy::delayed_ack`).
+    pub fn holds_bodies_for_acks(&self) -> bool {
+        self.holds_bodies.load(Ordering::Relaxed)
+    }
+
+    /// Notes that a response body from this backend waited for the
+    /// acknowledgement of its header.
+    pub fn note_body_held_for_ack(&self) {
+        self.holds_bodies.store(true, Ordering::Relaxed);
     }
 
     /// Requests in flight.
@@ -216,6 +233,7 @@ impl BackendState {
             in_flight: self.in_flight(),
             requests: self.requests.load(Ordering::Relaxed),
             failures: self.failures.load(Ordering::Relaxed),
+            acks_headers_at_once: self.holds_bodies_for_acks(),
         }
     }
 }

@@ -581,3 +581,61 @@ async fn the_admin_api_reports_every_backend() {
         .iter()
         .all(|b| b["in_flight"] == 0 && b["available"] == true && b["failures"] == 0));
 }
+
+/// An origin that writes a response's header and its body in two segments
+/// with Nagle on (as `python3 -m http.server` does) sends the body only once
+/// the header is acknowledged; on a kept-alive connection the proxy's
+/// kernel delays that ACK, so every response used to stall ~40 ms. Palisade
+/// notices the stall and from then on acknowledges that backend's response
+/// headers at once (`acks_headers_at_once` in `/upstreams`); every response
+/// arrives whole throughout, with a dozen clients at once too.
+#[tokio::test]
+async fn a_backend_holding_bodies_for_the_ack_of_their_header_gets_it_at_once() {
+    let body = "b".repeat(1024);
+    let origin = {
+        let body = body.clone();
+        RawOrigin::start(move |mut conn| {
+            let body = body.clone();
+            async move {
+                while conn.request().await.is_some() {
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n",
+                        body.len()
+                    );
+                    // Two writes: Nagle holds the second until the first is
+                    // acknowledged (tokio leaves TCP_NODELAY off).
+                    conn.send(head.as_bytes()).await;
+                    conn.send(body.as_bytes()).await;
+                }
+            }
+        })
+        .await
+    };
+    let proxy = Proxy::builder(format!(
+        "upstreams:\n  pool:\n    backends: [\"{}\"]\nroutes:\n  - upstream: pool\n",
+        origin.address()
+    ))
+    .admin()
+    .start()
+    .await;
+    let c = client();
+    let mut marked = false;
+    for i in 0..200 {
+        let resp = c.get(proxy.url(&format!("/r{i}"))).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.text().await.unwrap(), body, "response {i}");
+        if backend_stats(&proxy, origin.addr).await["acks_headers_at_once"] == true {
+            marked = true;
+            break;
+        }
+    }
+    assert!(marked, "the stall was never noticed");
+    proxy.wait_for_log("acknowledging its headers at once").await;
+    let answers = join_all((0..12).map(|i| {
+        let c = c.clone();
+        let url = proxy.url(&format!("/many/{i}"));
+        async move { c.get(url).send().await.unwrap().text().await.unwrap() }
+    }))
+    .await;
+    assert!(answers.iter().all(|a| *a == body));
+}

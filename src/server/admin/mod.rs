@@ -336,6 +336,7 @@ impl AdminApp {
                             "in_flight": s.in_flight,
                             "requests": s.requests,
                             "failures": s.failures,
+                            "acks_headers_at_once": s.acks_headers_at_once,
                         })
                     })
                     .collect();
