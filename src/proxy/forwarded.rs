@@ -19,7 +19,6 @@ use super::context::RequestCtx;
 use super::request_id::X_REQUEST_ID;
 use crate::cache::surrogate;
 use crate::edge::rules::Rewrites;
-use crate::runtime::HeaderTarget;
 
 use crate::net::IpSet;
 
@@ -97,15 +96,15 @@ pub fn apply(req: &mut RequestHeader, downstream: Downstream) -> pingora::Result
             })?,
         None => peer,
     };
-    req.set_static(X_FORWARDED_FOR, xff)?;
+    req.insert_header(X_FORWARDED_FOR, xff)?;
 
     if !(downstream.trusted && req.headers.contains_key(X_FORWARDED_PROTO)) {
         let proto = if downstream.tls { "https" } else { "http" };
-        req.set_static(X_FORWARDED_PROTO, HeaderValue::from_static(proto))?;
+        req.insert_header(X_FORWARDED_PROTO, HeaderValue::from_static(proto))?;
     }
     if !(downstream.trusted && req.headers.contains_key(X_FORWARDED_HOST)) {
         match req.headers.get(http::header::HOST).cloned() {
-            Some(host) => req.set_static(X_FORWARDED_HOST, host)?,
+            Some(host) => req.insert_header(X_FORWARDED_HOST, host)?,
             None => {
                 req.remove_header(X_FORWARDED_HOST);
             }
@@ -156,7 +155,7 @@ pub(super) fn upstream_request(
     }
     upstream.append_header(header::VIA, via_value(session.req_header().version))?;
     if let Some(id) = &ctx.request_id {
-        upstream.set_static(X_REQUEST_ID, id.clone())?;
+        upstream.insert_header(X_REQUEST_ID, id.clone())?;
     }
     if let Some(cc) = ctx.cache.as_mut() {
         cc.request_time = Some(SystemTime::now());

@@ -10,7 +10,6 @@ use pingora::{ErrorSource, ErrorType};
 use super::context::RequestCtx;
 use super::request_id::X_REQUEST_ID;
 use crate::limits;
-use crate::runtime::HeaderTarget;
 
 /// The status code to answer with after `e`, or `None` when the client is
 /// gone and nothing can be sent.
@@ -213,7 +212,7 @@ pub fn finish_response_header(
         response.set_version(http::Version::HTTP_11);
     }
     if let Some(id) = &ctx.request_id {
-        response.set_static(X_REQUEST_ID, id.clone())?;
+        response.insert_header(X_REQUEST_ID, id.clone())?;
     }
     // The RateLimit headers of the limits this request passed.
     if let Some((policy, state)) = limits::header_values(&ctx.rate_reports) {

@@ -14,16 +14,7 @@ pub trait HeaderTarget {
     fn insert(&mut self, name: &HeaderName, value: &HeaderValue) -> pingora::Result<()>;
     /// Adds `value` to `name`, keeping the existing values.
     fn append(&mut self, name: &HeaderName, value: &HeaderValue) -> pingora::Result<()>;
-    /// Replaces every value of the header named `name` (lowercase) with
-    /// `value`: for the names Palisade itself writes (`X-Forwarded-For`,
-    /// `X-Request-Id`), which a static name reaches without an allocation.
-    fn set_static(&mut self, name: &'static str, value: HeaderValue) -> pingora::Result<()>;
 }
-
-// Pingora keeps every header twice (values, and the names' original case)
-// and its `insert_header` searches both maps for an old value to replace:
-// twice the cost of an append. Most headers Palisade sets are absent from
-// the message, so they are appended after one lookup.
 
 macro_rules! impl_header_target {
     ($t:ty) => {
@@ -32,21 +23,10 @@ macro_rules! impl_header_target {
                 self.remove_header(name);
             }
             fn insert(&mut self, name: &HeaderName, value: &HeaderValue) -> pingora::Result<()> {
-                if self.headers.contains_key(name) {
-                    self.insert_header(name.clone(), value.clone())
-                } else {
-                    self.append_header(name.clone(), value.clone()).map(|_| ())
-                }
+                self.insert_header(name.clone(), value.clone())
             }
             fn append(&mut self, name: &HeaderName, value: &HeaderValue) -> pingora::Result<()> {
                 self.append_header(name.clone(), value.clone()).map(|_| ())
-            }
-            fn set_static(&mut self, name: &'static str, value: HeaderValue) -> pingora::Result<()> {
-                if self.headers.contains_key(name) {
-                    self.insert_header(name, value)
-                } else {
-                    self.append_header(name, value).map(|_| ())
-                }
             }
         }
     };
