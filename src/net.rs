@@ -127,7 +127,13 @@ pub fn ip_header_value(ip: IpAddr) -> http::HeaderValue {
             len += 1;
         }
         let digits = [octet / 100, octet / 10 % 10, octet % 10];
-        let skip = if octet >= 100 { 0 } else if octet >= 10 { 1 } else { 2 };
+        let skip = if octet >= 100 {
+            0
+        } else if octet >= 10 {
+            1
+        } else {
+            2
+        };
         for d in &digits[skip..] {
             text[len] = b'0' + d;
             len += 1;

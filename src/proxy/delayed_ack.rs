@@ -12,11 +12,14 @@
 //! µs of CPU per request on loopback, ~20 % of a pass-through). So the ACK
 //! is forced only for backends seen stalling: a body that started arriving
 //! [`STALL`] or more after its header on a reused connection marks the
-//! backend (a slow origin marked by mistake only pays that packet).
+//! backend for a minute (`upstream::HOLDS_BODIES_FOR`), after which it is
+//! watched again. A backend marked by mistake (a slow body, a proxy too busy
+//! to read on time) only pays that packet per response, for that minute.
 
 use std::time::{Duration, Instant};
 
 use super::context::RequestCtx;
+use crate::upstream::state::now_ms;
 
 /// A body starting this long after its header, on a reused connection,
 /// was held behind the delayed ACK (Linux delays at least 40 ms).
@@ -32,7 +35,7 @@ pub fn header_read(ctx: &mut RequestCtx) {
     let known = ctx
         .backend
         .as_ref()
-        .is_some_and(|b| b.state.holds_bodies_for_acks());
+        .is_some_and(|b| b.state.acks_headers_at_once(now_ms()));
     if known {
         crate::net::acknowledge_now(fd);
     } else {
@@ -46,15 +49,18 @@ pub fn body_piece(ctx: &mut RequestCtx) {
     let Some(at) = ctx.upstream_header_at.take() else {
         return;
     };
-    if at.elapsed() >= STALL {
-        if let Some(backend) = &ctx.backend {
-            if !backend.state.holds_bodies_for_acks() {
-                tracing::info!(
-                    backend = %backend.label,
-                    "backend holds response bodies until their header is acknowledged; acknowledging its headers at once from now on"
-                );
-                backend.state.note_body_held_for_ack();
-            }
-        }
+    if at.elapsed() < STALL {
+        return;
+    }
+    let Some(backend) = &ctx.backend else {
+        return;
+    };
+    if backend.state.note_body_held_for_ack(now_ms()) {
+        tracing::info!(
+            backend = %backend.label,
+            "backend holds response bodies until their header is acknowledged; acknowledging its headers at once from now on"
+        );
+    } else {
+        tracing::debug!(backend = %backend.label, "response body held for the ACK of its header again");
     }
 }

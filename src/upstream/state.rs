@@ -17,6 +17,12 @@ pub fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
+/// How long a backend seen holding a body until its header was
+/// acknowledged gets its headers acknowledged at once; then it is watched
+/// again, so that a stall seen by mistake (a slow body, an overloaded
+/// proxy) costs at most this long.
+pub const HOLDS_BODIES_FOR: Duration = Duration::from_secs(60);
+
 /// Passive health (outlier ejection) rules of a pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EjectionRules {
@@ -42,7 +48,7 @@ pub struct BackendState {
     in_flight: AtomicU32,
     requests: AtomicU64,
     failures: AtomicU64,
-    holds_bodies: AtomicBool,
+    holds_bodies_until_ms: AtomicU64,
 }
 
 impl Default for BackendState {
@@ -59,7 +65,7 @@ impl Default for BackendState {
             in_flight: AtomicU32::new(0),
             requests: AtomicU64::new(0),
             failures: AtomicU64::new(0),
-            holds_bodies: AtomicBool::new(false),
+            holds_bodies_until_ms: AtomicU64::new(0),
         }
     }
 }
@@ -114,16 +120,21 @@ impl BackendState {
         self.healthy.load(Ordering::Relaxed)
     }
 
-    /// Whether this backend has been seen holding a response body back
-    /// until its header was acknowledged (see `proxy::delayed_ack`).
-    pub fn holds_bodies_for_acks(&self) -> bool {
-        self.holds_bodies.load(Ordering::Relaxed)
+    /// Whether this backend's response headers are acknowledged at once
+    /// at `now` (ms): it was seen holding a body back until its header was
+    /// acknowledged, less than [`HOLDS_BODIES_FOR`] ago (see
+    /// `proxy::delayed_ack`).
+    pub fn acks_headers_at_once(&self, now: u64) -> bool {
+        self.holds_bodies_until_ms.load(Ordering::Relaxed) > now
     }
 
-    /// Notes that a response body from this backend waited for the
-    /// acknowledgement of its header.
-    pub fn note_body_held_for_ack(&self) {
-        self.holds_bodies.store(true, Ordering::Relaxed);
+    /// Notes at `now` (ms) that a response body from this backend waited
+    /// for the acknowledgement of its header; returns whether the backend
+    /// was never marked before.
+    pub fn note_body_held_for_ack(&self, now: u64) -> bool {
+        let until =
+            now.saturating_add(u64::try_from(HOLDS_BODIES_FOR.as_millis()).unwrap_or(u64::MAX));
+        self.holds_bodies_until_ms.swap(until, Ordering::Relaxed) == 0
     }
 
     /// Requests in flight.
@@ -233,7 +244,7 @@ impl BackendState {
             in_flight: self.in_flight(),
             requests: self.requests.load(Ordering::Relaxed),
             failures: self.failures.load(Ordering::Relaxed),
-            acks_headers_at_once: self.holds_bodies_for_acks(),
+            acks_headers_at_once: self.acks_headers_at_once(now),
         }
     }
 }

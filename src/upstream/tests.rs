@@ -126,3 +126,17 @@ fn only_the_configured_statuses_count_as_backend_failures() {
     let all = pool("backends: [127.0.0.1:1]\npassive_health: { failure_statuses: [500, 502] }");
     assert!(all.counts_as_failure(500) && !all.counts_as_failure(503));
 }
+
+#[test]
+fn a_backend_marked_for_holding_bodies_is_watched_again_after_a_while() {
+    let state = state::BackendState::default();
+    let now = 1_000_000;
+    let lasts = u64::try_from(state::HOLDS_BODIES_FOR.as_millis()).unwrap();
+    assert!(!state.acks_headers_at_once(now));
+    assert!(state.note_body_held_for_ack(now), "the first mark");
+    assert!(state.acks_headers_at_once(now + 1));
+    assert!(state.acks_headers_at_once(now + lasts - 1));
+    assert!(!state.acks_headers_at_once(now + lasts), "expired");
+    assert!(!state.note_body_held_for_ack(now + lasts), "marked before");
+    assert!(state.acks_headers_at_once(now + lasts + 1));
+}

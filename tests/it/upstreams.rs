@@ -630,7 +630,9 @@ async fn a_backend_holding_bodies_for_the_ack_of_their_header_gets_it_at_once() 
         }
     }
     assert!(marked, "the stall was never noticed");
-    proxy.wait_for_log("acknowledging its headers at once").await;
+    proxy
+        .wait_for_log("acknowledging its headers at once")
+        .await;
     let answers = join_all((0..12).map(|i| {
         let c = c.clone();
         let url = proxy.url(&format!("/many/{i}"));
