@@ -90,11 +90,8 @@ printf '%-28s %-8s %14s\n' binary scenario "instr/request"
 for bin in "$@"; do
   for scenario in "${scenarios[@]}"; do
     port="$(free_port)"
-    cat > "$work/palisade.yaml" <<YAML
-server: { threads: 1, grace_period: 0s, shutdown_timeout: 1s, pid_file: $work/p.pid, upgrade_socket: $work/u.sock }
-logging: { level: warn }
-listeners: [ { name: http, address: "127.0.0.1:$port" } ]
-upstreams: { origin: { backends: ["127.0.0.1:$origin_port"] } }
+    palisade_head "$work" "$port" "$origin_port" > "$work/palisade.yaml"
+    cat >> "$work/palisade.yaml" <<YAML
 cache: { policies: { default: {} } }
 routes:
   - { match: { path_prefix: /plain }, upstream: origin }

@@ -43,13 +43,7 @@ measure() { # NAME PORT
 
 for bin in "${bins[@]}"; do
   port="$(free_port)"
-  cat > "$work/palisade.yaml" <<YAML
-server: { threads: 1, grace_period: 0s, shutdown_timeout: 1s, pid_file: $work/p.pid, upgrade_socket: $work/u.sock }
-logging: { level: warn }
-listeners: [ { name: http, address: "127.0.0.1:$port" } ]
-upstreams: { origin: { backends: ["127.0.0.1:$origin_port"] } }
-routes: [ { upstream: origin } ]
-YAML
+  { palisade_head "$work" "$port" "$origin_port"; echo "routes: [ { upstream: origin } ]"; } > "$work/palisade.yaml"
   "$bin" run -c "$work/palisade.yaml" >"$work/palisade.log" 2>&1 & pid=$!
   pids+=($pid)
   wait_port "$port"
