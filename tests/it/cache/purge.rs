@@ -330,3 +330,66 @@ async fn stored_responses_can_be_listed_and_inspected() {
     let unauthorized = c.get(proxy.admin_url("/cache/keys")).send().await.unwrap();
     assert_eq!(unauthorized.status().as_u16(), 401);
 }
+
+/// Thirty clients at once on one hot key, purged in turn by every form
+/// there is (a URL without the port, `scheme: any` from an https URL,
+/// host + path, a prefix, a tag, the `PURGE` method): each purge takes the
+/// object out for all of them, the next wave costs the origin exactly one
+/// fetch (the others wait on the cache lock), and every answer is whole.
+#[tokio::test]
+async fn each_purge_of_a_hot_key_costs_one_origin_fetch_under_concurrency() {
+    let origin = Origin::start("origin").await;
+    origin.on(
+        "/",
+        Reply::text("hot body")
+            .header("cache-control", "max-age=600")
+            .header("surrogate-key", "hot")
+            .delay(std::time::Duration::from_millis(50)),
+    );
+    let config = format!(
+        "upstreams:\n  origin: {{ backends: [\"{}\"] }}\ncache:\n  max_size: 64MiB\nroutes:\n  - upstream: origin\n    cache: {{}}\n    purge: {{ ip_filter: {{ allow: [127.0.0.1/32] }} }}\n",
+        origin.address()
+    );
+    let proxy = Proxy::builder(config).admin().start().await;
+    let wave = || {
+        futures_util::future::join_all((0..30).map(|_| {
+            let proxy = &proxy;
+            async move {
+                let resp = get(proxy, "/hot", &[]).await;
+                (resp.status().as_u16(), resp.text().await.unwrap())
+            }
+        }))
+    };
+    let whole = |answers: Vec<(u16, String)>| {
+        assert!(
+            answers.iter().all(|(s, b)| *s == 200 && b == "hot body"),
+            "{answers:?}"
+        );
+    };
+    whole(wave().await);
+    whole(wave().await);
+    assert_eq!(origin.hits(), 1);
+
+    let authority = authority(&proxy);
+    let purges = [
+        serde_json::json!({"url": "http://127.0.0.1/hot"}),
+        serde_json::json!({"url": "https://127.0.0.1/hot", "scheme": "any"}),
+        serde_json::json!({"host": "127.0.0.1", "path": "/hot"}),
+        serde_json::json!({"prefix": format!("http://{authority}/ho")}),
+        serde_json::json!({"tag": "hot"}),
+    ];
+    for (i, body) in purges.into_iter().enumerate() {
+        let (code, answer) = purge(&proxy, body.clone()).await;
+        assert_eq!(
+            (code, answer["purged"].as_u64()),
+            (200, Some(1)),
+            "{body}: {answer}"
+        );
+        whole(wave().await);
+        assert_eq!(origin.hits(), i + 2, "after {body}");
+    }
+    let (code, answer) = purge_method(&proxy, "/hot", None).await;
+    assert_eq!((code, answer.trim()), (200, "{\"purged\":1}"));
+    whole(wave().await);
+    assert_eq!(origin.hits(), 7);
+}
