@@ -31,11 +31,8 @@ http { access_log off;
     location / { root $work; try_files /body =404; default_type text/plain;
                  add_header Cache-Control "public, max-age=3600"; } } }
 CONF
-cat >"$work/palisade.yaml" <<CONF
-server: { threads: 1, grace_period: 0s, shutdown_timeout: 1s }
-logging: { level: warn }
-listeners: [{ name: http, address: "127.0.0.1:$proxy" }]
-upstreams: { origin: { backends: ["127.0.0.1:$origin"] } }
+palisade_head "$work" "$proxy" "$origin" >"$work/palisade.yaml"
+cat >>"$work/palisade.yaml" <<CONF
 cache: { max_size: 2GiB, policies: { default: {} } }
 routes: [{ upstream: origin, cache: default }]
 admin: { address: "127.0.0.1:$admin", token: $token }

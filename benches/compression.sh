@@ -40,11 +40,8 @@ http { access_log off; keepalive_requests 1000000;
     location / { root $work; try_files /page.html =404; default_type text/html;
                  add_header Cache-Control "max-age=3600"; } } }
 CONF
-cat >"$work/palisade.yaml" <<CONF
-server: { threads: 1, grace_period: 0s, shutdown_timeout: 1s }
-logging: { level: warn }
-listeners: [{ name: http, address: "127.0.0.1:$proxy" }]
-upstreams: { origin: { backends: ["127.0.0.1:$origin"] } }
+palisade_head "$work" "$proxy" "$origin" >"$work/palisade.yaml"
+cat >>"$work/palisade.yaml" <<CONF
 cache: { max_size: 2GiB }
 routes: [{ upstream: origin, cache: {}, compression: {} }]
 CONF

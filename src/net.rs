@@ -152,7 +152,7 @@ pub fn ip_header_value(ip: IpAddr) -> http::HeaderValue {
 /// frameworks) holds the body back until its header is acknowledged, so
 /// every response would stall that long. Called once the response header
 /// has been read; a no-op where the option does not exist.
-pub fn acknowledge_now(fd: i32) {
+pub fn acknowledge_now(fd: std::os::fd::RawFd) {
     #[cfg(target_os = "linux")]
     {
         let on: libc::c_int = 1;

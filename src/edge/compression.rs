@@ -163,9 +163,10 @@ impl CompressionPolicy {
     /// The compression state for one response to a request whose
     /// (normalised) header is `req`.
     pub fn context(&self, req: &RequestHeader) -> Compressor {
+        let accepted = self.choose(req.headers.get(header::ACCEPT_ENCODING));
         Compressor {
-            accepted: self.choose(req.headers.get(header::ACCEPT_ENCODING)),
-            levels: (self.brotli, self.zstd, self.gzip),
+            accepted,
+            level: self.level(accepted),
             codec: None,
             remaining: None,
         }
@@ -181,7 +182,8 @@ impl CompressionPolicy {
 /// last).
 pub struct Compressor {
     accepted: Coding,
-    levels: (u32, u32, u32),
+    /// The policy's level for `accepted`.
+    level: u32,
     codec: Option<Codec>,
     remaining: Option<u64>,
 }
@@ -312,7 +314,6 @@ impl Compressor {
     /// coding changes (`Content-Encoding`, `Vary: Accept-Encoding`, a weak
     /// `ETag`, no length or ranges). The codec's name, when there is one.
     pub fn response_header(&mut self, resp: &mut ResponseHeader) -> Option<&'static str> {
-        let (brotli, zstd, gzip) = self.levels;
         let codec = match resp.headers.get(header::CONTENT_ENCODING) {
             // Already coded: decoded only for a client that accepts no
             // coding (`applies_to` let it through only with `decompress`).
@@ -320,15 +321,7 @@ impl Compressor {
                 Coding::Identity => ce.to_str().ok().and_then(Codec::decoder),
                 _ => None,
             },
-            None => {
-                let level = match self.accepted {
-                    Coding::Brotli => brotli,
-                    Coding::Zstd => zstd,
-                    Coding::Gzip => gzip,
-                    Coding::Identity => 0,
-                };
-                Codec::encoder(self.accepted, level)
-            }
+            None => Codec::encoder(self.accepted, self.level),
         };
         add_vary(resp);
         let codec = codec?;

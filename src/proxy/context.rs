@@ -57,10 +57,10 @@ pub struct RequestCtx {
     pub backend: Option<Arc<Backend>>,
     /// The socket of the current upstream attempt's connection, when it
     /// was reused (valid while the attempt runs; see `delayed_ack`).
-    pub upstream_socket: Option<i32>,
-    /// When the upstream response header was read, while watching for a
-    /// body held behind its ACK (see `delayed_ack`).
-    pub upstream_header_at: Option<Instant>,
+    pub upstream_socket: Option<std::os::fd::RawFd>,
+    /// The first piece of the upstream body is watched for having been held
+    /// behind the ACK of its header (see `delayed_ack`).
+    pub watching_for_held_body: bool,
     /// Backends this request has tried, in order.
     pub tried: Vec<SocketAddr>,
     /// Each failed upstream attempt: the backend's label and what went
@@ -128,7 +128,7 @@ impl RequestCtx {
             peer_trusted: false,
             backend: None,
             upstream_socket: None,
-            upstream_header_at: None,
+            watching_for_held_body: false,
             tried: Vec::new(),
             failed_attempts: Vec::new(),
             retries: 0,

@@ -25,9 +25,10 @@ use crate::upstream::state::now_ms;
 /// was held behind the delayed ACK (Linux delays at least 40 ms).
 pub const STALL: Duration = Duration::from_millis(30);
 
-/// The upstream response header was read: the ACK is forced on a reused
-/// connection to a backend known to wait for it; otherwise the time is
-/// noted to watch for the stall.
+/// The upstream response header was read (after
+/// `attempts::response_received`, which timed it): the ACK is forced on a
+/// reused connection to a backend known to wait for it; otherwise the
+/// first body piece is watched for the stall.
 pub fn header_read(ctx: &mut RequestCtx) {
     let Some(fd) = ctx.upstream_socket else {
         return;
@@ -39,17 +40,23 @@ pub fn header_read(ctx: &mut RequestCtx) {
     if known {
         crate::net::acknowledge_now(fd);
     } else {
-        ctx.upstream_header_at = Some(Instant::now());
+        ctx.watching_for_held_body = true;
     }
+}
+
+/// When the response header arrived: the attempt's start plus the time
+/// `attempts::response_received` measured to it.
+fn header_arrived(ctx: &RequestCtx) -> Option<Instant> {
+    Some(ctx.upstream_started? + ctx.upstream_elapsed?)
 }
 
 /// A piece of the upstream body (or its end) arrived: the first one after
 /// a watched header tells whether the backend held it for the ACK.
 pub fn body_piece(ctx: &mut RequestCtx) {
-    let Some(at) = ctx.upstream_header_at.take() else {
+    if !std::mem::take(&mut ctx.watching_for_held_body) {
         return;
-    };
-    if at.elapsed() < STALL {
+    }
+    if header_arrived(ctx).is_none_or(|at| at.elapsed() < STALL) {
         return;
     }
     let Some(backend) = &ctx.backend else {

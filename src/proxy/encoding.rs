@@ -12,8 +12,9 @@ use super::context::RequestCtx;
 use crate::observe::metrics::metrics;
 
 /// The origin's response header: when the route compresses and the
-/// response qualifies, Pingora's compression state takes it (coding,
-/// `Vary: Accept-Encoding`, weakened `ETag`, no length).
+/// response qualifies, the route's compressor takes it (coding,
+/// `Vary: Accept-Encoding`, weakened `ETag`, no length) and is kept in
+/// the request's context for the body.
 pub(super) fn response_header(session: &Session, resp: &mut ResponseHeader, ctx: &mut RequestCtx) {
     let Some(policy) = ctx.route().and_then(|r| r.compression.as_ref()) else {
         return;

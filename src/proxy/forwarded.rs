@@ -72,31 +72,24 @@ pub struct Downstream {
 /// Sets the forwarding headers on the request sent upstream.
 pub fn apply(req: &mut RequestHeader, downstream: Downstream) -> pingora::Result<()> {
     let peer = crate::net::ip_header_value(downstream.peer.to_canonical());
-    let previous = downstream
-        .trusted
-        .then(|| {
-            let hops: Vec<&str> = req
-                .headers
-                .get_all(X_FORWARDED_FOR)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .map(str::trim)
-                .filter(|v| !v.is_empty())
-                .collect();
-            (!hops.is_empty()).then(|| hops.join(", "))
-        })
-        .flatten();
-    let xff = match previous {
-        Some(hops) => HeaderValue::from_str(&format!("{hops}, {}", peer.to_str().unwrap_or("")))
-            .map_err(|e| {
-                pingora::Error::explain(
-                    pingora::ErrorType::InvalidHTTPHeader,
-                    format!("X-Forwarded-For: {e}"),
-                )
-            })?,
-        None => peer,
+    // From a trusted proxy the hops it reports are kept before the peer.
+    let hops: Vec<&str> = if downstream.trusted {
+        req.headers
+            .get_all(X_FORWARDED_FOR)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .collect()
+    } else {
+        Vec::new()
     };
-    req.insert_header(X_FORWARDED_FOR, xff)?;
+    if hops.is_empty() {
+        req.insert_header(X_FORWARDED_FOR, peer)?;
+    } else {
+        let xff = format!("{}, {}", hops.join(", "), peer.to_str().unwrap_or(""));
+        req.insert_header(X_FORWARDED_FOR, xff)?;
+    }
 
     if !(downstream.trusted && req.headers.contains_key(X_FORWARDED_PROTO)) {
         let proto = if downstream.tls { "https" } else { "http" };

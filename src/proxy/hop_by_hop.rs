@@ -7,14 +7,14 @@
 //! `101 Switching Protocols`) and every header the upstream's `Connection`
 //! header names.
 
-use http::header;
+use http::{header, HeaderName};
 use pingora::http::ResponseHeader;
 
 /// Removes hop-by-hop headers from an upstream response.
 pub fn strip_response(resp: &mut ResponseHeader) {
     // Most responses carry none: one pass over the names costs less than
     // the removals' lookups in both of Pingora's header maps.
-    if !resp.headers.keys().any(is_hop_by_hop) {
+    if !resp.headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
         return;
     }
     let switching = resp.status == http::StatusCode::SWITCHING_PROTOCOLS;
@@ -33,24 +33,24 @@ pub fn strip_response(resp: &mut ResponseHeader) {
         }
         resp.remove_header(name.as_str());
     }
-    resp.remove_header("keep-alive");
-    resp.remove_header("proxy-connection");
-    resp.remove_header(&header::TE);
-    if !switching {
-        resp.remove_header(&header::UPGRADE);
-        resp.remove_header(&header::CONNECTION);
+    for name in &HOP_BY_HOP {
+        // A 101 keeps what the protocol switch needs.
+        let for_the_switch = *name == header::UPGRADE || *name == header::CONNECTION;
+        if !(switching && for_the_switch) {
+            resp.remove_header(name);
+        }
     }
 }
 
-/// Whether `name` is one of the hop-by-hop headers removed whatever the
-/// `Connection` header names.
-fn is_hop_by_hop(name: &http::HeaderName) -> bool {
-    *name == header::CONNECTION
-        || *name == header::TE
-        || *name == header::UPGRADE
-        || name.as_str() == "keep-alive"
-        || name.as_str() == "proxy-connection"
-}
+/// The hop-by-hop headers removed whatever `Connection` names (`Upgrade`
+/// and `Connection` stay on a `101`).
+const HOP_BY_HOP: [HeaderName; 5] = [
+    header::CONNECTION,
+    header::TE,
+    header::UPGRADE,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+];
 
 /// Why an upstream response's framing is refused, or `None` when it is
 /// acceptable: a `Transfer-Encoding` other than `chunked` (RFC 9112 §6.1).

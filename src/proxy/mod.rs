@@ -276,13 +276,13 @@ impl ProxyHttp for Palisade {
                 format!("the upstream response uses {why}"),
             ));
         }
-        delayed_ack::header_read(ctx);
         hop_by_hop::strip_response(upstream_response);
         if respond::is_interim(upstream_response) {
             // 103 Early Hints, 102 Processing: passed on, never stored.
             return respond::forward_interim(session, upstream_response).await;
         }
         attempts::response_received(ctx, upstream_response);
+        delayed_ack::header_read(ctx);
         cache_phases::not_modified_received(session, ctx, upstream_response);
         encoding::response_header(session, upstream_response, ctx);
         Ok(())

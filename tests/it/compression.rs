@@ -232,7 +232,7 @@ fn check_rejects_unknown_codecs_and_impossible_levels() {
     let path = dir.path().join("palisade.yaml");
     std::fs::write(
         &path,
-        "listeners:\n  - name: http\n    address: 127.0.0.1:1\nupstreams:\n  o: { backends: [\"127.0.0.1:2\"] }\nroutes:\n  - upstream: o\n    compression: { gzip: 12, types: [html] }\n  - upstream: o\n    match: { path_prefix: /x }\n    compression: { lz4: 3 }\n",
+        "listeners:\n  - name: http\n    address: 127.0.0.1:1\nupstreams:\n  o: { backends: [\"127.0.0.1:2\"] }\nroutes:\n  - upstream: o\n    compression: { gzip: 12, types: [html] }\n  - upstream: o\n    match: { path_prefix: /x }\n    compression: { lz4: 3 }\n  - upstream: o\n    match: { path_prefix: /y }\n    compression: { gzip: 0, brotli: 0, zstd: 0 }\n",
     )
     .unwrap();
     let out = run_cli(&["check", "-c", path.to_str().unwrap()]);
@@ -243,6 +243,7 @@ fn check_rejects_unknown_codecs_and_impossible_levels() {
         "routes[0].compression.types[0]: `html` is not a media type",
         "routes[1].compression",
         "lz4",
+        "routes[2].compression: every codec is off",
     ] {
         assert!(
             stderr.contains(expected),
@@ -311,4 +312,57 @@ async fn an_origin_that_cuts_its_body_short_yields_no_valid_coded_body_and_nothi
         .await
         .map(|r| r.bytes());
     assert!(origin.hits() > before);
+}
+
+/// An origin that labels a body `Content-Encoding: gzip` but sends
+/// something else, on a route that decodes for identity clients: ten
+/// clients at once, and none gets a `200` with a complete body (the
+/// response is cut or refused), the failure is logged, nothing is stored,
+/// and the proxy goes on serving.
+#[tokio::test]
+async fn a_coded_body_that_does_not_decode_is_cut_logged_and_not_stored() {
+    let origin = Origin::start("web").await;
+    origin.on(
+        "/",
+        Reply::text("this is not gzip at all, ".repeat(200))
+            .header("content-type", "text/html")
+            .header("content-encoding", "gzip")
+            .header("cache-control", "max-age=600"),
+    );
+    origin.on(
+        "/fine",
+        Reply::text(page())
+            .header("content-type", "text/html")
+            .header("cache-control", "max-age=600"),
+    );
+    let proxy = Proxy::start(config(&origin, "{ decompress: true }")).await;
+    let answers = join_all((0..10).map(|_| async {
+        let resp = client()
+            .get(proxy.url("/bad"))
+            .header("accept-encoding", "identity")
+            .send()
+            .await?;
+        let status = resp.status().as_u16();
+        resp.bytes().await.map(|b| (status, b.len()))
+    }))
+    .await;
+    for answer in &answers {
+        if let Ok((status, len)) = answer {
+            assert_ne!(*status, 200, "a {len}-byte body passed off as the page");
+        }
+    }
+    proxy
+        .wait_for_log("cannot transcode the response body")
+        .await;
+    let before = origin.hits();
+    let _ = client()
+        .get(proxy.url("/bad"))
+        .header("accept-encoding", "identity")
+        .send()
+        .await
+        .map(|r| r.bytes());
+    assert!(origin.hits() > before, "a broken body was stored");
+    let (headers, coded) = get_coded(&proxy, "/fine", "gzip").await;
+    assert_eq!(headers["content-encoding"], "gzip");
+    assert_eq!(decode("gzip", &coded), page().as_bytes());
 }
