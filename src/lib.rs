@@ -30,6 +30,7 @@
 
 pub mod auth;
 pub mod cache;
+pub mod cluster;
 pub mod config;
 pub mod edge;
 pub mod limits;

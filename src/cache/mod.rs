@@ -39,10 +39,16 @@ use crate::config::CacheConfig;
 /// what the origin says of the URL: it must not teach the predictor that the
 /// URL is uncacheable.
 fn is_request_specific(reason: &'static str) -> bool {
-    freshness::NotStorable::REQUEST_SPECIFIC
-        .iter()
-        .any(|r| r.as_str() == reason)
+    reason == NO_LOCAL_COPY
+        || freshness::NotStorable::REQUEST_SPECIFIC
+            .iter()
+            .any(|r| r.as_str() == reason)
 }
+
+/// The `NoCacheReason::Custom` label of a response fetched from the key's
+/// owner node and not copied here (`local_copy_ttl: 0s`): it says nothing
+/// of whether the URL is cacheable.
+pub const NO_LOCAL_COPY: &str = "no-local-copy";
 
 /// Shards of the uncacheable-key memory; 32 × 8192 keys.
 const PREDICTOR_SHARDS: usize = 32;

@@ -38,6 +38,8 @@ pub struct CachePolicy {
     /// client sees them: `Surrogate-Control`, `Surrogate-Key`,
     /// `Cache-Tag`, and the targeted fields unless forwarded.
     pub stripped_downstream: Box<[HeaderName]>,
+    /// Misses are fetched from the key's owner node (`cache.cluster`).
+    pub cluster: bool,
 }
 
 /// The fields [`CachePolicy::stripped_downstream`] lists.
@@ -59,6 +61,7 @@ impl CachePolicy {
         Self {
             name: name.into(),
             enabled: config.enabled,
+            cluster: config.cluster,
             query: QueryOptions {
                 ignore: config.key.ignore_query,
                 sort: config.key.sort_query,

@@ -7,6 +7,7 @@ use indexmap::IndexMap;
 use serde::de::{self, value::MapAccessDeserializer, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
+use super::cluster::ClusterConfig;
 use super::header::HeaderName;
 use super::units::{ByteSize, HumanDuration};
 
@@ -44,6 +45,9 @@ pub struct CacheConfig {
     pub stale_retention: HumanDuration,
     /// Named policies that routes refer to.
     pub policies: IndexMap<String, CachePolicyConfig>,
+    /// The fleet this node shares its cache with (policies opt in with
+    /// `cluster: true`).
+    pub cluster: Option<ClusterConfig>,
 }
 
 impl Default for CacheConfig {
@@ -55,6 +59,7 @@ impl Default for CacheConfig {
             lock_timeout: HumanDuration::from_secs(10),
             stale_retention: HumanDuration::from_secs(3600),
             policies: IndexMap::new(),
+            cluster: None,
         }
     }
 }
@@ -110,6 +115,9 @@ pub struct CachePolicyConfig {
     /// Send `CDN-Cache-Control` and the `targeted_field` on to clients
     /// (for a CDN in front of Palisade). Off: they are removed.
     pub forward_targeted_fields: bool,
+    /// Share this policy's responses with the fleet (`cache.cluster`): a
+    /// miss is fetched from the key's owner node.
+    pub cluster: bool,
 }
 
 /// An origin directive a policy may ignore (`ignore_origin:`).
@@ -146,6 +154,7 @@ impl Default for CachePolicyConfig {
             targeted_field: None,
             cdn_cache_control: true,
             forward_targeted_fields: false,
+            cluster: false,
         }
     }
 }

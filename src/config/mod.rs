@@ -14,6 +14,7 @@ mod admin;
 mod auth;
 mod cache;
 mod cidr;
+mod cluster;
 mod compression;
 mod diagnostic;
 pub mod error_pages;
@@ -52,6 +53,7 @@ pub use cache::{
     IgnoreOrigin, RouteCache,
 };
 pub use cidr::Cidr;
+pub use cluster::{ClusterConfig, PurgeStreamConfig, MIN_CLUSTER_SECRET_LEN};
 pub use compression::CompressionConfig;
 pub use diagnostic::{did_you_mean, ConfigError, Diagnostic, LoadError, Report, Severity};
 pub use error_pages::{ErrorPageConfig, ErrorPagesConfig, GENERATED_STATUSES};
@@ -149,6 +151,14 @@ impl Config {
                 }
                 AuthPolicyConfig::ApiKey(_) | AuthPolicyConfig::AnyOf(_) => {}
             }
+        }
+        if let Some(p) = self
+            .cache
+            .cluster
+            .as_mut()
+            .and_then(|c| c.secret_file.as_mut())
+        {
+            resolve(p);
         }
         for upstream in self.upstreams.values_mut() {
             if let UpstreamTls::On(tls) = &mut upstream.tls {

@@ -21,6 +21,7 @@ use prometheus::{
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
+use super::cluster_metrics::ClusterMetrics;
 pub use crate::cache::status::CacheResult;
 use crate::cache::storage::StorageStats;
 
@@ -69,6 +70,8 @@ pub struct Metrics {
     config_info: IntGaugeVec,
     config_loaded: IntGauge,
     access_log_dropped: IntCounter,
+    /// The fleet's metrics (`cache.cluster`).
+    pub cluster: ClusterMetrics,
     routes: Mutex<HashMap<Arc<str>, Arc<RouteMetrics>>>,
     /// Serialises scrapes: gauges of backends are rebuilt on each.
     scrape: Mutex<()>,
@@ -80,25 +83,35 @@ pub fn metrics() -> &'static Metrics {
     &METRICS
 }
 
-fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+pub(super) fn counter_vec(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> IntCounterVec {
     let vec = IntCounterVec::new(Opts::new(name, help), labels).unwrap_or_else(|e| bad(name, e));
     register(registry, name, Box::new(vec.clone()));
     vec
 }
 
-fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+pub(super) fn gauge_vec(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> IntGaugeVec {
     let vec = IntGaugeVec::new(Opts::new(name, help), labels).unwrap_or_else(|e| bad(name, e));
     register(registry, name, Box::new(vec.clone()));
     vec
 }
 
-fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
+pub(super) fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
     let c = IntCounter::new(name, help).unwrap_or_else(|e| bad(name, e));
     register(registry, name, Box::new(c.clone()));
     c
 }
 
-fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+pub(super) fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
     let g = IntGauge::new(name, help).unwrap_or_else(|e| bad(name, e));
     register(registry, name, Box::new(g.clone()));
     g
@@ -111,7 +124,11 @@ fn histogram_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -
     vec
 }
 
-fn register(registry: &Registry, name: &str, collector: Box<dyn prometheus::core::Collector>) {
+pub(super) fn register(
+    registry: &Registry,
+    name: &str,
+    collector: Box<dyn prometheus::core::Collector>,
+) {
     if let Err(e) = registry.register(collector) {
         bad(name, e)
     }
@@ -290,6 +307,7 @@ impl Metrics {
                 "palisade_access_log_dropped_total",
                 "Access log lines dropped because the writer fell behind.",
             ),
+            cluster: ClusterMetrics::new(&r),
             routes: Mutex::new(HashMap::new()),
             scrape: Mutex::new(()),
             registry: r,

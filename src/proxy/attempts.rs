@@ -25,13 +25,17 @@ pub(super) fn upstream_error(kind: ErrorType, context: impl Into<String>) -> Box
 /// request has not tried, with what is left of the request deadline as its
 /// timeouts.
 pub(super) fn next_peer(session: &Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
-    let Some(pool) = ctx.pool().cloned() else {
-        return Error::e_explain(ErrorType::InternalError, "no route selected");
-    };
     // A retry: the previous attempt is over.
     if let Some(previous) = ctx.backend.take() {
         previous.state.end();
     }
+    ctx.via_owner = false;
+    if let Some(owner) = super::peer_fetch::owner_peer(session, ctx) {
+        return Ok(owner);
+    }
+    let Some(pool) = ctx.pool().cloned() else {
+        return Error::e_explain(ErrorType::InternalError, "no route selected");
+    };
     let remaining = match pool.request_timeout {
         Some(timeout) => {
             let deadline = *ctx.deadline.get_or_insert(ctx.started + timeout);
@@ -80,6 +84,9 @@ fn budget(ctx: &RequestCtx, pool: &upstream::Pool) -> retry::Budget {
 /// A connection that could not be made: counted against the backend, and
 /// retried on another one when the rule allows.
 pub(super) fn connect_failed(ctx: &mut RequestCtx, mut e: Box<Error>) -> Box<Error> {
+    if ctx.via_owner {
+        return super::peer_fetch::owner_failed(ctx, e, false);
+    }
     let Some(pool) = ctx.pool().cloned() else {
         return e;
     };
@@ -113,6 +120,9 @@ pub(super) fn sent_failed(
     // A keep-alive connection the backend had already closed is not the
     // backend's fault.
     let stale_connection = client_reused && matches!(e.retry, pingora::RetryType::ReusedOnly);
+    if ctx.via_owner {
+        return super::peer_fetch::owner_failed(ctx, e, stale_connection);
+    }
     // The backend timed out waiting while the client had not finished
     // sending its body: the client's fault (a slow upload), not the
     // backend's — neither counted against it nor retried.

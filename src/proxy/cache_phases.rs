@@ -59,7 +59,9 @@ pub(super) async fn serve_fresh_hit(
     }
     let header_only = not_modified || req.method == http::Method::HEAD;
     response_header(cache, session, &mut header, ctx)?;
-    respond::finish_response_header(session, &mut header, ctx)?;
+    if !ctx.from_peer {
+        respond::finish_response_header(session, &mut header, ctx)?;
+    }
     session
         .write_response_header(Box::new(header), header_only)
         .await?;
@@ -271,8 +273,11 @@ pub(super) fn response_header(
     let Some(cc) = ctx.cache.as_mut() else {
         return Ok(());
     };
-    for name in cc.policy.stripped_downstream.iter() {
-        response.remove_header(name);
+    if !ctx.from_peer {
+        // A peer keeps what is meant for caches: tags, targeted fields.
+        for name in cc.policy.stripped_downstream.iter() {
+            response.remove_header(name);
+        }
     }
     if let Some(stored) = cc.unidentified_by_304.take() {
         // Served as stored: the 304's fields describe another
@@ -287,7 +292,7 @@ pub(super) fn response_header(
     if cc.stored && cc.fill.is_none() {
         cc.fill = fill_of(cache, session);
     }
-    if cc.policy.cache_status {
+    if cc.policy.cache_status || ctx.from_peer {
         let status = caching::status(
             cc,
             session.cache.phase(),

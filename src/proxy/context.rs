@@ -108,6 +108,13 @@ pub struct RequestCtx {
     pub intercepted: Option<bytes::Bytes>,
     /// Concurrency slots held until the request ends.
     pub permits: Vec<OwnedSemaphorePermit>,
+    /// The request is a verified peer fetch from another node of the fleet
+    /// (it is answered from this node's cache or origin, never forwarded
+    /// to another node).
+    pub from_peer: bool,
+    /// The current upstream attempt goes to the key's owner node, not to
+    /// the origin.
+    pub via_owner: bool,
 }
 
 impl RequestCtx {
@@ -145,6 +152,8 @@ impl RequestCtx {
             identity: None,
             rate_reports: Vec::new(),
             permits: Vec::new(),
+            from_peer: false,
+            via_owner: false,
         }
     }
 
@@ -178,8 +187,12 @@ impl RequestCtx {
             })
     }
 
-    /// The pool of the matched route.
+    /// The pool of the current attempt: the fleet's nodes while it goes to
+    /// a key's owner, else the matched route's.
     pub fn pool(&self) -> Option<&Arc<Pool>> {
+        if self.via_owner {
+            return self.runtime.cluster.as_ref().map(|c| &c.pool);
+        }
         self.route().and_then(|r| self.runtime.pools.get(r.pool))
     }
 

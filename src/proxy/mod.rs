@@ -16,7 +16,8 @@
 //! cache_hit_filter ──────┤── a usable stored response ends here
 //! proxy_upstream_filter  │   only-if-cached, lock timeout; limits
 //! cache_vary_filter ─────┘   (scope: upstream_only)
-//! upstream_peer ──────────── attempts.rs: backend, deadline
+//! upstream_peer ──────────── attempts.rs: backend, deadline; the key's
+//!   │                        owner node first (peer_fetch.rs)
 //! fail_to_connect ────────── attempts.rs: blame, retry (upstream/retry.rs)
 //! upstream_request_filter ── forwarded.rs: the header sent upstream
 //! error_while_proxy ──────── attempts.rs: blame, replay or retry
@@ -46,6 +47,7 @@ pub mod fresh_hit;
 pub mod hop_by_hop;
 mod limiting;
 mod outcome;
+mod peer_fetch;
 mod purge_method;
 mod refusal;
 mod request;
@@ -242,6 +244,9 @@ impl ProxyHttp for Palisade {
         upstream: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        if ctx.via_owner {
+            return peer_fetch::owner_request(session, upstream, ctx);
+        }
         forwarded::upstream_request(session, upstream, ctx)
     }
 
@@ -282,6 +287,9 @@ impl ProxyHttp for Palisade {
             return respond::forward_interim(session, upstream_response).await;
         }
         attempts::response_received(ctx, upstream_response);
+        if ctx.via_owner {
+            peer_fetch::owner_answered(upstream_response);
+        }
         delayed_ack::header_read(ctx);
         cache_phases::not_modified_received(session, ctx, upstream_response);
         encoding::response_header(session, upstream_response, ctx);
@@ -295,7 +303,11 @@ impl ProxyHttp for Palisade {
         resp: &ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<RespCacheable> {
-        Ok(cache_phases::storage(self.cache, session, resp, ctx))
+        let decision = cache_phases::storage(self.cache, session, resp, ctx);
+        if ctx.via_owner {
+            return Ok(peer_fetch::local_copy(decision, ctx));
+        }
+        Ok(decision)
     }
 
     /// Whether a stored response still matches the client's conditional
@@ -325,6 +337,10 @@ impl ProxyHttp for Palisade {
             return Ok(());
         }
         cache_phases::response_header(self.cache, session, response, ctx)?;
+        if ctx.from_peer {
+            // The node that asked decorates the response for its client.
+            return Ok(());
+        }
         respond::intercept_error(response, ctx)?;
         respond::finish_response_header(session, response, ctx)
     }

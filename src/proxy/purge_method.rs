@@ -57,11 +57,26 @@ pub async fn answer(
     let purged = cache.storage.purge(&selector);
     metrics().purged(purged as u64);
     info!(route = %route.name, url = %uri, purged, client = ?ctx.client_ip, "PURGE");
-    let body = if purged == 0 {
-        "{\"purged\":0,\"note\":\"nothing stored matched\"}\n".to_string()
+    let mut answer = if purged == 0 {
+        serde_json::json!({ "purged": 0, "note": "nothing stored matched" })
     } else {
-        format!("{{\"purged\":{purged}}}\n")
+        serde_json::json!({ "purged": purged })
     };
+    if let (Some(bus), Some(cluster)) = (&ctx.runtime.purge_bus, &ctx.runtime.cluster) {
+        // The same purge in the admin API's words, for every node.
+        let path = uri.path_and_query().map_or("/", |p| p.as_str());
+        let fleet_purge =
+            serde_json::json!({ "host": host.name(), "path": path, "scheme": "any" }).to_string();
+        let report = bus
+            .broadcast(&fleet_purge, cluster.pool.backends().len())
+            .await;
+        if let (Some(answer), serde_json::Value::Object(fleet)) =
+            (answer.as_object_mut(), report.to_json())
+        {
+            answer.extend(fleet);
+        }
+    }
+    let body = format!("{answer}\n");
     Refusal::new(200, "PURGE answered")
         .with_header(
             header::CONTENT_TYPE,

@@ -12,7 +12,7 @@ use super::admission;
 use super::cache_phases;
 use super::context::{ClientFault, RequestCtx};
 use super::refusal::{self, Refusal};
-use super::{client_timing, forwarded, is_tls, limiting, purge_method, request_id};
+use super::{client_timing, forwarded, is_tls, limiting, peer_fetch, purge_method, request_id};
 use crate::cache::transaction as caching;
 use crate::cache::CacheStore;
 use crate::config::LimitScope;
@@ -35,7 +35,12 @@ pub(super) async fn admit(
         session.set_read_timeout(Some(l.client_body_timeout));
     }
     identify_client(session, ctx);
-    if let Err(refusal) = checks(cache, runtime, listener, session, ctx).await {
+    let checked = match peer_fetch::admit(session.req_header_mut(), ctx) {
+        Ok(true) => peer_checks(runtime, session, ctx),
+        Ok(false) => checks(cache, runtime, listener, session, ctx).await,
+        Err(refusal) => Err(refusal),
+    };
+    if let Err(refusal) = checked {
         refusal::answer(session, ctx, refusal).await?;
         return Ok(true);
     }
@@ -95,6 +100,42 @@ async fn checks(
     Ok(())
 }
 
+/// The checks of a verified peer fetch: the node that forwarded it made
+/// the client-facing ones (addresses, HTTPS, credentials, limits); the
+/// route, its URI normalisation and the cache's request rules still apply.
+fn peer_checks(
+    runtime: &Runtime,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+) -> Result<(), Refusal> {
+    let req = session.req_header();
+    let host = host_of(req)?;
+    let routed = admission::route(runtime, &host, req)?;
+    ctx.route = Some(routed.route);
+    if let Some(uri) = routed.normalised_uri {
+        session.req_header_mut().set_uri(uri);
+    }
+    body_size(session.req_header(), ctx)?;
+    if let Some(policy) = ctx.route().and_then(|r| r.compression.as_ref()) {
+        policy
+            .normalise_request(session.req_header_mut())
+            .map_err(|_| Refusal::new(500, "cannot rewrite Accept-Encoding"))?;
+    }
+    Ok(())
+}
+
+/// The request's host (`400` when missing on HTTP/1.1 or malformed).
+fn host_of(req: &RequestHeader) -> Result<std::borrow::Cow<'_, str>, Refusal> {
+    match crate::edge::host::raw_of_request(req) {
+        Some(raw) => Host::parse(raw)
+            .map(Host::into_name)
+            .map_err(|_| Refusal::new(400, "request with a malformed Host")),
+        // HTTP/1.1 requires Host (RFC 9112 §3.2); HTTP/1.0 may omit it.
+        None if req.version == http::Version::HTTP_10 => Ok("".into()),
+        None => Err(Refusal::new(400, "request without Host header")),
+    }
+}
+
 /// The request id, the TCP peer, and the client address (what a trusted
 /// proxy says, or the peer).
 fn identify_client(session: &Session, ctx: &mut RequestCtx) {
@@ -122,14 +163,7 @@ fn route(
     tls: bool,
     ctx: &mut RequestCtx,
 ) -> Result<Option<http::Uri>, Refusal> {
-    let host = match crate::edge::host::raw_of_request(req) {
-        Some(raw) => Host::parse(raw)
-            .map(Host::into_name)
-            .map_err(|_| Refusal::new(400, "request with a malformed Host"))?,
-        // HTTP/1.1 requires Host (RFC 9112 §3.2); HTTP/1.0 may omit it.
-        None if req.version == http::Version::HTTP_10 => "".into(),
-        None => return Err(Refusal::new(400, "request without Host header")),
-    };
+    let host = host_of(req)?;
     let refused = |ctx: &mut RequestCtx, by: &str| ctx.refused_by = Some(by.to_string());
     admission::client_address(listener, None, ctx.client_ip)
         .inspect_err(|_| refused(ctx, "ip_filter"))?;

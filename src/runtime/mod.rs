@@ -20,6 +20,8 @@ pub use router::{RouteId, Router};
 
 use crate::auth::Authenticator;
 use crate::cache::CachePolicy;
+use crate::cluster::purge_bus::PurgeBus;
+use crate::cluster::Cluster;
 use crate::config::{
     Config, ConfigError, EncodedSlashes, HstsConfig, HttpsMode, KeyPath, RouteCache,
 };
@@ -145,6 +147,59 @@ pub struct Carried {
     pub health: Arc<HealthRegistry>,
     /// Limits (and their counters), by name while their settings stay.
     pub limits: LimitRegistry,
+    /// The fleet's purge stream, set up by the first configuration (its
+    /// reader runs for the life of the process).
+    purge_bus: std::sync::OnceLock<Option<(crate::config::PurgeStreamConfig, Arc<PurgeBus>)>>,
+}
+
+impl Carried {
+    /// The purge stream of `config`: the one the first configuration set
+    /// up. A reload that changes or adds it is logged and takes effect at
+    /// the next restart; one that removes it stops publishing.
+    fn purge_bus(&self, config: &Config) -> Result<Option<Arc<PurgeBus>>, ConfigError> {
+        let cluster = config.cache.cluster.as_ref();
+        let wanted = cluster.and_then(|c| c.purge_stream.as_ref().map(|s| (c, s)));
+        let mut made = Ok(());
+        let first = self.purge_bus.get_or_init(|| {
+            let (c, s) = wanted?;
+            match PurgeBus::new(s, &c.this_node.to_string()) {
+                Ok(bus) => Some((s.clone(), Arc::new(bus))),
+                Err(e) => {
+                    made = Err(ConfigError::value(
+                        KeyPath::root()
+                            .key("cache")
+                            .key("cluster")
+                            .key("purge_stream")
+                            .key("address"),
+                        e,
+                    ));
+                    None
+                }
+            }
+        });
+        made?;
+        match (first, wanted) {
+            (Some((running, bus)), Some((_, asked))) => {
+                if running != asked {
+                    tracing::warn!("cache.cluster.purge_stream changed: the change takes effect at the next restart");
+                }
+                Ok(Some(bus.clone()))
+            }
+            (None, Some(_)) => {
+                tracing::warn!("cache.cluster.purge_stream added by a reload: it takes effect at the next restart");
+                Ok(None)
+            }
+            (_, None) => Ok(None),
+        }
+    }
+
+    /// The purge stream whose reader the server runs, if the first
+    /// configuration had one.
+    pub fn running_purge_bus(&self) -> Option<Arc<PurgeBus>> {
+        self.purge_bus
+            .get()
+            .and_then(|b| b.as_ref().map(|(_, bus)| bus.clone()))
+    }
 }
 
 /// Everything the request path needs, compiled from one configuration.
@@ -161,6 +216,10 @@ pub struct Runtime {
     /// Per listener, in the order of `listeners:` (which a reload cannot
     /// change).
     pub listeners: Box<[ListenerPolicy]>,
+    /// The fleet sharing the cache (`cache.cluster`).
+    pub cluster: Option<Arc<Cluster>>,
+    /// Where purges go to reach the fleet.
+    pub purge_bus: Option<Arc<PurgeBus>>,
     /// When this snapshot was compiled.
     pub loaded_at: SystemTime,
 }
@@ -181,6 +240,20 @@ impl Runtime {
                 Err(e) => errors.push(e),
             }
         }
+        let cluster = match &config.cache.cluster {
+            None => None,
+            Some(c) => match Cluster::compile(c, &carried.health) {
+                Ok(cluster) => Some(Arc::new(cluster)),
+                Err(e) => {
+                    errors.push(e);
+                    None
+                }
+            },
+        };
+        let purge_bus = carried.purge_bus(config).unwrap_or_else(|e| {
+            errors.push(e);
+            None
+        });
         let listeners = compile_listeners(config, &mut errors);
         let auth_policies = crate::auth::compile(config).unwrap_or_else(|e| {
             errors.extend(e);
@@ -312,6 +385,8 @@ impl Runtime {
             pools: pools.into_boxed_slice(),
             trusted_proxies: IpSet::new(config.server.trusted_proxies.iter().map(|c| c.0)),
             listeners,
+            cluster,
+            purge_bus,
             loaded_at: SystemTime::now(),
         })
     }

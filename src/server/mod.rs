@@ -14,6 +14,7 @@ pub mod binary_upgrade;
 pub mod listen_check;
 pub mod listener_app;
 pub mod proxy_protocol;
+pub mod purge_stream;
 pub mod reload;
 pub mod request_body;
 pub mod signals;
@@ -158,7 +159,12 @@ pub fn build(
         HealthService::new(
             {
                 let snapshot = runtime.clone();
-                Box::new(move || snapshot.load().pools.to_vec())
+                Box::new(move || {
+                    let runtime = snapshot.load();
+                    let mut pools = runtime.pools.to_vec();
+                    pools.extend(runtime.cluster.as_ref().map(|c| c.pool.clone()));
+                    pools
+                })
             },
             carried.health.clone(),
         ),
@@ -168,6 +174,12 @@ pub fn build(
         SighupService::new(reloader.clone()),
     ));
     server.add_service(background_service("access log", AccessLogService));
+    if let Some(bus) = carried.running_purge_bus() {
+        server.add_service(background_service(
+            "purge stream",
+            purge_stream::PurgeStreamService::new(bus, cache, runtime.clone()),
+        ));
+    }
     server.add_service(background_service(
         "upgrade on SIGUSR2",
         UpgradeService::new(plan),

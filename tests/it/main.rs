@@ -13,6 +13,7 @@ mod buffering;
 mod cache;
 mod cli;
 mod client_limits;
+mod cluster;
 mod compression;
 mod edge;
 mod error_pages;

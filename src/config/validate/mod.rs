@@ -4,6 +4,7 @@
 
 mod auth;
 mod cache;
+mod cluster;
 mod limits;
 mod listeners;
 mod routes;
@@ -45,6 +46,7 @@ pub(super) fn validate(config: &Config, origins: &WrittenAt) -> Findings {
     upstreams::upstreams(config, origins, &mut f);
     routes::routes(config, origins, &mut f);
     cache::cache(config, origins, &mut f);
+    cluster::cluster(config, &mut f);
     auth::auth_policies(config, &mut f);
     limits::limit_policies(config, &mut f);
     admin(config, &mut f);

@@ -25,7 +25,7 @@
 mod auth;
 pub mod client;
 mod inspect;
-mod purge;
+pub mod purge;
 
 use std::sync::Arc;
 
@@ -34,7 +34,7 @@ use http::{header, Method, Response, StatusCode};
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 use serde_json::json;
-use tracing::{info, warn};
+use tracing::warn;
 
 use super::reload::{Changes, Reloader};
 use crate::cache::CacheStore;
@@ -369,34 +369,55 @@ impl AdminApp {
             Ok(a) => a,
             Err(e) => return error(StatusCode::BAD_REQUEST, &e),
         };
-        json_response(StatusCode::OK, self.apply(action))
-    }
-
-    /// Carries out a purge; the answer says what it did.
-    fn apply(&self, action: PurgeAction) -> serde_json::Value {
-        match action {
-            PurgeAction::Select(selector) => {
-                let purged = self.cache.storage.purge(&selector);
-                metrics().purged(purged as u64);
-                info!(selector = ?selector, purged, "cache purge");
-                if purged == 0 {
-                    json!({ "purged": 0, "note": "nothing stored matched" })
-                } else {
-                    json!({ "purged": purged })
-                }
-            }
-            PurgeAction::Ban { pattern, regex } => {
-                let ban = self.cache.storage.ban(&pattern, regex);
-                info!(ban = ban.id, pattern = %pattern, "cache ban");
-                json!({
-                    "ban": ban.id,
-                    "pattern": pattern,
-                    "note": "matching responses stored until now are no longer served; \
-                             they are removed at their next lookup or by the background sweep \
-                             (GET /cache/bans counts them)",
-                })
+        let mut answer = purge::apply(self.cache, action);
+        if let (Some(bus), Some(cluster)) = (&runtime.purge_bus, &runtime.cluster) {
+            let body = String::from_utf8_lossy(&body);
+            let nodes = cluster.pool.backends().len();
+            if let (Some(answer), serde_json::Value::Object(fleet)) = (
+                answer.as_object_mut(),
+                bus.broadcast(&body, nodes).await.to_json(),
+            ) {
+                answer.extend(fleet);
             }
         }
+        json_response(StatusCode::OK, answer)
+    }
+
+    /// `GET /cluster`: the fleet's nodes, their health, this node's share
+    /// of the key space.
+    fn cluster(&self) -> Response<Vec<u8>> {
+        let runtime = self.runtime.load();
+        let Some(cluster) = &runtime.cluster else {
+            return error(StatusCode::NOT_FOUND, "no cache.cluster is configured");
+        };
+        let now = crate::upstream::state::now_ms();
+        let nodes: Vec<_> = cluster
+            .pool
+            .backends()
+            .iter()
+            .map(|node| {
+                let stats = node.state.stats(now);
+                json!({
+                    "node": &*node.label,
+                    "address": node.addr.to_string(),
+                    "this_node": cluster.is_this_node(node.addr),
+                    "healthy": stats.healthy,
+                    "ejected_for_ms": stats.ejected_for_ms,
+                    "available": node.state.is_available(now),
+                    "in_flight": stats.in_flight,
+                })
+            })
+            .collect();
+        json_response(
+            StatusCode::OK,
+            json!({
+                "this_node": &*cluster.this_label,
+                "nodes": nodes,
+                "share": cluster.share(),
+                "local_copy_ttl_seconds": cluster.local_copy_ttl.as_secs_f64(),
+                "purge_stream": runtime.purge_bus.is_some(),
+            }),
+        )
     }
 
     /// `GET /cache/bans`: the active and recently retired bans.
@@ -470,6 +491,7 @@ impl ServeHttp for AdminApp {
                 }
             }
             (Method::GET, "/upstreams") => self.upstreams(),
+            (Method::GET, "/cluster") => self.cluster(),
             (Method::GET, "/limits") => self.limits(),
             (Method::GET, "/metrics") => self.metrics(),
             (Method::GET, "/status") => self.status(),
@@ -478,7 +500,7 @@ impl ServeHttp for AdminApp {
             (
                 _,
                 "/cache/stats" | "/cache/purge" | "/cache/bans" | "/cache/keys" | "/cache/entry"
-                | "/upstreams" | "/limits" | "/reload" | "/metrics" | "/status",
+                | "/upstreams" | "/cluster" | "/limits" | "/reload" | "/metrics" | "/status",
             ) => error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
             _ => error(StatusCode::NOT_FOUND, "no such admin endpoint"),
         }

@@ -3,11 +3,15 @@
 //! using the cache key's normalisation (`cache::purge`).
 
 use serde::Deserialize;
+use serde_json::json;
+use tracing::info;
 
 use crate::cache::key;
 use crate::cache::purge::{self, Scheme};
 use crate::cache::storage::PurgeSelector;
+use crate::cache::CacheStore;
 use crate::edge::Host;
+use crate::observe::metrics::metrics;
 use crate::runtime::Runtime;
 
 /// The JSON body of `POST /cache/purge`: one of `url`, `host` + `path`,
@@ -204,6 +208,33 @@ impl PurgeRequest {
                 "give exactly one of `url`, `host` with `path`, `prefix`, `tag`, `ban` or `ban_wildcard`"
                     .to_string(),
             ),
+        }
+    }
+}
+
+/// Carries out a purge on this node's store; the answer says what it did.
+pub fn apply(cache: &CacheStore, action: PurgeAction) -> serde_json::Value {
+    match action {
+        PurgeAction::Select(selector) => {
+            let purged = cache.storage.purge(&selector);
+            metrics().purged(purged as u64);
+            info!(selector = ?selector, purged, "cache purge");
+            if purged == 0 {
+                json!({ "purged": 0, "note": "nothing stored matched" })
+            } else {
+                json!({ "purged": purged })
+            }
+        }
+        PurgeAction::Ban { pattern, regex } => {
+            let ban = cache.storage.ban(&pattern, regex);
+            info!(ban = ban.id, pattern = %pattern, "cache ban");
+            json!({
+                "ban": ban.id,
+                "pattern": pattern,
+                "note": "matching responses stored until now are no longer served; \
+                         they are removed at their next lookup or by the background sweep \
+                         (GET /cache/bans counts them)",
+            })
         }
     }
 }

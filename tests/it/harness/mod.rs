@@ -7,6 +7,7 @@ pub mod proxy;
 pub mod raw_client;
 pub mod raw_origin;
 pub mod redis;
+pub mod relay;
 pub mod tls_client;
 
 use std::net::SocketAddr;

@@ -82,6 +82,7 @@ pub struct ProxyBuilder {
     listener_extra: String,
     h2c: bool,
     admin: bool,
+    port: Option<u16>,
 }
 
 impl ProxyBuilder {
@@ -100,6 +101,14 @@ impl ProxyBuilder {
     /// Accept HTTP/2 cleartext on the listener.
     pub fn h2c(mut self) -> Self {
         self.h2c = true;
+        self
+    }
+
+    /// Listen on `port` (reserved with [`free_port`]) instead of a port of
+    /// the harness's choosing: for configurations that must name it, such
+    /// as a fleet's node list.
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = Some(port);
         self
     }
 
@@ -143,7 +152,7 @@ impl ProxyBuilder {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut last_log = String::new();
         for _attempt in 0..3 {
-            let port = free_port();
+            let port = self.port.unwrap_or_else(free_port);
             let admin_port = self.admin.then(free_port);
             let config = dir.path().join("palisade.yaml");
             std::fs::write(&config, self.yaml(dir.path(), port, admin_port)).expect("write config");
@@ -161,7 +170,9 @@ impl ProxyBuilder {
                         _dir: dir,
                     };
                 }
-                Err(log) if log.contains("Address already in use") => last_log = log,
+                Err(log) if log.contains("Address already in use") && self.port.is_none() => {
+                    last_log = log
+                }
                 Err(log) => panic!("palisade did not start:\n{log}"),
             }
         }
@@ -337,6 +348,25 @@ impl Proxy {
             .status()
             .expect("kill");
         assert!(status.success(), "kill -{signal} failed");
+    }
+
+    /// Kills the process at once (`SIGKILL`: no graceful shutdown).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the process again with the same configuration and port (after
+    /// [`Proxy::kill`]).
+    pub async fn restart(&mut self) {
+        let dir = self._dir.path().to_path_buf();
+        match Proxy::spawn(&self.config, &dir, self.addr.port()).await {
+            Ok(child) => self.child = child,
+            Err(log) => panic!("palisade did not restart:\n{log}"),
+        }
+        if let Some(admin) = self.admin_addr {
+            wait_for_listener(self.child.id(), admin.port()).await;
+        }
     }
 
     /// Waits up to `timeout` for the process to exit; its status if it did.
