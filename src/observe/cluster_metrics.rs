@@ -3,7 +3,7 @@
 
 use prometheus::{Gauge, IntCounter, IntCounterVec, IntGauge, Registry};
 
-use super::metrics::{counter, counter_vec, gauge, register};
+use super::registration::{counter, counter_vec, gauge, register};
 
 /// What happened to a request a node sent to a key's owner.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

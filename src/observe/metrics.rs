@@ -17,18 +17,14 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Registry,
+    TextEncoder,
 };
 
 use super::cluster_metrics::ClusterMetrics;
+use super::registration::{counter, counter_vec, gauge, gauge_vec, histogram_vec};
 pub use crate::cache::status::CacheResult;
 use crate::cache::storage::StorageStats;
-
-/// Downstream request duration buckets, in seconds (0.5 ms … 30 s).
-const REQUEST_BUCKETS: &[f64] = &[
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-];
 
 /// Method classes used as the `method` label.
 const METHODS: [&str; 8] = [
@@ -81,63 +77,6 @@ pub struct Metrics {
 pub fn metrics() -> &'static Metrics {
     static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
     &METRICS
-}
-
-pub(super) fn counter_vec(
-    registry: &Registry,
-    name: &str,
-    help: &str,
-    labels: &[&str],
-) -> IntCounterVec {
-    let vec = IntCounterVec::new(Opts::new(name, help), labels).unwrap_or_else(|e| bad(name, e));
-    register(registry, name, Box::new(vec.clone()));
-    vec
-}
-
-pub(super) fn gauge_vec(
-    registry: &Registry,
-    name: &str,
-    help: &str,
-    labels: &[&str],
-) -> IntGaugeVec {
-    let vec = IntGaugeVec::new(Opts::new(name, help), labels).unwrap_or_else(|e| bad(name, e));
-    register(registry, name, Box::new(vec.clone()));
-    vec
-}
-
-pub(super) fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
-    let c = IntCounter::new(name, help).unwrap_or_else(|e| bad(name, e));
-    register(registry, name, Box::new(c.clone()));
-    c
-}
-
-pub(super) fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
-    let g = IntGauge::new(name, help).unwrap_or_else(|e| bad(name, e));
-    register(registry, name, Box::new(g.clone()));
-    g
-}
-
-fn histogram_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> HistogramVec {
-    let opts = HistogramOpts::new(name, help).buckets(REQUEST_BUCKETS.to_vec());
-    let vec = HistogramVec::new(opts, labels).unwrap_or_else(|e| bad(name, e));
-    register(registry, name, Box::new(vec.clone()));
-    vec
-}
-
-pub(super) fn register(
-    registry: &Registry,
-    name: &str,
-    collector: Box<dyn prometheus::core::Collector>,
-) {
-    if let Err(e) = registry.register(collector) {
-        bad(name, e)
-    }
-}
-
-/// A metric definition the code got wrong: a programming error caught by
-/// every test run, never a runtime condition.
-fn bad(name: &str, e: prometheus::Error) -> ! {
-    panic!("invalid metric {name}: {e}")
 }
 
 impl Metrics {

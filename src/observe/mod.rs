@@ -3,3 +3,4 @@
 pub mod access_log;
 pub mod cluster_metrics;
 pub mod metrics;
+mod registration;

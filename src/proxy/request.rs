@@ -91,7 +91,12 @@ async fn checks(
         return Err(refusal);
     }
     body_size(session.req_header(), ctx)?;
-    // The one coding this client gets: the cache varies on it.
+    normalise_coding(session, ctx)
+}
+
+/// The one coding this client gets (the route's compression): the cache
+/// varies on it.
+fn normalise_coding(session: &mut Session, ctx: &RequestCtx) -> Result<(), Refusal> {
     if let Some(policy) = ctx.route().and_then(|r| r.compression.as_ref()) {
         policy
             .normalise_request(session.req_header_mut())
@@ -116,12 +121,7 @@ fn peer_checks(
         session.req_header_mut().set_uri(uri);
     }
     body_size(session.req_header(), ctx)?;
-    if let Some(policy) = ctx.route().and_then(|r| r.compression.as_ref()) {
-        policy
-            .normalise_request(session.req_header_mut())
-            .map_err(|_| Refusal::new(500, "cannot rewrite Accept-Encoding"))?;
-    }
-    Ok(())
+    normalise_coding(session, ctx)
 }
 
 /// The request's host (`400` when missing on HTTP/1.1 or malformed).

@@ -132,6 +132,18 @@ async fn fetch(node: &Proxy, path: &str) -> (u16, String, String) {
     (status, cache, resp.text().await.unwrap())
 }
 
+/// An origin whose responses are fresh for 10 minutes and tagged `catalog`.
+async fn tagged_origin() -> Origin {
+    let origin = Origin::start("origin").await;
+    origin.on(
+        "/",
+        Reply::text("tagged")
+            .header("cache-control", "max-age=600")
+            .header("surrogate-key", "catalog"),
+    );
+    origin
+}
+
 async fn purge(node: &Proxy, body: serde_json::Value) -> serde_json::Value {
     let resp = client()
         .post(node.admin_url("/cache/purge"))
@@ -538,13 +550,7 @@ async fn a_forged_peer_fetch_is_refused_and_never_reaches_an_origin() {
 #[tokio::test]
 async fn a_tag_purge_sent_to_one_node_is_applied_by_every_node() {
     let redis = Redis::start().await;
-    let origin = Origin::start("origin").await;
-    origin.on(
-        "/",
-        Reply::text("tagged")
-            .header("cache-control", "max-age=600")
-            .header("surrogate-key", "catalog"),
-    );
+    let origin = tagged_origin().await;
     // Each node keeps its own copy: what the purge must reach.
     let spec = FleetSpec {
         origin: &origin,
@@ -584,13 +590,7 @@ async fn a_tag_purge_sent_to_one_node_is_applied_by_every_node() {
 async fn a_node_cut_from_redis_during_a_purge_applies_it_after_reconnecting() {
     let redis = Redis::start().await;
     let relay = Relay::start(redis.addr).await;
-    let origin = Origin::start("origin").await;
-    origin.on(
-        "/",
-        Reply::text("tagged")
-            .header("cache-control", "max-age=600")
-            .header("surrogate-key", "catalog"),
-    );
+    let origin = tagged_origin().await;
     let spec = FleetSpec {
         origin: &origin,
         cluster_extra: "",
@@ -664,13 +664,7 @@ async fn a_node_that_missed_more_than_the_stream_keeps_drops_its_cache() {
 async fn with_redis_unreachable_a_purge_applies_locally_and_reaches_the_fleet_later() {
     let redis = Redis::start().await;
     let relay = Relay::start(redis.addr).await;
-    let origin = Origin::start("origin").await;
-    origin.on(
-        "/",
-        Reply::text("tagged")
-            .header("cache-control", "max-age=600")
-            .header("surrogate-key", "catalog"),
-    );
+    let origin = tagged_origin().await;
     let spec = FleetSpec {
         origin: &origin,
         cluster_extra: "",
