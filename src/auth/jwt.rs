@@ -17,7 +17,7 @@ use pingora::http::RequestHeader;
 use serde_json::{Map, Value};
 
 use super::{authorization, Denial, Identity};
-use crate::config::{ConfigError, JwtConfig, KeyPath};
+use crate::config::{ConfigError, JwtConfig, KeyPath, SecretSource};
 
 /// One verification key and the algorithms it verifies.
 struct VerifyingKey {
@@ -136,20 +136,14 @@ impl JwtAuth {
                 configured.clone()
             },
         };
-        let mut keys = if let Some(secret) = &config.secret {
-            vec![hmac(secret.as_bytes())]
-        } else if let Some(file) = &config.secret_file {
-            let bytes = read(file, path.key("secret_file"))?;
-            let trimmed = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
-            vec![hmac(trimmed)]
-        } else if let Some(var) = &config.secret_env {
-            let value = std::env::var(var).map_err(|_| {
-                ConfigError::value(
-                    path.key("secret_env"),
-                    format!("environment variable {var} is not set"),
-                )
-            })?;
-            vec![hmac(value.as_bytes())]
+        let secret = SecretSource {
+            inline: config.secret.as_deref(),
+            file: config.secret_file.as_deref(),
+            env: config.secret_env.as_deref(),
+        }
+        .read(path)?;
+        let mut keys = if let Some(secret) = secret {
+            vec![hmac(&secret)]
         } else if let Some(file) = &config.public_key_file {
             let kpath = path.key("public_key_file");
             let (key, algorithms) = pem_key(&read(file, kpath.clone())?, file, kpath)?;

@@ -17,7 +17,8 @@ use std::time::Duration;
 
 use crate::config::{
     Algorithm, BackendConfig, ClusterConfig, ConfigError, HealthCheckConfig, HealthCheckKind,
-    HumanDuration, KeyPath, UpstreamConfig, UpstreamProtocol, UpstreamTls, MIN_CLUSTER_SECRET_LEN,
+    HumanDuration, KeyPath, SecretSource, UpstreamConfig, UpstreamProtocol, UpstreamTls,
+    MIN_CLUSTER_SECRET_LEN,
 };
 use crate::upstream::state::HealthRegistry;
 use crate::upstream::{Backend, Pool};
@@ -52,31 +53,13 @@ impl std::fmt::Debug for Cluster {
 }
 
 fn secret(config: &ClusterConfig, path: &KeyPath) -> Result<Vec<u8>, ConfigError> {
-    let bytes = if let Some(s) = &config.secret {
-        s.as_bytes().to_vec()
-    } else if let Some(file) = &config.secret_file {
-        let mut bytes = std::fs::read(file).map_err(|e| {
-            ConfigError::value(
-                path.key("secret_file"),
-                format!("cannot read {}: {e}", file.display()),
-            )
-        })?;
-        while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
-            bytes.pop();
-        }
-        bytes
-    } else if let Some(var) = &config.secret_env {
-        std::env::var(var)
-            .map_err(|_| {
-                ConfigError::value(
-                    path.key("secret_env"),
-                    format!("environment variable {var} is not set"),
-                )
-            })?
-            .into_bytes()
-    } else {
-        return Err(ConfigError::key(path.clone(), "no secret"));
-    };
+    let bytes = SecretSource {
+        inline: config.secret.as_deref(),
+        file: config.secret_file.as_deref(),
+        env: config.secret_env.as_deref(),
+    }
+    .read(path)?
+    .ok_or_else(|| ConfigError::key(path.clone(), "no secret"))?;
     if bytes.len() < MIN_CLUSTER_SECRET_LEN {
         return Err(ConfigError::value(
             path.key("secret"),

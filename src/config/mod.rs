@@ -29,6 +29,7 @@ pub mod log_template;
 mod one_or_many;
 mod path;
 mod route;
+mod secret;
 mod server;
 mod source;
 mod tls;
@@ -72,6 +73,7 @@ pub use route::{
     RedirectConfig, RespondConfig, RewriteConfig, RouteConfig, RouteMatch, TargetPart,
     OVERRIDE_HEADERS,
 };
+pub use secret::SecretSource;
 pub use server::{
     AccessLogConfig, AccessLogFormat, AccessLogOutput, LogLevel, LoggingConfig, ServerConfig,
 };

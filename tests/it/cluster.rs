@@ -132,6 +132,16 @@ async fn fetch(node: &Proxy, path: &str) -> (u16, String, String) {
     (status, cache, resp.text().await.unwrap())
 }
 
+/// An origin whose responses are fresh for a minute.
+async fn cacheable_origin(name: &str) -> Origin {
+    let origin = Origin::start(name).await;
+    origin.on(
+        "/",
+        Reply::text("object").header("cache-control", "max-age=60"),
+    );
+    origin
+}
+
 /// An origin whose responses are fresh for 10 minutes and tagged `catalog`.
 async fn tagged_origin() -> Origin {
     let origin = Origin::start("origin").await;
@@ -195,11 +205,7 @@ async fn a_herd_on_one_cold_key_across_three_nodes_costs_one_origin_request() {
 
 #[tokio::test]
 async fn sharded_the_fleet_fetches_each_key_once_where_independent_caches_fetch_it_per_node() {
-    let origin = Origin::start("origin").await;
-    origin.on(
-        "/",
-        Reply::text("object").header("cache-control", "max-age=60"),
-    );
+    let origin = cacheable_origin("origin").await;
     let spec = FleetSpec {
         origin: &origin,
         cluster_extra: "local_copy_ttl: 0s",
@@ -236,11 +242,7 @@ async fn sharded_the_fleet_fetches_each_key_once_where_independent_caches_fetch_
     // (no local copies).
     assert_eq!(served, 60.0 * 2.0 * 2.0);
 
-    let independent = Origin::start("independent").await;
-    independent.on(
-        "/",
-        Reply::text("object").header("cache-control", "max-age=60"),
-    );
+    let independent = cacheable_origin("independent").await;
     let spec = FleetSpec {
         origin: &independent,
         cluster_extra: "",
@@ -262,11 +264,7 @@ async fn sharded_the_fleet_fetches_each_key_once_where_independent_caches_fetch_
 
 #[tokio::test]
 async fn local_copies_serve_hot_keys_without_asking_the_owner_again() {
-    let origin = Origin::start("origin").await;
-    origin.on(
-        "/",
-        Reply::text("object").header("cache-control", "max-age=60"),
-    );
+    let origin = cacheable_origin("origin").await;
     let spec = FleetSpec {
         origin: &origin,
         cluster_extra: "local_copy_ttl: 30s",
@@ -292,11 +290,7 @@ async fn local_copies_serve_hot_keys_without_asking_the_owner_again() {
 
 #[tokio::test]
 async fn the_owner_killed_under_load_fails_no_request_and_takes_its_keys_back() {
-    let origin = Origin::start("origin").await;
-    origin.on(
-        "/",
-        Reply::text("object").header("cache-control", "max-age=60"),
-    );
+    let origin = cacheable_origin("origin").await;
     let spec = FleetSpec {
         origin: &origin,
         cluster_extra: "local_copy_ttl: 0s",
@@ -372,11 +366,7 @@ async fn the_owner_killed_under_load_fails_no_request_and_takes_its_keys_back() 
 
 #[tokio::test]
 async fn an_owner_that_does_not_answer_is_skipped_after_peer_timeout_and_ejected() {
-    let origin = Origin::start("origin").await;
-    origin.on(
-        "/",
-        Reply::text("object").header("cache-control", "max-age=60"),
-    );
+    let origin = cacheable_origin("origin").await;
     // A node that accepts connections and never answers.
     let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let silent_addr = silent.local_addr().unwrap();
@@ -420,11 +410,7 @@ async fn an_owner_that_does_not_answer_is_skipped_after_peer_timeout_and_ejected
 
 #[tokio::test]
 async fn a_peer_fetch_is_never_forwarded_again_even_when_nodes_disagree_on_the_ring() {
-    let origin = Origin::start("origin").await;
-    origin.on(
-        "/",
-        Reply::text("object").header("cache-control", "max-age=60"),
-    );
+    let origin = cacheable_origin("origin").await;
     let spec = FleetSpec {
         origin: &origin,
         cluster_extra: "local_copy_ttl: 0s",
@@ -474,11 +460,7 @@ async fn a_peer_fetch_is_never_forwarded_again_even_when_nodes_disagree_on_the_r
 
 #[tokio::test]
 async fn a_forged_peer_fetch_is_refused_and_never_reaches_an_origin() {
-    let origin = Origin::start("origin").await;
-    origin.on(
-        "/",
-        Reply::text("object").header("cache-control", "max-age=60"),
-    );
+    let origin = cacheable_origin("origin").await;
     let port = free_port();
     let this = format!("127.0.0.1:{port}");
     let spec = FleetSpec {
