@@ -3,10 +3,12 @@
 #  1. origin requests for a Zipf workload (k6, benches/k6/cluster_zipf.js)
 #     over three sharded nodes vs three independent caches;
 #  2. CPU per request of a peer fetch (a non-owner answering through the
-#     owner's cache, no local copy) next to a local hit, with wrk.
+#     owner's cache, no local copy) next to a local hit, with wrk;
+#  3. how long a purge takes to be applied by every node (purge_stream on a
+#     local redis-server): the time until the answer reports all three.
 #
 #   benches/cluster.sh [BIN]      (default target/release/palisade)
-# Needs scripts/setup --bench (nginx, wrk, k6). Bounded: 3 × 5 s of wrk,
+# Needs scripts/setup --test --bench (redis-server, nginx, wrk, k6). Bounded: 3 × 5 s of wrk,
 # two k6 runs of REQUESTS (default 50 000) requests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,7 +19,12 @@ KEYS="${KEYS:-10000}"
 DURATION="${DURATION:-5s}"
 work="$(mktemp -d)"
 pids=()
-cleanup() { kill_pids "${pids[@]}"; kill_nginx "$work/origin"; rm -rf "$work"; }
+cleanup() {
+  kill_pids "${pids[@]}"
+  kill_nginx "$work/origin"
+  [ -z "${redis_pid:-}" ] || kill_pids "$redis_pid"
+  rm -rf "$work"
+}
 trap cleanup EXIT
 tck="$(getconf CLK_TCK)"
 
@@ -46,7 +53,7 @@ ports=("$(free_port)" "$(free_port)" "$(free_port)")
 admin=("$(free_port)" "$(free_port)" "$(free_port)")
 nodes_yaml="[127.0.0.1:${ports[0]}, 127.0.0.1:${ports[1]}, 127.0.0.1:${ports[2]}]"
 
-# start_fleet SHARED LOCAL_COPY_TTL
+# start_fleet SHARED LOCAL_COPY_TTL [REDIS_PORT]
 start_fleet() {
   kill_pids "${pids[@]}"
   pids=()
@@ -64,6 +71,7 @@ cache:
     nodes: $nodes_yaml
     secret: "a bench secret that is at least 32 bytes long"
     local_copy_ttl: $2
+$([ -z "${3:-}" ] || echo "    purge_stream: { address: \"127.0.0.1:$3\", ack_wait: 2s }")
   policies:
     shared: { cluster: $1 }
 routes: [ { upstream: origin, cache: shared } ]
@@ -119,3 +127,22 @@ for round in 1 2 3; do
   run "local hit (owner, node 1)" "http://127.0.0.1:${ports[1]}$owner_key" "${pids[1]}"
   run "peer fetch (node 0 -> owner node 1, hit)" "http://127.0.0.1:${ports[0]}$owner_key" "${pids[0]}" "${pids[1]}"
 done
+
+echo "== Purge propagation: a URL purge on node 0 until all three applied it =="
+redis_port="$(free_port)"
+redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no > "$work/redis.log" 2>&1 &
+redis_pid="$!"
+wait_port "$redis_port"
+start_fleet false 5s "$redis_port"
+for i in 0 1 2; do
+  for _ in $(seq 100); do [ "$(metric "${admin[$i]}" palisade_cluster_purge_stream_up)" = 1 ] && break; sleep 0.1; done
+done
+for n in $(seq 20); do
+  for i in 0 1 2; do curl -s -o /dev/null -H "Host: fleet.example" "http://127.0.0.1:${ports[$i]}/p/$n"; done
+  curl -s -o "$work/purge.json" -w '%{time_total}\n' -H "Authorization: Bearer bench-admin-token-0123456789" \
+    -H "Content-Type: application/json" -d "{\"url\": \"http://fleet.example/p/$n\"}" \
+    "http://127.0.0.1:${admin[0]}/cache/purge" >> "$work/purge.times"
+  grep -q '"nodes_applied":3' "$work/purge.json" || { echo "not applied everywhere: $(cat "$work/purge.json")" >&2; exit 1; }
+done
+sort -n "$work/purge.times" | awk '{ t[NR] = $1 * 1000 } END {
+  printf "20 purges, each applied by 3 of 3 nodes: median %.1f ms, max %.1f ms (answer time)\n", t[int((NR + 1) / 2)], t[NR] }'
