@@ -11,7 +11,8 @@
 //! Every import runs down this list, never back up:
 //!
 //! ```text
-//! main (CLI) → server wiring (server/: listeners, the admin listener,
+//! main, cli (the command line, its manual pages and completions)
+//!            → server wiring (server/: listeners, the admin listener,
 //!              background services, reload, binary upgrade, signals)
 //!            → proxy (the only place Pingora phases appear)
 //!            → runtime (config → snapshot; Carried: state that outlives snapshots)
@@ -30,6 +31,7 @@
 
 pub mod auth;
 pub mod cache;
+pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod edge;

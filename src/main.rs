@@ -4,8 +4,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::{Parser, Subcommand};
+use clap::Parser;
 use palisade::cache::CacheStore;
+use palisade::cli::{Cli, Command};
 use palisade::config::{LoadError, Report};
 use palisade::runtime::Carried;
 use palisade::runtime::RuntimeHandle;
@@ -19,72 +20,6 @@ use tracing::{info, warn};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-const DEFAULT_CONFIG: &str = palisade::config::DEFAULT_FILE;
-
-#[derive(Parser)]
-#[command(
-    name = "palisade",
-    version = concat!(env!("CARGO_PKG_VERSION"), " (pingora 0.9.1)"),
-    about = "A caching reverse proxy built on Pingora",
-    propagate_version = true
-)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Run the proxy in the foreground (or as a daemon with `server.daemon`).
-    Run {
-        /// The configuration file.
-        #[arg(short, long, value_name = "FILE", default_value = DEFAULT_CONFIG)]
-        config: PathBuf,
-        /// Take the listening sockets over from a running process (graceful
-        /// upgrade): wait on `server.upgrade_socket` until the old process
-        /// gets SIGQUIT. `kill -USR2 <pid>` does both steps for you.
-        #[arg(short, long)]
-        upgrade: bool,
-        /// Run in the background (as `server.daemon: true`).
-        #[arg(short, long)]
-        daemon: bool,
-    },
-    /// Check the configuration file and exit: 0 when valid, 1 otherwise.
-    /// Listen addresses that cannot be bound (in use by another process,
-    /// a privileged port) are warnings; the running Palisade's own are not.
-    Check {
-        /// The configuration file.
-        #[arg(short, long, value_name = "FILE", default_value = DEFAULT_CONFIG)]
-        config: PathBuf,
-        /// Treat warnings as errors (exit 1).
-        #[arg(long)]
-        strict: bool,
-    },
-    /// Check FILE, then ask the running proxy (through the admin API that
-    /// FILE configures) to reload it and print what changed, or why not.
-    /// FILE must be the file the proxy runs: a reload re-reads that file
-    /// and cannot switch to another (the proxy refuses, naming its file).
-    Reload {
-        /// The configuration file the proxy runs with.
-        #[arg(short, long, value_name = "FILE", default_value = DEFAULT_CONFIG)]
-        config: PathBuf,
-    },
-    /// Hash a password for a basic auth policy's `users:` or an htpasswd
-    /// file: at a terminal, prompted for twice without echo; otherwise one
-    /// line read from standard input.
-    HashPassword {
-        /// Print a bcrypt hash (cost 12) instead of argon2id.
-        #[arg(long)]
-        bcrypt: bool,
-    },
-    /// Make a new random API key; prints the key (give it to the client)
-    /// and the `keys:` entry with its SHA-256 (put it in the configuration).
-    GenerateApiKey {
-        /// The key's name (the identity of requests using it).
-        name: String,
-    },
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -97,6 +32,29 @@ fn main() -> ExitCode {
         Command::Reload { config } => reload(&config),
         Command::HashPassword { bcrypt } => hash_password(bcrypt),
         Command::GenerateApiKey { name } => generate_api_key(&name),
+        Command::Completions { shell } => {
+            palisade::cli::completions(shell, &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
+        Command::Manual { out_dir } => manual(out_dir.as_deref()),
+    }
+}
+
+fn manual(out_dir: Option<&Path>) -> ExitCode {
+    let written = match out_dir {
+        Some(dir) => palisade::cli::write_manuals(dir).map(|files| {
+            for file in files {
+                println!("{}", file.display());
+            }
+        }),
+        None => palisade::cli::manual(&mut std::io::stdout()),
+    };
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("palisade: cannot write the manual: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -481,3 +481,46 @@ fn hash_password_prompts_twice_without_echo_at_a_terminal() {
     assert!(shown.contains("the passwords do not match"), "{shown}");
     assert!(!shown.contains('$'), "{shown}");
 }
+
+#[test]
+fn completions_are_printed_for_each_shell_and_an_unknown_shell_is_refused() {
+    for (shell, marker) in [
+        ("bash", "complete -F"),
+        ("zsh", "#compdef palisade"),
+        ("fish", "complete -c palisade"),
+    ] {
+        let out = run_cli(&["completions", shell]);
+        assert!(out.status.success(), "{shell}");
+        let script = String::from_utf8_lossy(&out.stdout);
+        assert!(script.contains(marker), "{shell}: {script}");
+        assert!(script.contains("generate-api-key"), "{shell}");
+    }
+    let out = run_cli(&["completions", "tcsh"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("possible values"));
+}
+
+#[test]
+fn the_manual_is_printed_or_written_one_page_per_command() {
+    let out = run_cli(&["manual"]);
+    assert!(out.status.success());
+    let page = String::from_utf8_lossy(&out.stdout);
+    assert!(page.contains(".TH palisade 1"), "{page}");
+    assert!(page.contains("SIGHUP") && page.contains("/etc/palisade/palisade.yaml"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_cli(&["manual", "--out-dir", dir.path().to_str().unwrap()]);
+    assert!(out.status.success());
+    for name in [
+        "palisade.1",
+        "palisade-run.1",
+        "palisade-check.1",
+        "palisade-completions.1",
+    ] {
+        assert!(dir.path().join(name).is_file(), "{name} not written");
+    }
+
+    let out = run_cli(&["manual", "--out-dir", "/proc/version/not-a-dir"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot write the manual"));
+}
