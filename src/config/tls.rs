@@ -29,6 +29,10 @@ pub struct ListenerTls {
     /// Verify client certificates (mTLS).
     #[serde(default)]
     pub client_auth: Option<ClientAuthConfig>,
+    /// Staple OCSP responses (fetched in the background from the responder
+    /// each certificate names) to handshakes that ask for them.
+    #[serde(default = "default_true")]
+    pub ocsp_stapling: bool,
 }
 
 fn default_true() -> bool {

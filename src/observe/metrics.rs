@@ -62,6 +62,8 @@ pub struct Metrics {
     auth_rejections: IntCounterVec,
     tls_handshakes: IntCounterVec,
     tls_handshake_failures: IntCounterVec,
+    ocsp_fetches: IntCounterVec,
+    ocsp_staples: IntCounter,
     reloads: IntCounterVec,
     config_info: IntGaugeVec,
     config_loaded: IntGauge,
@@ -224,6 +226,17 @@ impl Metrics {
                 "TLS handshakes that reached certificate selection but did not complete, by listener.",
                 &["listener"],
             ),
+            ocsp_fetches: counter_vec(
+                &r,
+                "palisade_tls_ocsp_fetches_total",
+                "OCSP responses fetched for stapling, by result (good, revoked, error).",
+                &["result"],
+            ),
+            ocsp_staples: counter(
+                &r,
+                "palisade_tls_ocsp_stapled_total",
+                "TLS handshakes that asked for certificate status and got a stapled OCSP response.",
+            ),
             reloads: counter_vec(
                 &r,
                 "palisade_config_reloads_total",
@@ -310,6 +323,16 @@ impl Metrics {
             &self.tls_handshake_failures
         };
         vec.with_label_values(&[listener]).inc();
+    }
+
+    /// An OCSP fetch for stapling ended with `result` (good, revoked, error).
+    pub fn ocsp_fetch(&self, result: &str) {
+        self.ocsp_fetches.with_label_values(&[result]).inc();
+    }
+
+    /// A handshake got a stapled OCSP response.
+    pub fn ocsp_stapled(&self) {
+        self.ocsp_staples.inc();
     }
 
     /// Counts a client turned away by `listener` for `reason`.

@@ -13,6 +13,7 @@ pub mod background;
 pub mod binary_upgrade;
 pub mod listen_check;
 pub mod listener_app;
+pub mod ocsp_refresh;
 pub mod proxy_protocol;
 pub mod purge_stream;
 pub mod reload;
@@ -136,7 +137,7 @@ pub fn build(
                     .get(index)
                     .and_then(|l| l.certificates.clone())
             });
-            let resolver = SniResolver::new(certificates, &listener.name);
+            let resolver = SniResolver::new(certificates, &listener.name, tls.ocsp_stapling);
             let settings = acceptor::settings(tls, resolver)
                 .map_err(|e| format!("listeners[{index}] (`{}`): {e}", listener.name))?;
             endpoint = endpoint.tls(settings);
@@ -174,6 +175,34 @@ pub fn build(
         SighupService::new(reloader.clone()),
     ));
     server.add_service(background_service("access log", AccessLogService));
+    if config
+        .listeners
+        .iter()
+        .any(|l| l.tls.as_ref().is_some_and(|t| t.ocsp_stapling))
+    {
+        let snapshot = runtime.clone();
+        let stapling: Vec<bool> = config
+            .listeners
+            .iter()
+            .map(|l| l.tls.as_ref().is_some_and(|t| t.ocsp_stapling))
+            .collect();
+        server.add_service(background_service(
+            "OCSP stapling",
+            ocsp_refresh::OcspRefreshService::new(Box::new(move || {
+                let runtime = snapshot.load();
+                let mut all = Vec::new();
+                for (index, listener) in runtime.listeners.iter().enumerate() {
+                    if !stapling.get(index).copied().unwrap_or(false) {
+                        continue;
+                    }
+                    if let Some(store) = &listener.certificates {
+                        all.extend(store.certificates());
+                    }
+                }
+                all
+            })),
+        ));
+    }
     if let Some(bus) = carried.running_purge_bus() {
         server.add_service(background_service(
             "purge stream",

@@ -290,7 +290,7 @@ fn compare(old: &Config, new: &Config) -> Result<ReloadSummary, ReloadError> {
         };
         if tls_settings(&o.tls) != tls_settings(&n.tls) {
             needs_upgrade.push(format!(
-                "listener `{}` (TLS versions, ciphers, HTTP/2 or client certificates; certificates were applied)",
+                "listener `{}` (TLS versions, ciphers, HTTP/2, client certificates or OCSP stapling; certificates were applied)",
                 n.name
             ));
         }

@@ -11,21 +11,24 @@ use openssl::ex_data::Index;
 use pingora::listeners::tls::TlsSettings;
 use pingora::listeners::TlsAccept;
 use pingora::protocols::tls::TlsRef;
+use pingora::tls::error::ErrorStack;
 use pingora::tls::ext::{ssl_add_chain_cert, ssl_use_certificate, ssl_use_private_key};
-use pingora::tls::ssl::{NameType, Ssl, SslVerifyMode, SslVersion};
+use pingora::tls::ssl::{NameType, Ssl, SslRef, SslVerifyMode, SslVersion};
 use pingora::tls::x509::store::X509StoreBuilder;
 use tracing::warn;
 
 use super::load_certs;
 use crate::config::{CipherPolicy, ListenerTls, TlsVersion};
 use crate::observe::metrics::metrics;
-use crate::tls::store::CertStore;
+use crate::tls::ocsp;
+use crate::tls::store::{CertStore, CertifiedKey};
 
 /// Picks the certificate for each handshake of one listener, and counts
 /// handshakes.
 pub struct SniResolver {
     certificates: CertificateSource,
     name: Arc<str>,
+    ocsp_stapling: bool,
 }
 
 /// Where a listener's certificates are read from at each handshake (the
@@ -35,10 +38,11 @@ pub type CertificateSource = Box<dyn Fn() -> Option<Arc<CertStore>> + Send + Syn
 impl SniResolver {
     /// The resolver of the listener named `name` in metrics, serving the
     /// certificates `certificates` returns at each handshake.
-    pub fn new(certificates: CertificateSource, name: &str) -> Self {
+    pub fn new(certificates: CertificateSource, name: &str, ocsp_stapling: bool) -> Self {
         Self {
             certificates,
             name: name.into(),
+            ocsp_stapling,
         }
     }
 }
@@ -62,6 +66,27 @@ impl Drop for HandshakeWatch {
 fn watch_index() -> Option<Index<Ssl, HandshakeWatch>> {
     static INDEX: OnceLock<Option<Index<Ssl, HandshakeWatch>>> = OnceLock::new();
     *INDEX.get_or_init(|| Ssl::new_ex_index().ok())
+}
+
+/// Where a connection's chosen certificate is kept for the OCSP status
+/// callback, which OpenSSL runs after certificate selection.
+fn chosen_index() -> Option<Index<Ssl, Arc<CertifiedKey>>> {
+    static INDEX: OnceLock<Option<Index<Ssl, Arc<CertifiedKey>>>> = OnceLock::new();
+    *INDEX.get_or_init(|| Ssl::new_ex_index().ok())
+}
+
+/// OpenSSL's status callback: staples the chosen certificate's OCSP
+/// response when one is valid (`Ok(false)`: the handshake goes on without).
+fn staple(ssl: &mut SslRef) -> Result<bool, ErrorStack> {
+    let Some(ck) = chosen_index().and_then(|i| ssl.ex_data(i)) else {
+        return Ok(false);
+    };
+    let Some(stapled) = ocsp::cache().get(&ck.leaf_digest) else {
+        return Ok(false);
+    };
+    ssl.set_ocsp_status(&stapled.der)?;
+    metrics().ocsp_stapled();
+    Ok(true)
 }
 
 #[async_trait]
@@ -89,6 +114,11 @@ impl TlsAccept for SniResolver {
             });
         if let Err(e) = result {
             warn!(certificate = %ck.source, error = %e, "cannot use certificate for a TLS handshake");
+        }
+        if self.ocsp_stapling {
+            if let Some(index) = chosen_index() {
+                ssl.set_ex_data(index, ck);
+            }
         }
     }
 
@@ -121,6 +151,11 @@ pub fn settings(tls: &ListenerTls, resolver: SniResolver) -> Result<TlsSettings,
         settings
             .set_cipher_list(INTERMEDIATE_TLS12_CIPHERS)
             .map_err(|e| format!("cannot set the cipher list: {e}"))?;
+    }
+    if tls.ocsp_stapling {
+        settings
+            .set_status_callback(staple)
+            .map_err(|e| format!("cannot enable OCSP stapling: {e}"))?;
     }
     if tls.http2 {
         settings.enable_h2();

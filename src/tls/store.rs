@@ -26,6 +26,8 @@ pub struct CertifiedKey {
     pub names: Vec<String>,
     /// Where it was read from, for logs.
     pub source: String,
+    /// SHA-256 of the leaf (DER): the key of its stapled OCSP response.
+    pub leaf_digest: [u8; 32],
 }
 
 impl std::fmt::Debug for CertifiedKey {
@@ -51,17 +53,29 @@ impl CertStore {
     /// same certificates are served, whatever their files are called.
     pub fn leaf_digests(&self) -> Vec<Vec<u8>> {
         let mut digests: Vec<Vec<u8>> = self
-            .exact
-            .values()
-            .chain(self.wildcard.values())
-            .chain(std::iter::once(&self.default))
-            .filter_map(|ck| ck.chain.first())
-            .filter_map(|leaf| leaf.digest(MessageDigest::sha256()).ok())
-            .map(|d| d.to_vec())
+            .certificates()
+            .iter()
+            .map(|ck| ck.leaf_digest.to_vec())
             .collect();
         digests.sort();
         digests.dedup();
         digests
+    }
+
+    /// Every certificate it serves, once each.
+    pub fn certificates(&self) -> Vec<Arc<CertifiedKey>> {
+        let mut all: Vec<Arc<CertifiedKey>> = Vec::new();
+        for ck in self
+            .exact
+            .values()
+            .chain(self.wildcard.values())
+            .chain(std::iter::once(&self.default))
+        {
+            if !all.iter().any(|seen| Arc::ptr_eq(seen, ck)) {
+                all.push(ck.clone());
+            }
+        }
+        all
     }
 
     /// Reads and checks every certificate of `tls`; errors name the file and
@@ -149,11 +163,22 @@ fn load_one(c: &CertificateConfig, path: &KeyPath) -> Result<CertifiedKey, Confi
             ),
         ));
     }
+    let leaf_digest = leaf
+        .digest(MessageDigest::sha256())
+        .ok()
+        .and_then(|d| <[u8; 32]>::try_from(&d[..]).ok())
+        .ok_or_else(|| {
+            ConfigError::value(
+                path.key("cert"),
+                format!("cannot hash the certificate in {}", c.cert.display()),
+            )
+        })?;
     Ok(CertifiedKey {
         chain,
         key,
         names,
         source: c.cert.display().to_string(),
+        leaf_digest,
     })
 }
 

@@ -26,6 +26,7 @@ mod interim;
 mod lifecycle;
 mod limits;
 mod metrics;
+mod ocsp;
 mod origin_faults;
 mod protocols;
 mod proxy_protocol;

@@ -119,7 +119,30 @@ impl Ca {
         path
     }
 
+    /// Writes the CA's private key to `dir/name.key` (for a responder).
+    pub fn write_key(&self, dir: &Path, name: &str) -> PathBuf {
+        let path = dir.join(format!("{name}.key"));
+        std::fs::write(&path, self.key.private_key_to_pem_pkcs8().unwrap()).unwrap();
+        path
+    }
+
+    /// A server certificate for `names` naming `ocsp_url` as its OCSP
+    /// responder (Authority Information Access).
+    pub fn server_with_ocsp(&self, names: &[&str], ocsp_url: &str) -> Issued {
+        self.issue_with(names, false, (0, 30), Some(ocsp_url))
+    }
+
     fn issue(&self, names: &[&str], client: bool, validity: (i32, u32)) -> Issued {
+        self.issue_with(names, client, validity, None)
+    }
+
+    fn issue_with(
+        &self,
+        names: &[&str],
+        client: bool,
+        validity: (i32, u32),
+        ocsp_url: Option<&str>,
+    ) -> Issued {
         let key = new_key();
         let mut b = builder(names.first().copied().unwrap_or("client"), validity);
         b.set_issuer_name(self.cert.subject_name()).unwrap();
@@ -144,6 +167,17 @@ impl Ca {
             ExtendedKeyUsage::new().server_auth().build().unwrap()
         };
         b.append_extension(usage).unwrap();
+        if let Some(url) = ocsp_url {
+            #[allow(deprecated)] // the typed builders have no AIA extension
+            let aia = openssl::x509::X509Extension::new_nid(
+                None,
+                Some(&b.x509v3_context(Some(&self.cert), None)),
+                Nid::INFO_ACCESS,
+                &format!("OCSP;URI:{url}"),
+            )
+            .unwrap();
+            b.append_extension(aia).unwrap();
+        }
         b.sign(&self.key, MessageDigest::sha256()).unwrap();
         let mut cert_pem = b.build().to_pem().unwrap();
         cert_pem.extend_from_slice(&self.cert_pem());

@@ -2,6 +2,7 @@
 //! clients to talk to them.
 
 pub mod certs;
+pub mod ocsp_responder;
 pub mod origin;
 pub mod proxy;
 pub mod raw_client;

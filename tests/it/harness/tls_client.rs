@@ -27,6 +27,8 @@ pub struct TlsOptions {
     pub max_version: Option<SslVersion>,
     /// ALPN protocols offered, e.g. `["h2", "http/1.1"]`.
     pub alpn: Vec<&'static str>,
+    /// Ask for the certificate's OCSP status (status_request).
+    pub ocsp_status: bool,
 }
 
 impl TlsOptions {
@@ -65,6 +67,11 @@ impl TlsConnection {
             .ssl()
             .selected_alpn_protocol()
             .map(|p| String::from_utf8_lossy(p).into_owned())
+    }
+
+    /// The OCSP response the server stapled, if any (DER).
+    pub fn stapled_ocsp(&self) -> Option<Vec<u8>> {
+        self.stream.ssl().ocsp_status().map(<[u8]>::to_vec)
     }
 
     /// The negotiated protocol version, e.g. `TLSv1.3`.
@@ -121,9 +128,13 @@ pub async fn connect(addr: SocketAddr, options: &TlsOptions) -> Result<TlsConnec
     let mut config = connector.configure().map_err(|e| e.to_string())?;
     config.set_use_server_name_indication(options.sni.is_some());
     config.set_verify_hostname(options.sni.is_some() && options.ca_pem.is_some());
-    let ssl = config
+    let mut ssl = config
         .into_ssl(options.sni.as_deref().unwrap_or("localhost"))
         .map_err(|e| e.to_string())?;
+    if options.ocsp_status {
+        ssl.set_status_type(openssl::ssl::StatusType::OCSP)
+            .map_err(|e| e.to_string())?;
+    }
     let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
     let mut stream = SslStream::new(ssl, tcp).map_err(|e| e.to_string())?;
     Pin::new(&mut stream)

@@ -1,0 +1,182 @@
+//! OCSP stapling: responses fetched in the background from a real
+//! `openssl ocsp` responder, verified, and stapled to the handshakes that
+//! ask; a revoked certificate, a dead or silent responder and stapling
+//! turned off.
+
+use std::net::SocketAddr;
+
+use openssl::hash::MessageDigest;
+use openssl::ocsp::{OcspCertId, OcspCertStatus, OcspResponse};
+use openssl::x509::X509;
+
+use crate::harness::certs::Issued;
+use crate::harness::ocsp_responder::{CertState, OcspResponder};
+use crate::harness::tls_client::{connect, TlsOptions};
+use crate::harness::{run_cli, Ca, Origin, Proxy};
+
+/// A TLS proxy for `site.test` serving `issued`.
+async fn stapling_site(issued: &Issued, dir: &std::path::Path, tls_extra: &str) -> (Proxy, Origin) {
+    let origin = Origin::start("web").await;
+    let (cert, key) = issued.write(dir, "site");
+    let proxy = Proxy::builder(format!(
+        "upstreams:\n  web:\n    backends: [\"{}\"]\nroutes:\n  - upstream: web\n",
+        origin.address()
+    ))
+    .listener(&format!(
+        "tls:\n  certificates:\n    - {{ cert: {}, key: {} }}\n{tls_extra}",
+        cert.display(),
+        key.display()
+    ))
+    .admin()
+    .start()
+    .await;
+    (proxy, origin)
+}
+
+async fn handshake(addr: SocketAddr, ca: &Ca, ask: bool) -> Option<Vec<u8>> {
+    let options = TlsOptions {
+        ocsp_status: ask,
+        ..TlsOptions::new("site.test", ca.cert_pem())
+    };
+    connect(addr, &options)
+        .await
+        .expect("the handshake completes")
+        .stapled_ocsp()
+}
+
+/// The certificate status a stapled response gives for `issued`.
+fn status_of(der: &[u8], issued: &Issued) -> OcspCertStatus {
+    let chain = X509::stack_from_pem(&issued.cert_pem).unwrap();
+    let id = OcspCertId::from_cert(MessageDigest::sha1(), &chain[0], &chain[1]).unwrap();
+    let response = OcspResponse::from_der(der).unwrap();
+    let basic = response.basic().unwrap();
+    let status = basic
+        .find_status(&id)
+        .expect("the response is about the certificate");
+    status.status
+}
+
+#[tokio::test]
+async fn a_good_response_is_fetched_once_and_stapled_to_every_handshake_that_asks() {
+    let ca = Ca::new("OCSP CA");
+    let dir = tempfile::tempdir().unwrap();
+    let (port, url) = OcspResponder::reserve();
+    let issued = ca.server_with_ocsp(&["site.test"], &url);
+    let _responder =
+        OcspResponder::start(&ca, dir.path(), port, &[(&issued, CertState::Good)]).await;
+    let (proxy, _origin) = stapling_site(&issued, dir.path(), "").await;
+    proxy
+        .wait_for_metrics(&["palisade_tls_ocsp_fetches_total{result=\"good\"} 1"])
+        .await;
+
+    let handshakes = (0..40).map(|_| handshake(proxy.addr, &ca, true));
+    let stapled = futures_util::future::join_all(handshakes).await;
+    for der in &stapled {
+        let der = der
+            .as_ref()
+            .expect("every handshake that asked got a staple");
+        assert_eq!(status_of(der, &issued), OcspCertStatus::GOOD);
+    }
+    assert_eq!(
+        handshake(proxy.addr, &ca, false).await,
+        None,
+        "a client that does not ask gets nothing"
+    );
+    let metrics = proxy
+        .wait_for_metrics(&["palisade_tls_ocsp_stapled_total 40"])
+        .await;
+    assert!(
+        metrics.contains("palisade_tls_ocsp_fetches_total{result=\"good\"} 1"),
+        "fetched once, not per handshake:\n{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn a_revoked_certificate_is_never_stapled_and_is_reported() {
+    let ca = Ca::new("OCSP CA");
+    let dir = tempfile::tempdir().unwrap();
+    let (port, url) = OcspResponder::reserve();
+    let issued = ca.server_with_ocsp(&["site.test"], &url);
+    let _responder =
+        OcspResponder::start(&ca, dir.path(), port, &[(&issued, CertState::Revoked)]).await;
+    let (proxy, _origin) = stapling_site(&issued, dir.path(), "").await;
+    proxy
+        .wait_for_metrics(&["palisade_tls_ocsp_fetches_total{result=\"revoked\"} 1"])
+        .await;
+    proxy.wait_for_log("REVOKED").await;
+    assert_eq!(handshake(proxy.addr, &ca, true).await, None);
+}
+
+#[tokio::test]
+async fn a_dead_or_silent_responder_never_delays_or_breaks_a_handshake() {
+    let ca = Ca::new("OCSP CA");
+    let dir = tempfile::tempdir().unwrap();
+    // Nobody listens on the reserved port.
+    let (_port, url) = OcspResponder::reserve();
+    let issued = ca.server_with_ocsp(&["site.test"], &url);
+    let (proxy, _origin) = stapling_site(&issued, dir.path(), "").await;
+    proxy
+        .wait_for_metrics(&["palisade_tls_ocsp_fetches_total{result=\"error\"} 1"])
+        .await;
+    proxy.wait_for_log("OCSP fetch failed").await;
+    let all = futures_util::future::join_all((0..20).map(|_| handshake(proxy.addr, &ca, true)));
+    assert!(all.await.iter().all(Option::is_none));
+
+    // A responder that accepts and never answers: the fetch waits in the
+    // background, handshakes go on.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_url = format!("http://{}/", silent.local_addr().unwrap());
+    let dir2 = tempfile::tempdir().unwrap();
+    let issued = ca.server_with_ocsp(&["site.test"], &silent_url);
+    let (proxy, _origin) = stapling_site(&issued, dir2.path(), "").await;
+    let (_held, _) = silent.accept().await.unwrap();
+    for _ in 0..10 {
+        assert_eq!(handshake(proxy.addr, &ca, true).await, None);
+    }
+}
+
+#[tokio::test]
+async fn with_ocsp_stapling_off_nothing_is_fetched_or_stapled() {
+    let ca = Ca::new("OCSP CA");
+    let dir = tempfile::tempdir().unwrap();
+    let (port, url) = OcspResponder::reserve();
+    let issued = ca.server_with_ocsp(&["site.test"], &url);
+    let _responder =
+        OcspResponder::start(&ca, dir.path(), port, &[(&issued, CertState::Good)]).await;
+    let (proxy, _origin) = stapling_site(&issued, dir.path(), "  ocsp_stapling: false\n").await;
+    for _ in 0..5 {
+        assert_eq!(handshake(proxy.addr, &ca, true).await, None);
+    }
+    let metrics = proxy
+        .wait_for_metrics(&["palisade_tls_handshakes_total"])
+        .await;
+    assert!(
+        !metrics.contains("palisade_tls_ocsp_fetches_total{"),
+        "no fetch at all:\n{metrics}"
+    );
+}
+
+#[test]
+fn check_rejects_a_non_boolean_ocsp_stapling_at_its_line() {
+    let ca = Ca::new("OCSP CA");
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = ca.server(&["site.test"]).write(dir.path(), "site");
+    let config = dir.path().join("palisade.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listeners:\n  - name: https\n    address: 127.0.0.1:8443\n    tls:\n      certificates:\n        - {{ cert: {}, key: {} }}\n      ocsp_stapling: sometimes\nupstreams:\n  web:\n    backends: [\"127.0.0.1:8000\"]\nroutes:\n  - upstream: web\n",
+            cert.display(),
+            key.display()
+        ),
+    )
+    .unwrap();
+    let out = run_cli(&["check", "-c", config.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{}:7:", config.display()))
+            && stderr.contains("listeners[0].tls.ocsp_stapling"),
+        "{stderr}"
+    );
+}
