@@ -17,7 +17,7 @@ use pingora::services::background::BackgroundService;
 use tracing::{error, info, warn};
 
 use crate::observe::metrics::metrics;
-use crate::tls::ocsp::{self, Fetched};
+use crate::tls::ocsp::{self, Fetched, Responder};
 use crate::tls::store::CertifiedKey;
 
 /// How often the service looks for due work.
@@ -39,6 +39,8 @@ pub struct OcspRefreshService {
     connector: Arc<Connector>,
     retry: Arc<Retries>,
     in_flight: Arc<Mutex<HashSet<[u8; 32]>>>,
+    /// Certificates already reported as impossible to staple.
+    reported: Mutex<HashSet<[u8; 32]>>,
 }
 
 impl OcspRefreshService {
@@ -49,6 +51,7 @@ impl OcspRefreshService {
             connector: Arc::new(Connector::new(None)),
             retry: Arc::default(),
             in_flight: Arc::default(),
+            reported: Mutex::default(),
         }
     }
 
@@ -105,7 +108,10 @@ impl BackgroundService for OcspRefreshService {
                 _ = ticker.tick() => {}
             }
             let now = Instant::now();
-            for ck in (self.certificates)() {
+            let certificates = (self.certificates)();
+            let served: HashSet<[u8; 32]> = certificates.iter().map(|ck| ck.leaf_digest).collect();
+            ocsp::cache().retain(&served);
+            for ck in certificates {
                 if !ocsp::cache().due(&ck.leaf_digest) {
                     continue;
                 }
@@ -117,8 +123,14 @@ impl BackgroundService for OcspRefreshService {
                 {
                     continue;
                 }
-                if let Some((url, _)) = ocsp::responder(&ck) {
-                    self.spawn_fetch(ck, url);
+                match ocsp::responder(&ck) {
+                    Responder::At(url) => self.spawn_fetch(ck, url),
+                    Responder::NoIssuer => {
+                        if self.reported.lock().insert(ck.leaf_digest) {
+                            warn!(certificate = %ck.source, "cannot staple OCSP: the certificate names a responder but its file does not hold the issuer certificate after the leaf");
+                        }
+                    }
+                    Responder::None => {}
                 }
             }
         }

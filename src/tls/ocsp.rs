@@ -4,7 +4,7 @@
 //! clients that ask for them during the handshake (never fetched on the
 //! handshake path).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -16,7 +16,6 @@ use openssl::ocsp::{
 };
 use openssl::stack::Stack;
 use openssl::x509::store::X509StoreBuilder;
-use openssl::x509::X509Ref;
 use parking_lot::RwLock;
 use pingora::connectors::http::Connector;
 use pingora::http::RequestHeader;
@@ -86,6 +85,15 @@ impl OcspCache {
     pub fn remove(&self, leaf_digest: &[u8; 32]) {
         self.responses.write().remove(leaf_digest);
     }
+
+    /// Forgets the responses of certificates no longer served (after a
+    /// reload replaced them).
+    pub fn retain(&self, served: &HashSet<[u8; 32]>) {
+        let mut responses = self.responses.write();
+        if responses.keys().any(|d| !served.contains(d)) {
+            responses.retain(|d, _| served.contains(d));
+        }
+    }
 }
 
 /// The process's responses.
@@ -94,19 +102,34 @@ pub fn cache() -> &'static OcspCache {
     CACHE.get_or_init(OcspCache::default)
 }
 
-/// The responder URL of a certificate (the first `http://` OCSP entry of its
-/// Authority Information Access), and its issuer from the chain; `None`
-/// when it cannot be stapled.
-pub fn responder(ck: &CertifiedKey) -> Option<(String, &X509Ref)> {
-    let leaf = ck.chain.first()?;
-    let issuer = ck.chain.get(1)?;
-    let url = leaf
-        .ocsp_responders()
-        .ok()?
-        .iter()
-        .map(|s| s.to_string())
-        .find(|u| u.starts_with("http://"))?;
-    Some((url, issuer))
+/// Whether and where a certificate's status can be fetched.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Responder {
+    /// The first `http://` OCSP entry of its Authority Information Access
+    /// (the issuer follows the leaf in the chain).
+    At(String),
+    /// It names no OCSP responder (internal and self-signed certificates):
+    /// nothing to staple.
+    None,
+    /// It names a responder, but its PEM lacks the issuer certificate
+    /// needed to ask and to verify the answer.
+    NoIssuer,
+}
+
+/// Where `ck`'s status can be fetched.
+pub fn responder(ck: &CertifiedKey) -> Responder {
+    let url = ck.chain.first().and_then(|leaf| {
+        leaf.ocsp_responders()
+            .ok()?
+            .iter()
+            .map(|s| s.to_string())
+            .find(|u| u.starts_with("http://"))
+    });
+    match (url, ck.chain.get(1)) {
+        (None, _) => Responder::None,
+        (Some(_), None) => Responder::NoIssuer,
+        (Some(url), Some(_)) => Responder::At(url),
+    }
 }
 
 /// Asks `url` about `ck`'s leaf and verifies the answer: signed by the

@@ -180,3 +180,21 @@ fn check_rejects_a_non_boolean_ocsp_stapling_at_its_line() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn a_certificate_file_without_its_issuer_is_reported_and_served_unstapled() {
+    let ca = Ca::new("OCSP CA");
+    let dir = tempfile::tempdir().unwrap();
+    let (port, url) = OcspResponder::reserve();
+    let mut issued = ca.server_with_ocsp(&["site.test"], &url);
+    let _responder =
+        OcspResponder::start(&ca, dir.path(), port, &[(&issued, CertState::Good)]).await;
+    // The leaf alone: the responder is named, the issuer is not in the file.
+    let leaf = X509::stack_from_pem(&issued.cert_pem).unwrap().remove(0);
+    issued.cert_pem = leaf.to_pem().unwrap();
+    let (proxy, _origin) = stapling_site(&issued, dir.path(), "").await;
+    proxy
+        .wait_for_log("does not hold the issuer certificate")
+        .await;
+    assert_eq!(handshake(proxy.addr, &ca, true).await, None);
+}
