@@ -196,8 +196,8 @@ async fn a_certificate_file_without_its_issuer_is_reported_and_served_unstapled(
     let leaf = X509::stack_from_pem(&issued.cert_pem).unwrap().remove(0);
     issued.cert_pem = leaf.to_pem().unwrap();
     let (proxy, _origin) = stapling_site(&issued, dir.path(), "").await;
-    proxy
-        .wait_for_log("does not hold the issuer certificate")
-        .await;
+    let needle = "does not hold the issuer certificate";
+    let log = proxy.wait_for_log(needle).await;
+    assert!(log.contains(needle), "{log}");
     assert_eq!(handshake(proxy.addr, &ca, true).await, None);
 }
