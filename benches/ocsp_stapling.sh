@@ -5,7 +5,7 @@
 #
 #   benches/ocsp_stapling.sh [SECONDS]     (default 10 per run)
 #
-# Runs, alternated on/off, twice each:
+# Runs, alternated on/off, three times each:
 #  - k6 with a new connection per request (benches/k6/tls.js MODE=handshake):
 #    Go's TLS client asks for certificate status, so with stapling on every
 #    handshake carries the ~0.5 KiB response;
@@ -105,7 +105,7 @@ measure() { # label pid tool...
   before="$(cpu_ticks "$pid")"
   out="$("$@" 2>&1)"
   after="$(cpu_ticks "$pid")"
-  if [ "$1" = taskset ] && [ "$3" = wrk ]; then
+  if [ "${4:-}" = wrk ]; then
     reqs="$(awk '/requests in/ { print $1 }' <<<"$out")"
   else
     reqs="$(awk '/http_reqs/ { print $2; exit }' <<<"$out")"
@@ -115,7 +115,7 @@ measure() { # label pid tool...
 }
 
 echo "OCSP stapling, ${secs}s per run, proxy on CPU 0, clients on CPU 1"
-for round in 1 2; do
+for round in 1 2 3; do
   for mode in on off; do
     port=$on_port; pid=$on_pid; [ "$mode" = off ] && { port=$off_port; pid=$off_pid; }
     measure "k6 new connection per request, stapling $mode" "$pid" \
