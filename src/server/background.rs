@@ -91,13 +91,7 @@ impl BackgroundService for HealthService {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         let mut next_probe: HashMap<(Arc<str>, SocketAddr), Instant> = HashMap::new();
         let mut next_resolve: HashMap<Arc<str>, Instant> = HashMap::new();
-        let mut ticker = tokio::time::interval(TICK);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = shutdown.changed() => return,
-                _ = ticker.tick() => {}
-            }
+        every_tick(TICK, &mut shutdown, || {
             let now = Instant::now();
             for pool in (self.pools)().iter() {
                 if let Some(interval) = pool.resolve_interval {
@@ -122,6 +116,20 @@ impl BackgroundService for HealthService {
                     }
                 }
             }
+        })
+        .await;
+    }
+}
+
+/// Runs `work` every `period` (the first time at once; a late tick is
+/// delayed, not bunched) until the server shuts down.
+pub async fn every_tick(period: Duration, shutdown: &mut ShutdownWatch, mut work: impl FnMut()) {
+    let mut ticker = tokio::time::interval(period);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = ticker.tick() => work(),
         }
     }
 }

@@ -100,13 +100,7 @@ fn back_off(retry: &Retries, digest: [u8; 32]) {
 #[async_trait]
 impl BackgroundService for OcspRefreshService {
     async fn start(&self, mut shutdown: ShutdownWatch) {
-        let mut ticker = tokio::time::interval(TICK);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = shutdown.changed() => return,
-                _ = ticker.tick() => {}
-            }
+        super::background::every_tick(TICK, &mut shutdown, || {
             let now = Instant::now();
             let certificates = (self.certificates)();
             let served: HashSet<[u8; 32]> = certificates.iter().map(|ck| ck.leaf_digest).collect();
@@ -133,6 +127,7 @@ impl BackgroundService for OcspRefreshService {
                     Responder::None => {}
                 }
             }
-        }
+        })
+        .await;
     }
 }

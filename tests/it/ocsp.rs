@@ -33,6 +33,34 @@ async fn stapling_site(issued: &Issued, dir: &std::path::Path, tls_extra: &str) 
     (proxy, origin)
 }
 
+/// A CA, a certificate naming a running responder that calls it `state`,
+/// and a proxy serving it (`tls_extra` keys in `tls:`).
+struct Fixture {
+    ca: Ca,
+    issued: Issued,
+    proxy: Proxy,
+    _responder: OcspResponder,
+    _origin: Origin,
+    _dir: tempfile::TempDir,
+}
+
+async fn fixture(state: CertState, tls_extra: &str) -> Fixture {
+    let ca = Ca::new("OCSP CA");
+    let dir = tempfile::tempdir().unwrap();
+    let (port, url) = OcspResponder::reserve();
+    let issued = ca.server_with_ocsp(&["site.test"], &url);
+    let responder = OcspResponder::start(&ca, dir.path(), port, &[(&issued, state)]).await;
+    let (proxy, origin) = stapling_site(&issued, dir.path(), tls_extra).await;
+    Fixture {
+        ca,
+        issued,
+        proxy,
+        _responder: responder,
+        _origin: origin,
+        _dir: dir,
+    }
+}
+
 async fn handshake(addr: SocketAddr, ca: &Ca, ask: bool) -> Option<Vec<u8>> {
     let options = TlsOptions {
         ocsp_status: ask,
@@ -58,27 +86,23 @@ fn status_of(der: &[u8], issued: &Issued) -> OcspCertStatus {
 
 #[tokio::test]
 async fn a_good_response_is_fetched_once_and_stapled_to_every_handshake_that_asks() {
-    let ca = Ca::new("OCSP CA");
-    let dir = tempfile::tempdir().unwrap();
-    let (port, url) = OcspResponder::reserve();
-    let issued = ca.server_with_ocsp(&["site.test"], &url);
-    let _responder =
-        OcspResponder::start(&ca, dir.path(), port, &[(&issued, CertState::Good)]).await;
-    let (proxy, _origin) = stapling_site(&issued, dir.path(), "").await;
+    let Fixture {
+        ca, issued, proxy, ..
+    } = &fixture(CertState::Good, "").await;
     proxy
         .wait_for_metrics(&["palisade_tls_ocsp_fetches_total{result=\"good\"} 1"])
         .await;
 
-    let handshakes = (0..40).map(|_| handshake(proxy.addr, &ca, true));
+    let handshakes = (0..40).map(|_| handshake(proxy.addr, ca, true));
     let stapled = futures_util::future::join_all(handshakes).await;
     for der in &stapled {
         let der = der
             .as_ref()
             .expect("every handshake that asked got a staple");
-        assert_eq!(status_of(der, &issued), OcspCertStatus::GOOD);
+        assert_eq!(status_of(der, issued), OcspCertStatus::GOOD);
     }
     assert_eq!(
-        handshake(proxy.addr, &ca, false).await,
+        handshake(proxy.addr, ca, false).await,
         None,
         "a client that does not ask gets nothing"
     );
@@ -93,19 +117,13 @@ async fn a_good_response_is_fetched_once_and_stapled_to_every_handshake_that_ask
 
 #[tokio::test]
 async fn a_revoked_certificate_is_never_stapled_and_is_reported() {
-    let ca = Ca::new("OCSP CA");
-    let dir = tempfile::tempdir().unwrap();
-    let (port, url) = OcspResponder::reserve();
-    let issued = ca.server_with_ocsp(&["site.test"], &url);
-    let _responder =
-        OcspResponder::start(&ca, dir.path(), port, &[(&issued, CertState::Revoked)]).await;
-    let (proxy, _origin) = stapling_site(&issued, dir.path(), "").await;
+    let Fixture { ca, proxy, .. } = &fixture(CertState::Revoked, "").await;
     proxy
         .wait_for_metrics(&["palisade_tls_ocsp_fetches_total{result=\"revoked\"} 1"])
         .await;
     let log = proxy.wait_for_log("REVOKED").await;
     assert!(log.contains("REVOKED"), "{log}");
-    assert_eq!(handshake(proxy.addr, &ca, true).await, None);
+    assert_eq!(handshake(proxy.addr, ca, true).await, None);
 }
 
 #[tokio::test]
@@ -139,15 +157,9 @@ async fn a_dead_or_silent_responder_never_delays_or_breaks_a_handshake() {
 
 #[tokio::test]
 async fn with_ocsp_stapling_off_nothing_is_fetched_or_stapled() {
-    let ca = Ca::new("OCSP CA");
-    let dir = tempfile::tempdir().unwrap();
-    let (port, url) = OcspResponder::reserve();
-    let issued = ca.server_with_ocsp(&["site.test"], &url);
-    let _responder =
-        OcspResponder::start(&ca, dir.path(), port, &[(&issued, CertState::Good)]).await;
-    let (proxy, _origin) = stapling_site(&issued, dir.path(), "  ocsp_stapling: false\n").await;
+    let Fixture { ca, proxy, .. } = &fixture(CertState::Good, "  ocsp_stapling: false\n").await;
     for _ in 0..5 {
-        assert_eq!(handshake(proxy.addr, &ca, true).await, None);
+        assert_eq!(handshake(proxy.addr, ca, true).await, None);
     }
     let metrics = proxy
         .wait_for_metrics(&["palisade_tls_handshakes_total"])
