@@ -64,6 +64,8 @@ pub struct Metrics {
     tls_handshake_failures: IntCounterVec,
     ocsp_fetches: IntCounterVec,
     ocsp_staples: IntCounter,
+    certificate_expiry: IntGaugeVec,
+    ocsp_valid_until: IntGaugeVec,
     reloads: IntCounterVec,
     config_info: IntGaugeVec,
     config_loaded: IntGauge,
@@ -237,6 +239,18 @@ impl Metrics {
                 "palisade_tls_ocsp_stapled_total",
                 "TLS handshakes that asked for certificate status and got a stapled OCSP response.",
             ),
+            certificate_expiry: gauge_vec(
+                &r,
+                "palisade_tls_certificate_expiry_timestamp_seconds",
+                "When each served certificate expires (notAfter), by listener and certificate file.",
+                &["listener", "certificate"],
+            ),
+            ocsp_valid_until: gauge_vec(
+                &r,
+                "palisade_tls_ocsp_valid_until_timestamp_seconds",
+                "Until when the OCSP response stapled for a certificate is valid (nextUpdate), by listener and certificate file.",
+                &["listener", "certificate"],
+            ),
             reloads: counter_vec(
                 &r,
                 "palisade_config_reloads_total",
@@ -391,8 +405,14 @@ impl Metrics {
 
     /// The text exposition of every metric, after refreshing those read from
     /// the cache store and the backends (samples the caller gathered).
-    pub fn render(&self, backends: &[BackendSample<'_>], cache: StorageStats) -> String {
+    pub fn render(
+        &self,
+        backends: &[BackendSample<'_>],
+        certificates: &[CertificateSample<'_>],
+        cache: StorageStats,
+    ) -> String {
         let _serial = self.scrape.lock();
+        self.refresh_certificates(certificates);
         self.cache_bytes
             .set(i64::try_from(cache.bytes + cache.inflight_bytes).unwrap_or(i64::MAX));
         self.cache_max_bytes
@@ -406,6 +426,21 @@ impl Metrics {
             tracing::error!(error = %e, "cannot encode the metrics");
         }
         String::from_utf8(out).unwrap_or_default()
+    }
+
+    fn refresh_certificates(&self, certificates: &[CertificateSample<'_>]) {
+        // Certificates a reload removed leave the gauges.
+        self.certificate_expiry.reset();
+        self.ocsp_valid_until.reset();
+        for c in certificates {
+            let labels = [c.listener, c.certificate];
+            self.certificate_expiry
+                .with_label_values(&labels)
+                .set(c.not_after_unix);
+            if let Some(until) = c.ocsp_valid_until_unix {
+                self.ocsp_valid_until.with_label_values(&labels).set(until);
+            }
+        }
     }
 
     fn refresh_backends(&self, backends: &[BackendSample<'_>]) {
@@ -431,6 +466,19 @@ impl Metrics {
             );
         }
     }
+}
+
+/// One served certificate at a scrape.
+#[derive(Debug, Clone, Copy)]
+pub struct CertificateSample<'a> {
+    /// The listener serving it.
+    pub listener: &'a str,
+    /// Its certificate file.
+    pub certificate: &'a str,
+    /// Its `notAfter` (Unix seconds).
+    pub not_after_unix: i64,
+    /// Until when its stapled OCSP response is valid, if it has one.
+    pub ocsp_valid_until_unix: Option<i64>,
 }
 
 /// One backend's state at a scrape, as the metrics show it.

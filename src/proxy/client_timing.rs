@@ -24,6 +24,7 @@ mod tests {
 
     fn listener(rate: Option<u64>) -> ListenerPolicy {
         ListenerPolicy {
+            name: "test".into(),
             certificates: None,
             https: Default::default(),
             https_port: 443,

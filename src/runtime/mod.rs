@@ -119,6 +119,8 @@ pub struct RouteAuth {
 /// What a listener contributes to the requests it accepts.
 #[derive(Debug)]
 pub struct ListenerPolicy {
+    /// Its name (`listeners[].name`).
+    pub name: Arc<str>,
     /// Its certificates, when it terminates TLS.
     pub certificates: Option<Arc<CertStore>>,
     /// What plain-HTTP requests get, for routes that do not say.
@@ -425,6 +427,7 @@ fn compile_listeners(config: &Config, errors: &mut Vec<ConfigError>) -> Box<[Lis
                     .map(Arc::new)
             });
             ListenerPolicy {
+                name: l.name.as_str().into(),
                 certificates,
                 https: l.https.unwrap_or_default(),
                 https_port: l.https_port.unwrap_or(default_https_port),

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use openssl::asn1::Asn1Time;
+use openssl::asn1::{Asn1Time, Asn1TimeRef};
 use pingora::tls::hash::MessageDigest;
 use pingora::tls::nid::Nid;
 use pingora::tls::pkey::{PKey, Private};
@@ -28,6 +28,8 @@ pub struct CertifiedKey {
     pub source: String,
     /// SHA-256 of the leaf (DER): the key of its stapled OCSP response.
     pub leaf_digest: [u8; 32],
+    /// The leaf's `notAfter`, in seconds since the Unix epoch.
+    pub not_after_unix: i64,
 }
 
 impl std::fmt::Debug for CertifiedKey {
@@ -173,13 +175,26 @@ fn load_one(c: &CertificateConfig, path: &KeyPath) -> Result<CertifiedKey, Confi
                 format!("cannot hash the certificate in {}", c.cert.display()),
             )
         })?;
+    let not_after_unix = unix_seconds(leaf.not_after()).map_err(|e| {
+        ConfigError::value(
+            path.key("cert"),
+            format!("unreadable expiry in {}: {e}", c.cert.display()),
+        )
+    })?;
     Ok(CertifiedKey {
         chain,
         key,
         names,
         source: c.cert.display().to_string(),
         leaf_digest,
+        not_after_unix,
     })
+}
+
+/// An ASN.1 time as seconds since the Unix epoch.
+fn unix_seconds(t: &Asn1TimeRef) -> Result<i64, openssl::error::ErrorStack> {
+    let diff = Asn1Time::from_unix(0)?.diff(t)?;
+    Ok(i64::from(diff.days) * 86_400 + i64::from(diff.secs))
 }
 
 fn check_validity(leaf: &X509, file: &Path) -> Result<(), String> {

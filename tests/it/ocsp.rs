@@ -87,7 +87,11 @@ fn status_of(der: &[u8], issued: &Issued) -> OcspCertStatus {
 #[tokio::test]
 async fn a_good_response_is_fetched_once_and_stapled_to_every_handshake_that_asks() {
     let Fixture {
-        ca, issued, proxy, ..
+        ca,
+        issued,
+        proxy,
+        _dir: dir,
+        ..
     } = &fixture(CertState::Good, "").await;
     proxy
         .wait_for_metrics(&["palisade_tls_ocsp_fetches_total{result=\"good\"} 1"])
@@ -113,6 +117,36 @@ async fn a_good_response_is_fetched_once_and_stapled_to_every_handshake_that_ask
         metrics.contains("palisade_tls_ocsp_fetches_total{result=\"good\"} 1"),
         "fetched once, not per handshake:\n{metrics}"
     );
+
+    // The operator sees when the certificate expires and until when its
+    // staple is valid.
+    let leaf = X509::stack_from_pem(&issued.cert_pem).unwrap().remove(0);
+    let diff = openssl::asn1::Asn1Time::from_unix(0)
+        .unwrap()
+        .diff(leaf.not_after())
+        .unwrap();
+    let not_after = i64::from(diff.days) * 86_400 + i64::from(diff.secs);
+    let expiry = metrics
+        .lines()
+        .find(|l| l.starts_with("palisade_tls_certificate_expiry_timestamp_seconds{"))
+        .unwrap_or_default();
+    let file = dir.path().join("site.crt");
+    assert!(
+        expiry.ends_with(&format!(" {not_after}"))
+            && expiry.contains("listener=\"main\"")
+            && expiry.contains(&format!("certificate=\"{}\"", file.display())),
+        "{expiry}"
+    );
+    assert!(metrics.contains("palisade_tls_ocsp_valid_until_timestamp_seconds{"));
+    let status = proxy.admin_json("/status").await;
+    let cert = &status["tls"]["certificates"][0];
+    assert_eq!(cert["listener"], "main");
+    assert_eq!(cert["names"][0], "site.test");
+    assert_eq!(cert["expires_in_days"], 29);
+    assert!(cert["ocsp"]["stapled_until"].is_string(), "{status}");
+    assert!(cert["ocsp"]["responder"]
+        .as_str()
+        .is_some_and(|u| u.starts_with("http://127.0.0.1:")));
 }
 
 #[tokio::test]

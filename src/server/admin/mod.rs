@@ -26,6 +26,7 @@ mod auth;
 pub mod client;
 mod inspect;
 pub mod purge;
+mod tls_status;
 
 use std::sync::Arc;
 
@@ -253,8 +254,13 @@ impl AdminApp {
                 failures: s.failures,
             })
             .collect();
+        let served = tls_status::served(&runtime);
         let body = metrics()
-            .render(&samples, self.cache.storage.stats())
+            .render(
+                &samples,
+                &tls_status::samples(&served),
+                self.cache.storage.stats(),
+            )
             .into_bytes();
         Response::builder()
             .status(StatusCode::OK)
@@ -287,6 +293,7 @@ impl AdminApp {
                 "upstreams": self.pools_json(&runtime),
                 "cache": self.cache_json(),
                 "access_log_dropped": metrics().access_log_dropped_count(),
+                "tls": tls_status::json(&tls_status::served(&runtime)),
             }),
         )
     }

@@ -1,0 +1,84 @@
+//! The TLS part of `/status` and `/metrics`: every certificate the listeners
+//! serve, when it expires, and the state of its OCSP staple.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::{json, Value};
+
+use crate::observe::metrics::CertificateSample;
+use crate::runtime::Runtime;
+use crate::tls::ocsp::{self, Responder};
+use crate::tls::store::CertifiedKey;
+
+/// Each served certificate with the listener serving it.
+pub type Served = Vec<(Arc<str>, Arc<CertifiedKey>)>;
+
+/// The certificates of the snapshot in force.
+pub fn served(runtime: &Runtime) -> Served {
+    runtime
+        .listeners
+        .iter()
+        .filter_map(|l| Some((l.name.clone(), l.certificates.as_ref()?)))
+        .flat_map(|(name, store)| {
+            store
+                .certificates()
+                .into_iter()
+                .map(move |ck| (name.clone(), ck))
+        })
+        .collect()
+}
+
+fn unix(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// The samples `/metrics` shows.
+pub fn samples(served: &Served) -> Vec<CertificateSample<'_>> {
+    served
+        .iter()
+        .map(|(listener, ck)| CertificateSample {
+            listener,
+            certificate: &ck.source,
+            not_after_unix: ck.not_after_unix,
+            ocsp_valid_until_unix: ocsp::cache().get(&ck.leaf_digest).map(|s| unix(s.expires)),
+        })
+        .collect()
+}
+
+/// The `tls` section of `/status`.
+pub fn json(served: &Served) -> Value {
+    let rfc3339 = |unix: i64| {
+        u64::try_from(unix)
+            .map(|s| {
+                humantime::format_rfc3339_seconds(UNIX_EPOCH + std::time::Duration::from_secs(s))
+                    .to_string()
+            })
+            .unwrap_or_default()
+    };
+    let now = unix(SystemTime::now());
+    let certificates: Vec<Value> = served
+        .iter()
+        .map(|(listener, ck)| {
+            let staple = ocsp::cache().get(&ck.leaf_digest);
+            let responder = match ocsp::responder(ck) {
+                Responder::At(url) => json!(url),
+                Responder::None => Value::Null,
+                Responder::NoIssuer => json!("named, but the issuer is missing from the file"),
+            };
+            json!({
+                "listener": &**listener,
+                "certificate": ck.source,
+                "names": ck.names,
+                "not_after": rfc3339(ck.not_after_unix),
+                "expires_in_days": (ck.not_after_unix - now) / 86_400,
+                "ocsp": {
+                    "responder": responder,
+                    "stapled_until": staple.map(|s| rfc3339(unix(s.expires))),
+                },
+            })
+        })
+        .collect();
+    json!({ "certificates": certificates })
+}
