@@ -29,6 +29,12 @@ pub(super) fn response_header(session: &Session, resp: &mut ResponseHeader, ctx:
     ctx.compression = Some(Box::new(compression));
 }
 
+/// The error of a response body that cannot be transcoded: the origin's
+/// fault (a body that does not decode as its `Content-Encoding` says), so
+/// it is answered `502` and logged as an upstream failure, but not counted
+/// against the backend's health (its connection worked).
+pub(super) const TRANSCODE_FAILED: ErrorType = ErrorType::Custom("compression failed");
+
 /// A piece of the origin's body, compressed when the response is; a codec
 /// error ends the response.
 pub(super) fn body_piece(
@@ -41,7 +47,7 @@ pub(super) fn body_piece(
     };
     compression.body(body, end_of_stream).map_err(|e| {
         Error::explain(
-            ErrorType::Custom("compression failed"),
+            TRANSCODE_FAILED,
             format!("cannot transcode the response body: {e}"),
         )
     })

@@ -31,7 +31,8 @@ pub(super) async fn failed(
         Some(ClientFault::Left) => None,
         None => respond::status_for(e),
     };
-    let upstream_failure = matches!(e.esource(), pingora::ErrorSource::Upstream);
+    let upstream_failure = matches!(e.esource(), pingora::ErrorSource::Upstream)
+        || *e.etype() == super::encoding::TRANSCODE_FAILED;
     if let Some(fault) = client_fault {
         info!(
             listener = %listener,

@@ -21,6 +21,9 @@ pub fn status_for(e: &Error) -> Option<u16> {
     if let HTTPStatus(code) = e.etype() {
         return Some(*code);
     }
+    if *e.etype() == super::encoding::TRANSCODE_FAILED {
+        return Some(502);
+    }
     match e.esource() {
         ErrorSource::Upstream => match e.etype() {
             ConnectTimedout | ReadTimedout | WriteTimedout | TLSHandshakeTimedout => Some(504),

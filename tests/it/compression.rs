@@ -347,11 +347,18 @@ async fn a_coded_body_that_does_not_decode_is_cut_logged_and_not_stored() {
     }))
     .await;
     for (status, len) in answers.iter().flatten() {
-        assert_ne!(*status, 200, "a {len}-byte body passed off as the page");
+        assert_eq!(
+            *status, 502,
+            "a broken origin body is a bad gateway, not the page ({len} bytes)"
+        );
     }
-    proxy
+    let log = proxy
         .wait_for_log("cannot transcode the response body")
         .await;
+    assert!(
+        log.contains("upstream request failed"),
+        "logged as the origin's failure: {log}"
+    );
     let before = origin.hits();
     let _ = client()
         .get(proxy.url("/bad"))

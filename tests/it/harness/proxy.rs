@@ -392,14 +392,19 @@ impl Proxy {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// Waits until the log contains `needle`; returns the log either way.
+    /// Waits until the log contains `needle` and returns the log; fails the
+    /// test after 30 s (a line that never comes is a failure, not a pass).
     pub async fn wait_for_log(&self, needle: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let log = self.log();
-            if log.contains(needle) || Instant::now() > deadline {
+            if log.contains(needle) {
                 return log;
             }
+            assert!(
+                Instant::now() < deadline,
+                "gave up waiting for `{needle}` in the log:\n{log}"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
