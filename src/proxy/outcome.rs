@@ -31,8 +31,7 @@ pub(super) async fn failed(
         Some(ClientFault::Left) => None,
         None => respond::status_for(e),
     };
-    let upstream_failure = matches!(e.esource(), pingora::ErrorSource::Upstream)
-        || *e.etype() == super::encoding::TRANSCODE_FAILED;
+    let upstream_failure = respond::origin_fault(e);
     if let Some(fault) = client_fault {
         info!(
             listener = %listener,

@@ -21,21 +21,28 @@ pub fn status_for(e: &Error) -> Option<u16> {
     if let HTTPStatus(code) = e.etype() {
         return Some(*code);
     }
-    if *e.etype() == super::encoding::TRANSCODE_FAILED {
-        return Some(502);
-    }
-    match e.esource() {
-        ErrorSource::Upstream => match e.etype() {
+    if origin_fault(e) {
+        return match e.etype() {
             ConnectTimedout | ReadTimedout | WriteTimedout | TLSHandshakeTimedout => Some(504),
             _ => Some(502),
-        },
+        };
+    }
+    match e.esource() {
         ErrorSource::Downstream => match e.etype() {
             ReadError | WriteError | ConnectionClosed => None,
             ReadTimedout => Some(408),
             _ => Some(400),
         },
-        ErrorSource::Internal | ErrorSource::Unset => Some(500),
+        ErrorSource::Upstream | ErrorSource::Internal | ErrorSource::Unset => Some(500),
     }
+}
+
+/// Whether `e` is the origin's doing: an error of the upstream side, or a
+/// body that does not decode as the origin's `Content-Encoding` says
+/// (raised inside Palisade, so not marked upstream: that would count it
+/// against the backend's health, whose connection worked).
+pub fn origin_fault(e: &Error) -> bool {
+    matches!(e.esource(), ErrorSource::Upstream) || *e.etype() == super::encoding::TRANSCODE_FAILED
 }
 
 /// Whether `e` is the client's doing: it left (a read or write on its

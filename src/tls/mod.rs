@@ -7,8 +7,15 @@ pub mod store;
 
 use std::path::Path;
 
+use openssl::asn1::{Asn1Time, Asn1TimeRef};
 use pingora::tls::pkey::{PKey, Private};
 use pingora::tls::x509::X509;
+
+/// An ASN.1 time as seconds since the Unix epoch.
+pub fn unix_seconds(t: &Asn1TimeRef) -> Result<i64, openssl::error::ErrorStack> {
+    let diff = Asn1Time::from_unix(0)?.diff(t)?;
+    Ok(i64::from(diff.days) * 86_400 + i64::from(diff.secs))
+}
 
 /// Reads every certificate of a PEM file (a leaf and its chain, or a CA
 /// bundle).

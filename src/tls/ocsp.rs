@@ -89,10 +89,12 @@ impl OcspCache {
     /// Forgets the responses of certificates no longer served (after a
     /// reload replaced them).
     pub fn retain(&self, served: &HashSet<[u8; 32]>) {
-        let mut responses = self.responses.write();
-        if responses.keys().any(|d| !served.contains(d)) {
-            responses.retain(|d, _| served.contains(d));
+        // Handshakes read this map: take the write lock only when a
+        // response is to go (after a reload), not every tick.
+        if self.responses.read().keys().all(|d| served.contains(d)) {
+            return;
         }
+        self.responses.write().retain(|d, _| served.contains(d));
     }
 }
 
@@ -118,17 +120,10 @@ pub enum Responder {
 
 /// Where `ck`'s status can be fetched.
 pub fn responder(ck: &CertifiedKey) -> Responder {
-    let url = ck.chain.first().and_then(|leaf| {
-        leaf.ocsp_responders()
-            .ok()?
-            .iter()
-            .map(|s| s.to_string())
-            .find(|u| u.starts_with("http://"))
-    });
-    match (url, ck.chain.get(1)) {
+    match (&ck.ocsp_responder, ck.chain.get(1)) {
         (None, _) => Responder::None,
         (Some(_), None) => Responder::NoIssuer,
-        (Some(url), Some(_)) => Responder::At(url),
+        (Some(url), Some(_)) => Responder::At(url.clone()),
     }
 }
 
@@ -281,9 +276,7 @@ fn system_time(t: &Asn1GeneralizedTimeRef) -> Result<SystemTime, String> {
         .map_err(|_| format!("unreadable OCSP time {printed}"))?;
     let asn1 = Asn1Time::from_str(&format!("{year}{month:02}{day:02}{hms}Z"))
         .map_err(|e| format!("unreadable OCSP time {printed}: {e}"))?;
-    let epoch = Asn1Time::from_unix(0).map_err(|e| e.to_string())?;
-    let diff = epoch.diff(&asn1).map_err(|e| e.to_string())?;
-    let secs = i64::from(diff.days) * 86_400 + i64::from(diff.secs);
+    let secs = super::unix_seconds(&asn1).map_err(|e| e.to_string())?;
     u64::try_from(secs)
         .map(|s| UNIX_EPOCH + Duration::from_secs(s))
         .map_err(|_| format!("OCSP time before 1970: {printed}"))

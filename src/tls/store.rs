@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use openssl::asn1::{Asn1Time, Asn1TimeRef};
+use openssl::asn1::Asn1Time;
 use pingora::tls::hash::MessageDigest;
 use pingora::tls::nid::Nid;
 use pingora::tls::pkey::{PKey, Private};
@@ -30,6 +30,9 @@ pub struct CertifiedKey {
     pub leaf_digest: [u8; 32],
     /// The leaf's `notAfter`, in seconds since the Unix epoch.
     pub not_after_unix: i64,
+    /// The first `http://` OCSP responder its Authority Information Access
+    /// names, if any (read once, at load).
+    pub ocsp_responder: Option<String>,
 }
 
 impl std::fmt::Debug for CertifiedKey {
@@ -175,7 +178,12 @@ fn load_one(c: &CertificateConfig, path: &KeyPath) -> Result<CertifiedKey, Confi
                 format!("cannot hash the certificate in {}", c.cert.display()),
             )
         })?;
-    let not_after_unix = unix_seconds(leaf.not_after()).map_err(|e| {
+    let ocsp_responder = leaf.ocsp_responders().ok().and_then(|urls| {
+        urls.iter()
+            .map(|u| u.to_string())
+            .find(|u| u.starts_with("http://"))
+    });
+    let not_after_unix = super::unix_seconds(leaf.not_after()).map_err(|e| {
         ConfigError::value(
             path.key("cert"),
             format!("unreadable expiry in {}: {e}", c.cert.display()),
@@ -188,13 +196,8 @@ fn load_one(c: &CertificateConfig, path: &KeyPath) -> Result<CertifiedKey, Confi
         source: c.cert.display().to_string(),
         leaf_digest,
         not_after_unix,
+        ocsp_responder,
     })
-}
-
-/// An ASN.1 time as seconds since the Unix epoch.
-fn unix_seconds(t: &Asn1TimeRef) -> Result<i64, openssl::error::ErrorStack> {
-    let diff = Asn1Time::from_unix(0)?.diff(t)?;
-    Ok(i64::from(diff.days) * 86_400 + i64::from(diff.secs))
 }
 
 fn check_validity(leaf: &X509, file: &Path) -> Result<(), String> {

@@ -12,7 +12,7 @@ use openssl::x509::X509;
 use crate::harness::certs::Issued;
 use crate::harness::ocsp_responder::{CertState, OcspResponder};
 use crate::harness::tls_client::{connect, TlsOptions};
-use crate::harness::{run_cli, Ca, Origin, Proxy};
+use crate::harness::{run_cli, Ca, Origin, Proxy, Reply};
 
 /// A TLS proxy for `site.test` serving `issued`.
 async fn stapling_site(issued: &Issued, dir: &std::path::Path, tls_extra: &str) -> (Proxy, Origin) {
@@ -246,4 +246,39 @@ async fn a_certificate_file_without_its_issuer_is_reported_and_served_unstapled(
     let log = proxy.wait_for_log(needle).await;
     assert!(log.contains(needle), "{log}");
     assert_eq!(handshake(proxy.addr, &ca, true).await, None);
+}
+
+#[tokio::test]
+async fn a_responder_that_answers_garbage_or_signs_with_another_key_is_never_stapled() {
+    let ca = Ca::new("OCSP CA");
+    let dir = tempfile::tempdir().unwrap();
+
+    // An HTTP server that answers 200 with something that is not OCSP.
+    let garbage = Origin::start("garbage").await;
+    garbage.on("/", Reply::text("<html>not OCSP</html>"));
+    let issued = ca.server_with_ocsp(&["site.test"], &format!("http://{}/", garbage.address()));
+    let (proxy, _origin) = stapling_site(&issued, dir.path(), "").await;
+    let log = proxy.wait_for_log("not an OCSP response").await;
+    assert!(log.contains("OCSP fetch failed"), "{log}");
+    assert_eq!(handshake(proxy.addr, &ca, true).await, None);
+
+    // A real responder signing with a key the certificate's issuer never
+    // delegated to: the signature does not verify.
+    let impostor = Ca::new("Impostor CA");
+    let dir2 = tempfile::tempdir().unwrap();
+    let (port, url) = OcspResponder::reserve();
+    let issued = ca.server_with_ocsp(&["site.test"], &url);
+    let _responder =
+        OcspResponder::start(&impostor, dir2.path(), port, &[(&issued, CertState::Good)]).await;
+    let (proxy, _origin) = stapling_site(&issued, dir2.path(), "").await;
+    let log = proxy.wait_for_log("OCSP fetch failed").await;
+    assert!(
+        log.contains("the response's signature does not verify"),
+        "{log}"
+    );
+    proxy
+        .wait_for_metrics(&["palisade_tls_ocsp_fetches_total{result=\"error\"} 1"])
+        .await;
+    let all = futures_util::future::join_all((0..20).map(|_| handshake(proxy.addr, &ca, true)));
+    assert!(all.await.iter().all(Option::is_none));
 }
