@@ -10,6 +10,7 @@
 //!
 //! Problems are reported as `file:line:column: error: key.path: message`.
 
+mod acme;
 mod admin;
 mod auth;
 mod cache;
@@ -44,6 +45,10 @@ use indexmap::IndexMap;
 use load::WrittenAt;
 pub use load::{load, parse, LoadedConfig};
 
+pub use acme::{
+    is_certifiable_name, AcmeChallenge, AcmeConfig, AcmeDirectory, AcmeKeyType, LETSENCRYPT,
+    LETSENCRYPT_STAGING,
+};
 pub use admin::{AdminConfig, MIN_TOKEN_LEN};
 pub use auth::{
     password_scheme, AnyOfConfig, ApiKeyConfig, ApiKeyEntry, AuthPolicyConfig, BasicAuthConfig,
@@ -124,6 +129,7 @@ impl Config {
         };
         resolve(&mut self.server.pid_file);
         resolve(&mut self.server.upgrade_socket);
+        resolve(&mut self.server.state_dir);
         if let Some(p) = self.server.error_log.as_mut() {
             resolve(p);
         }
@@ -137,6 +143,14 @@ impl Config {
             for c in &mut tls.certificates {
                 resolve(&mut c.cert);
                 resolve(&mut c.key);
+            }
+            if let Some(acme) = tls.acme.as_mut() {
+                for p in [acme.dns_hook.as_mut(), acme.directory_ca.as_mut()]
+                    .into_iter()
+                    .flatten()
+                {
+                    resolve(p);
+                }
             }
             if let Some(auth) = tls.client_auth.as_mut() {
                 resolve(&mut auth.ca_file);

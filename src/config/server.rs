@@ -38,6 +38,9 @@ pub struct ServerConfig {
     /// Idle keep-alive connections to upstreams kept per worker thread of a
     /// listener (Pingora's connection pool, shared by every upstream).
     pub upstream_keepalive_pool_size: usize,
+    /// Where state that must survive a restart is kept (ACME accounts and
+    /// certificates). Created with mode 0700 when needed.
+    pub state_dir: PathBuf,
 }
 
 impl Default for ServerConfig {
@@ -56,6 +59,7 @@ impl Default for ServerConfig {
             error_log: None,
             trusted_proxies: Vec::new(),
             upstream_keepalive_pool_size: 128,
+            state_dir: PathBuf::from("/var/lib/palisade"),
         }
     }
 }

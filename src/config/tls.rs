@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 
+use super::acme::AcmeConfig;
 use super::units::HumanDuration;
 
 /// A listener's `tls:` block: it terminates TLS with these certificates.
@@ -14,8 +15,13 @@ use super::units::HumanDuration;
 #[serde(deny_unknown_fields)]
 pub struct ListenerTls {
     /// Certificates to choose from by SNI; the names each one serves are
-    /// read from the certificate itself.
+    /// read from the certificate itself. May be empty with `acme`.
+    #[serde(default)]
     pub certificates: Vec<CertificateConfig>,
+    /// Certificates ordered and renewed from an ACME CA (Let's Encrypt by
+    /// default). A name a file certificate covers uses the file.
+    #[serde(default)]
+    pub acme: Option<AcmeConfig>,
     /// Oldest protocol version accepted. Default: 1.2 (1.3 with
     /// `ciphers: modern`).
     #[serde(default)]

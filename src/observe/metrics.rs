@@ -66,6 +66,10 @@ pub struct Metrics {
     ocsp_staples: IntCounter,
     certificate_expiry: IntGaugeVec,
     ocsp_valid_until: IntGaugeVec,
+    acme_orders: IntCounterVec,
+    acme_expiry: IntGaugeVec,
+    acme_last_success: IntGaugeVec,
+    acme_failures_in_a_row: IntGaugeVec,
     reloads: IntCounterVec,
     config_info: IntGaugeVec,
     config_loaded: IntGauge,
@@ -251,6 +255,30 @@ impl Metrics {
                 "Until when the OCSP response stapled for a certificate is valid (nextUpdate), by listener and certificate file.",
                 &["listener", "certificate"],
             ),
+            acme_orders: counter_vec(
+                &r,
+                "palisade_acme_orders_total",
+                "ACME orders, by name and result (success, failure).",
+                &["name", "result"],
+            ),
+            acme_expiry: gauge_vec(
+                &r,
+                "palisade_acme_certificate_expiry_timestamp_seconds",
+                "When the certificate held for each ACME name expires (notAfter).",
+                &["name"],
+            ),
+            acme_last_success: gauge_vec(
+                &r,
+                "palisade_acme_last_success_timestamp_seconds",
+                "When a certificate was last obtained for each ACME name.",
+                &["name"],
+            ),
+            acme_failures_in_a_row: gauge_vec(
+                &r,
+                "palisade_acme_consecutive_failures",
+                "Orders that failed since the last success, by ACME name (0 when the last order succeeded).",
+                &["name"],
+            ),
             reloads: counter_vec(
                 &r,
                 "palisade_config_reloads_total",
@@ -401,6 +429,28 @@ impl Metrics {
     /// Lines dropped so far by the access log.
     pub fn access_log_dropped_count(&self) -> u64 {
         self.access_log_dropped.get()
+    }
+
+    /// An ACME order for `name` finished; `failures_in_a_row` counts the
+    /// failures since the last success.
+    pub fn acme_order(&self, name: &str, success: bool, failures_in_a_row: u32) {
+        let result = if success { "success" } else { "failure" };
+        self.acme_orders.with_label_values(&[name, result]).inc();
+        self.acme_failures_in_a_row
+            .with_label_values(&[name])
+            .set(i64::from(failures_in_a_row));
+        if success {
+            self.acme_last_success
+                .with_label_values(&[name])
+                .set(crate::observe::unix_now());
+        }
+    }
+
+    /// The certificate held for ACME name `name` expires at `not_after_unix`.
+    pub fn acme_certificate(&self, name: &str, not_after_unix: i64) {
+        self.acme_expiry
+            .with_label_values(&[name])
+            .set(not_after_unix);
     }
 
     /// The text exposition of every metric, after refreshing those read from

@@ -20,6 +20,7 @@ use crate::edge::rules::{RequestParts, RouteAnswer};
 use crate::edge::Host;
 use crate::observe::metrics::metrics;
 use crate::runtime::{ListenerPolicy, Route, Runtime};
+use crate::tls::acme::challenges;
 
 /// Runs every step; `Ok(true)` when the request was answered here (a
 /// refusal, a redirect or a fresh hit).
@@ -35,6 +36,10 @@ pub(super) async fn admit(
         session.set_read_timeout(Some(l.client_body_timeout));
     }
     identify_client(session, ctx);
+    if let Some(answer) = acme_http01(session.req_header()) {
+        refusal::answer(session, ctx, answer).await?;
+        return Ok(true);
+    }
     let checked = match peer_fetch::admit(session.req_header_mut(), ctx) {
         Ok(true) => peer_checks(runtime, session, ctx),
         Ok(false) => checks(cache, runtime, listener, session, ctx).await,
@@ -45,6 +50,27 @@ pub(super) async fn admit(
         return Ok(true);
     }
     use_cache(cache, session, ctx).await
+}
+
+/// The answer to an ACME `http-01` validation of a token being proven,
+/// before routing, address filters and HTTPS redirects (the CA fetches it
+/// over plain HTTP from anywhere).
+fn acme_http01(req: &RequestHeader) -> Option<Refusal> {
+    let path = req.uri.path();
+    if !path.starts_with(challenges::HTTP01_PREFIX)
+        || !matches!(req.method, http::Method::GET | http::Method::HEAD)
+    {
+        return None;
+    }
+    let key_authorization = challenges::challenges().http01_answer(path)?;
+    Some(
+        Refusal::new(200, "ACME http-01 challenge answered")
+            .with_header(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/octet-stream"),
+            )
+            .with_body(Some(bytes::Bytes::from(key_authorization))),
+    )
 }
 
 /// Every check a request must pass before the cache: the route and its

@@ -3,6 +3,7 @@
 //! edits), published through an [`ArcSwap`] so that a reload is one atomic
 //! pointer swap and each request reads exactly one consistent snapshot.
 
+mod acme_plan;
 mod error_pages;
 mod headers;
 mod router;
@@ -15,6 +16,7 @@ use arc_swap::ArcSwap;
 use http::{HeaderName, HeaderValue};
 use regex::Regex;
 
+pub use acme_plan::AcmePlan;
 pub use headers::{HeaderEdits, HeaderTarget};
 pub use router::{RouteId, Router};
 
@@ -222,6 +224,8 @@ pub struct Runtime {
     pub cluster: Option<Arc<Cluster>>,
     /// Where purges go to reach the fleet.
     pub purge_bus: Option<Arc<PurgeBus>>,
+    /// The names kept certified by ACME, and where its state lives.
+    pub acme: AcmePlan,
     /// When this snapshot was compiled.
     pub loaded_at: SystemTime,
 }
@@ -381,6 +385,7 @@ impl Runtime {
                 }),
             });
         }
+        let acme = AcmePlan::compile(config, &listeners);
         Ok(Self {
             routes: routes.into_boxed_slice(),
             router,
@@ -389,6 +394,7 @@ impl Runtime {
             listeners,
             cluster,
             purge_bus,
+            acme,
             loaded_at: SystemTime::now(),
         })
     }

@@ -220,6 +220,11 @@ impl ServerApp for ListenerApp {
         stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
+        if matches!(stream.selected_alpn_proto(), Some(ALPN::Custom(_))) {
+            // `acme-tls/1`, the only other protocol offered: the validation
+            // was the handshake itself.
+            return None;
+        }
         let mut stream = stream;
         if let Some(allowed) = &self.heads.proxy_protocol {
             if stream.get_ssl_digest().is_none() {

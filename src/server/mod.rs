@@ -8,6 +8,7 @@
 //! This is the top of the layering below `main`: it may use every module;
 //! nothing but `main` uses it.
 
+pub mod acme_renewal;
 pub mod admin;
 pub mod background;
 pub mod binary_upgrade;
@@ -175,6 +176,11 @@ pub fn build(
         SighupService::new(reloader.clone()),
     ));
     server.add_service(background_service("access log", AccessLogService));
+    // Always present: a reload may add ACME names.
+    server.add_service(background_service(
+        "ACME certificates",
+        acme_renewal::AcmeRenewalService::new(runtime.clone()),
+    ));
     if config
         .listeners
         .iter()
@@ -196,7 +202,7 @@ pub fn build(
                         continue;
                     }
                     if let Some(store) = &listener.certificates {
-                        all.extend(store.certificates());
+                        all.extend(store.served());
                     }
                 }
                 all

@@ -13,13 +13,16 @@ use pingora::listeners::TlsAccept;
 use pingora::protocols::tls::TlsRef;
 use pingora::tls::error::ErrorStack;
 use pingora::tls::ext::{ssl_add_chain_cert, ssl_use_certificate, ssl_use_private_key};
-use pingora::tls::ssl::{NameType, Ssl, SslRef, SslVerifyMode, SslVersion};
+use pingora::tls::ssl::{
+    select_next_proto, AlpnError, NameType, Ssl, SslRef, SslVerifyMode, SslVersion,
+};
 use pingora::tls::x509::store::X509StoreBuilder;
-use tracing::warn;
+use tracing::{debug, warn};
 
 use super::load_certs;
 use crate::config::{CipherPolicy, ListenerTls, TlsVersion};
 use crate::observe::metrics::metrics;
+use crate::tls::acme::challenges::{challenges, ACME_TLS_ALPN};
 use crate::tls::ocsp;
 use crate::tls::store::{CertStore, CertifiedKey};
 
@@ -101,10 +104,18 @@ impl TlsAccept for SniResolver {
                 },
             );
         }
+        if ssl.selected_alpn_protocol() == Some(ACME_TLS_ALPN) {
+            // A tls-alpn-01 validation (TLS 1.3 selects ALPN first): the
+            // ALPN callback already installed the challenge certificate.
+            return;
+        }
         let Some(store) = (self.certificates)() else {
             return;
         };
-        let ck = store.lookup(ssl.servername(NameType::HOST_NAME)).clone();
+        let Some(ck) = store.lookup(ssl.servername(NameType::HOST_NAME)) else {
+            debug!(listener = %self.name, "no certificate to serve yet (ACME order pending)");
+            return;
+        };
         let result = ssl_use_certificate(ssl, &ck.chain[0])
             .and_then(|()| ssl_use_private_key(ssl, &ck.key))
             .and_then(|()| {
@@ -157,7 +168,12 @@ pub fn settings(tls: &ListenerTls, resolver: SniResolver) -> Result<TlsSettings,
             .set_status_callback(staple)
             .map_err(|e| format!("cannot enable OCSP stapling: {e}"))?;
     }
-    if tls.http2 {
+    if tls.acme.is_some() {
+        // One ALPN callback per context: ours answers `acme-tls/1` and
+        // otherwise chooses as Pingora's would.
+        let http2 = tls.http2;
+        settings.set_alpn_select_callback(move |ssl, client| select_alpn(ssl, client, http2));
+    } else if tls.http2 {
         settings.enable_h2();
     } else {
         settings.set_alpn(pingora::protocols::ALPN::H1);
@@ -186,6 +202,50 @@ pub fn settings(tls: &ListenerTls, resolver: SniResolver) -> Result<TlsSettings,
     Ok(settings)
 }
 
+/// The ALPN choice of a listener with ACME: `acme-tls/1` for a tls-alpn-01
+/// validation of a name whose challenge is published (its certificate is
+/// installed here, whichever of this and the certificate callback OpenSSL
+/// runs first), else `h2` (when `http2`) or `http/1.1`.
+fn select_alpn<'a>(ssl: &mut SslRef, client: &'a [u8], http2: bool) -> Result<&'a [u8], AlpnError> {
+    if let Some(acme) = offered(client, ACME_TLS_ALPN) {
+        let challenge = ssl
+            .servername(NameType::HOST_NAME)
+            .and_then(|name| challenges().tls_alpn01_certificate(name));
+        let Some(challenge) = challenge else {
+            // RFC 8737: no challenge for this name, no acme-tls/1.
+            return Err(AlpnError::ALERT_FATAL);
+        };
+        return match ssl_use_certificate(ssl, &challenge.cert)
+            .and_then(|()| ssl_use_private_key(ssl, &challenge.key))
+        {
+            Ok(()) => Ok(acme),
+            Err(e) => {
+                warn!(error = %e, "cannot present the tls-alpn-01 certificate");
+                Err(AlpnError::ALERT_FATAL)
+            }
+        };
+    }
+    let ours: &'static [u8] = if http2 {
+        b"\x02h2\x08http/1.1"
+    } else {
+        b"\x08http/1.1"
+    };
+    select_next_proto(ours, client).ok_or(AlpnError::NOACK)
+}
+
+/// The entry `protocol` of a client's ALPN list (wire format), if offered.
+fn offered<'a>(mut list: &'a [u8], protocol: &[u8]) -> Option<&'a [u8]> {
+    while let Some((&len, rest)) = list.split_first() {
+        let len = usize::from(len);
+        let entry = rest.get(..len)?;
+        if entry == protocol {
+            return Some(entry);
+        }
+        list = &rest[len..];
+    }
+    None
+}
+
 /// Mozilla's "intermediate" TLS 1.2 ciphers (v5): forward secrecy and AEAD
 /// only. TLS 1.3 suites are OpenSSL's defaults, all of them strong.
 const INTERMEDIATE_TLS12_CIPHERS: &str =
@@ -193,3 +253,18 @@ const INTERMEDIATE_TLS12_CIPHERS: &str =
 ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:\
 ECDHE-RSA-CHACHA20-POLY1305:DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:\
 DHE-RSA-CHACHA20-POLY1305";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_a_protocol_in_a_wire_format_list() {
+        let list = b"\x02h2\x0aacme-tls/1\x08http/1.1";
+        assert_eq!(offered(list, b"acme-tls/1"), Some(&b"acme-tls/1"[..]));
+        assert_eq!(offered(list, b"http/1.1"), Some(&b"http/1.1"[..]));
+        assert_eq!(offered(list, b"h3"), None);
+        assert_eq!(offered(b"\x09short", b"short"), None);
+        assert_eq!(offered(b"", b"h2"), None);
+    }
+}

@@ -2,6 +2,7 @@
 //! errors that name the file and say what is wrong with it.
 
 pub mod acceptor;
+pub mod acme;
 pub mod ocsp;
 pub mod store;
 

@@ -44,13 +44,16 @@ impl std::fmt::Debug for CertifiedKey {
     }
 }
 
-/// The certificates of one TLS listener.
+/// The certificates of one TLS listener: its files, and the names it
+/// obtains from an ACME CA (looked up in [`super::acme::issued`]).
 #[derive(Debug)]
 pub struct CertStore {
     exact: HashMap<String, Arc<CertifiedKey>>,
     /// Keyed by the part after `*.`.
     wildcard: HashMap<String, Arc<CertifiedKey>>,
-    default: Arc<CertifiedKey>,
+    default: Option<Arc<CertifiedKey>>,
+    /// Names ordered by ACME for this listener (`*.` kept for wildcards).
+    acme_names: Vec<String>,
 }
 
 impl CertStore {
@@ -74,7 +77,7 @@ impl CertStore {
             .exact
             .values()
             .chain(self.wildcard.values())
-            .chain(std::iter::once(&self.default))
+            .chain(self.default.iter())
         {
             if !all.iter().any(|seen| Arc::ptr_eq(seen, ck)) {
                 all.push(ck.clone());
@@ -98,18 +101,22 @@ impl CertStore {
         if !errors.is_empty() {
             return Err(errors);
         }
-        let Some(first) = loaded.first() else {
+        let acme_names = tls
+            .acme
+            .as_ref()
+            .map(|a| a.names.clone())
+            .unwrap_or_default();
+        if loaded.is_empty() && acme_names.is_empty() {
             return Err(vec![ConfigError::value(
                 path.key("certificates"),
                 "at least one certificate is needed",
             )]);
-        };
+        }
         let default = loaded
             .iter()
             .find(|(_, is_default)| *is_default)
-            .unwrap_or(first)
-            .0
-            .clone();
+            .or(loaded.first())
+            .map(|(ck, _)| ck.clone());
         let mut exact = HashMap::new();
         let mut wildcard = HashMap::new();
         for (ck, _) in &loaded {
@@ -126,78 +133,125 @@ impl CertStore {
             exact,
             wildcard,
             default,
+            acme_names,
         })
     }
 
-    /// The certificate for `server_name` (the client's SNI, if any).
-    pub fn lookup(&self, server_name: Option<&str>) -> &Arc<CertifiedKey> {
-        let Some(name) = server_name.filter(|n| !n.is_empty()) else {
-            return &self.default;
-        };
-        let name = name.trim_end_matches('.');
+    /// Every certificate it serves now: its files, then those obtained
+    /// from ACME for its names.
+    pub fn served(&self) -> Vec<Arc<CertifiedKey>> {
+        let mut all = self.certificates();
+        all.extend(
+            self.acme_names
+                .iter()
+                .filter_map(|name| super::acme::issued().get(name)),
+        );
+        all
+    }
+
+    /// The names this listener obtains from ACME.
+    pub fn acme_names(&self) -> &[String] {
+        &self.acme_names
+    }
+
+    /// Whether a file certificate of this listener covers `name` (exactly
+    /// or by a wildcard): such names are not ordered from ACME.
+    pub fn file_covers(&self, name: &str) -> bool {
+        self.exact.contains_key(name)
+            || name
+                .split_once('.')
+                .is_some_and(|(_, parent)| self.wildcard.contains_key(parent))
+            || name
+                .strip_prefix("*.")
+                .is_some_and(|parent| self.wildcard.contains_key(parent))
+    }
+
+    /// The certificate for `server_name` (the client's SNI, if any), in this
+    /// order: a file certificate naming it exactly, a file wildcard, a
+    /// certificate obtained from ACME (exact, then wildcard), the default
+    /// file certificate, and with no file at all the first ACME certificate
+    /// obtained. `None`: nothing to serve yet (an ACME-only listener before
+    /// its first certificate).
+    pub fn lookup(&self, server_name: Option<&str>) -> Option<Arc<CertifiedKey>> {
+        let name = server_name
+            .filter(|n| !n.is_empty())
+            .map(|n| n.trim_end_matches('.'));
         let lower;
-        let name = if name.bytes().any(|b| b.is_ascii_uppercase()) {
-            lower = name.to_ascii_lowercase();
-            lower.as_str()
-        } else {
-            name
+        let name = match name {
+            Some(n) if n.bytes().any(|b| b.is_ascii_uppercase()) => {
+                lower = n.to_ascii_lowercase();
+                Some(lower.as_str())
+            }
+            other => other,
         };
-        if let Some(ck) = self.exact.get(name) {
-            return ck;
+        if let Some(name) = name {
+            if let Some(ck) = self.exact.get(name) {
+                return Some(ck.clone());
+            }
+            let parent = name.split_once('.').map(|(_, parent)| parent);
+            if let Some(ck) = parent.and_then(|p| self.wildcard.get(p)) {
+                return Some(ck.clone());
+            }
+            if !self.acme_names.is_empty() {
+                if let Some(ck) = super::acme::issued().for_name(name, &self.acme_names) {
+                    return Some(ck);
+                }
+            }
         }
-        name.split_once('.')
-            .and_then(|(_, parent)| self.wildcard.get(parent))
-            .unwrap_or(&self.default)
+        if let Some(ck) = &self.default {
+            return Some(ck.clone());
+        }
+        self.acme_names
+            .iter()
+            .find_map(|n| super::acme::issued().get(n))
     }
 }
 
 fn load_one(c: &CertificateConfig, path: &KeyPath) -> Result<CertifiedKey, ConfigError> {
     let chain = load_certs(&c.cert).map_err(|e| ConfigError::value(path.key("cert"), e))?;
     let key = load_key(&c.key).map_err(|e| ConfigError::value(path.key("key"), e))?;
-    let leaf = &chain[0];
-    check_key_matches(leaf, &key, &c.cert, &c.key)
+    check_key_matches(&chain[0], &key, &c.cert, &c.key)
         .map_err(|e| ConfigError::value(path.key("key"), e))?;
-    check_validity(leaf, &c.cert).map_err(|e| ConfigError::value(path.key("cert"), e))?;
-    let names = dns_names(leaf);
-    if names.is_empty() {
-        return Err(ConfigError::value(
-            path.key("cert"),
-            format!(
-                "the certificate in {} names no DNS host (no subjectAltName DNS entry or common name)",
-                c.cert.display()
-            ),
-        ));
+    check_validity(&chain[0], &c.cert).map_err(|e| ConfigError::value(path.key("cert"), e))?;
+    CertifiedKey::new(chain, key, c.cert.display().to_string())
+        .map_err(|e| ConfigError::value(path.key("cert"), e))
+}
+
+impl CertifiedKey {
+    /// A chain (leaf first) and its key, with what is read from the leaf
+    /// once; `source` names where it came from in logs and errors.
+    pub fn new(chain: Vec<X509>, key: PKey<Private>, source: String) -> Result<Self, String> {
+        let leaf = chain
+            .first()
+            .ok_or_else(|| format!("{source} contains no certificate"))?;
+        let names = dns_names(leaf);
+        if names.is_empty() {
+            return Err(format!(
+                "the certificate in {source} names no DNS host (no subjectAltName DNS entry or common name)"
+            ));
+        }
+        let leaf_digest = leaf
+            .digest(MessageDigest::sha256())
+            .ok()
+            .and_then(|d| <[u8; 32]>::try_from(&d[..]).ok())
+            .ok_or_else(|| format!("cannot hash the certificate in {source}"))?;
+        let ocsp_responder = leaf.ocsp_responders().ok().and_then(|urls| {
+            urls.iter()
+                .map(|u| u.to_string())
+                .find(|u| u.starts_with("http://"))
+        });
+        let not_after_unix = super::unix_seconds(leaf.not_after())
+            .map_err(|e| format!("unreadable expiry in {source}: {e}"))?;
+        Ok(CertifiedKey {
+            chain,
+            key,
+            names,
+            source,
+            leaf_digest,
+            not_after_unix,
+            ocsp_responder,
+        })
     }
-    let leaf_digest = leaf
-        .digest(MessageDigest::sha256())
-        .ok()
-        .and_then(|d| <[u8; 32]>::try_from(&d[..]).ok())
-        .ok_or_else(|| {
-            ConfigError::value(
-                path.key("cert"),
-                format!("cannot hash the certificate in {}", c.cert.display()),
-            )
-        })?;
-    let ocsp_responder = leaf.ocsp_responders().ok().and_then(|urls| {
-        urls.iter()
-            .map(|u| u.to_string())
-            .find(|u| u.starts_with("http://"))
-    });
-    let not_after_unix = super::unix_seconds(leaf.not_after()).map_err(|e| {
-        ConfigError::value(
-            path.key("cert"),
-            format!("unreadable expiry in {}: {e}", c.cert.display()),
-        )
-    })?;
-    Ok(CertifiedKey {
-        chain,
-        key,
-        names,
-        source: c.cert.display().to_string(),
-        leaf_digest,
-        not_after_unix,
-        ocsp_responder,
-    })
 }
 
 fn check_validity(leaf: &X509, file: &Path) -> Result<(), String> {

@@ -6,6 +6,7 @@
 mod harness;
 
 mod access_log;
+mod acme;
 mod auth;
 mod blame;
 mod bodies;

@@ -181,11 +181,14 @@ pub(super) fn listener_tls(l: &crate::config::ListenerConfig, path: &KeyPath, f:
             ));
         }
     }
-    if tls.certificates.is_empty() {
-        f.errors.push(ConfigError::value(
-            tpath.key("certificates"),
-            "at least one certificate is needed",
-        ));
+    if tls.certificates.is_empty() && tls.acme.is_none() {
+        f.errors.push(
+            ConfigError::value(
+                tpath.key("certificates"),
+                "at least one certificate is needed",
+            )
+            .with_hint("list PEM files, or obtain certificates automatically with `acme`"),
+        );
     }
     let defaults: Vec<usize> = tls
         .certificates

@@ -2,6 +2,7 @@
 //! duplicates, and values that parse but make no sense. One module per
 //! section; this one runs them all and checks the small sections.
 
+mod acme;
 mod auth;
 mod cache;
 mod cluster;
@@ -43,6 +44,7 @@ pub(super) fn validate(config: &Config, origins: &WrittenAt) -> Findings {
     let mut f = Findings::default();
     server(config, &mut f);
     listeners::listeners(config, origins, &mut f);
+    acme::acme(config, origins, &mut f);
     upstreams::upstreams(config, origins, &mut f);
     routes::routes(config, origins, &mut f);
     cache::cache(config, origins, &mut f);

@@ -294,6 +294,7 @@ impl AdminApp {
                 "cache": self.cache_json(),
                 "access_log_dropped": metrics().access_log_dropped_count(),
                 "tls": tls_status::json(&tls_status::served(&runtime)),
+                "acme": tls_status::acme_json(&runtime),
             }),
         )
     }

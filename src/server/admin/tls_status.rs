@@ -20,12 +20,7 @@ pub fn served(runtime: &Runtime) -> Served {
         .listeners
         .iter()
         .filter_map(|l| Some((l.name.clone(), l.certificates.as_ref()?)))
-        .flat_map(|(name, store)| {
-            store
-                .certificates()
-                .into_iter()
-                .map(move |ck| (name.clone(), ck))
-        })
+        .flat_map(|(name, store)| store.served().into_iter().map(move |ck| (name.clone(), ck)))
         .collect()
 }
 
@@ -47,16 +42,49 @@ pub fn samples(served: &Served) -> Vec<CertificateSample<'_>> {
         .collect()
 }
 
+fn rfc3339(unix: i64) -> String {
+    u64::try_from(unix)
+        .map(|s| {
+            humantime::format_rfc3339_seconds(UNIX_EPOCH + std::time::Duration::from_secs(s))
+                .to_string()
+        })
+        .unwrap_or_default()
+}
+
+/// The `acme` section of `/status`: every name of the plan in force, its
+/// certificate, renewal time and last failure.
+pub fn acme_json(runtime: &Runtime) -> Value {
+    let status = crate::server::acme_renewal::status().lock();
+    let now = std::time::Instant::now();
+    let names: Vec<Value> = runtime
+        .acme
+        .sites
+        .iter()
+        .map(|site| {
+            let s = status.get(&site.name).cloned().unwrap_or_default();
+            json!({
+                "name": site.name,
+                "challenge": site.challenge.to_string(),
+                "directory": site.directory.url(),
+                "certificate": s.file,
+                "not_after": s.not_after.map(rfc3339),
+                "renew_at": s.renew_at.map(rfc3339),
+                "last_success": s.last_success.map(rfc3339),
+                "consecutive_failures": s.failures,
+                "last_error": s.last_error,
+                "next_attempt_in_s": s.next_attempt.map(|at| at.saturating_duration_since(now).as_secs()),
+            })
+        })
+        .collect();
+    json!({
+        "state_dir": runtime.acme.state_dir.display().to_string(),
+        "names": names,
+        "covered_by_file_certificates": runtime.acme.covered_by_files,
+    })
+}
+
 /// The `tls` section of `/status`.
 pub fn json(served: &Served) -> Value {
-    let rfc3339 = |unix: i64| {
-        u64::try_from(unix)
-            .map(|s| {
-                humantime::format_rfc3339_seconds(UNIX_EPOCH + std::time::Duration::from_secs(s))
-                    .to_string()
-            })
-            .unwrap_or_default()
-    };
     let now = unix(SystemTime::now());
     let certificates: Vec<Value> = served
         .iter()

@@ -4,6 +4,7 @@
 pub mod certs;
 pub mod ocsp_responder;
 pub mod origin;
+pub mod pebble;
 pub mod proxy;
 pub mod raw_client;
 pub mod raw_origin;

@@ -80,6 +80,7 @@ pub struct ProxyBuilder {
     body: String,
     server_extra: String,
     listener_extra: String,
+    more_listeners: String,
     h2c: bool,
     admin: bool,
     port: Option<u16>,
@@ -95,6 +96,13 @@ impl ProxyBuilder {
     /// Extra keys of the listener, e.g. `tls: {...}` or `https: redirect`.
     pub fn listener(mut self, yaml: &str) -> Self {
         self.listener_extra = yaml.to_string();
+        self
+    }
+
+    /// More entries of `listeners:` after the main one (YAML sequence
+    /// items, e.g. `- name: tls\n  address: ...`).
+    pub fn more_listeners(mut self, yaml: &str) -> Self {
+        self.more_listeners = yaml.to_string();
         self
     }
 
@@ -132,6 +140,11 @@ impl ProxyBuilder {
             .lines()
             .map(|l| format!("    {l}\n"))
             .collect();
+        let more_listeners: String = self
+            .more_listeners
+            .lines()
+            .map(|l| format!("  {l}\n"))
+            .collect();
         // Pingora sleeps the whole grace period on SIGTERM: none by default.
         let grace = if self.server_extra.contains("grace_period:") {
             ""
@@ -140,7 +153,7 @@ impl ProxyBuilder {
         };
         format!(
             "server:\n  threads: 1\n{grace}  shutdown_timeout: 1s\n  pid_file: {dir}/palisade.pid\n  upgrade_socket: {dir}/upgrade.sock\n{server_extra}\
-             listeners:\n  - name: main\n    address: 127.0.0.1:{port}\n    h2c: {h2c}\n{listener_extra}{admin}{body}\n",
+             listeners:\n  - name: main\n    address: 127.0.0.1:{port}\n    h2c: {h2c}\n{listener_extra}{more_listeners}{admin}{body}\n",
             dir = dir.display(),
             h2c = self.h2c,
             body = self.body,

@@ -1,0 +1,495 @@
+//! ACME against a real CA on loopback (pebble): first orders over http-01,
+//! tls-alpn-01 and dns-01 (a hook), certificates verified against pebble's
+//! root, renewal swapped under handshakes and kept-alive connections, the
+//! CA down (the held certificate keeps serving, the failure shows), and
+//! `palisade check` on broken `acme` blocks.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use openssl::x509::X509;
+
+use crate::harness::pebble::{Pebble, ValidationPorts};
+use crate::harness::tls_client::{connect, get_each, https_get, TlsOptions};
+use crate::harness::{free_port, raw_exchange, run_cli, single_route, Origin, Proxy, Reply};
+
+/// Polls `check` every 50 ms until it returns `Some`; fails after `secs`.
+async fn wait_for<T, F: Future<Output = Option<T>>>(
+    what: &str,
+    secs: u64,
+    mut check: impl FnMut() -> F,
+) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "gave up waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A CA, an origin and a proxy with a plain listener (the main one, where
+/// pebble sends http-01) and a TLS listener with `acme` (where pebble sends
+/// tls-alpn-01).
+struct Site {
+    pebble: Pebble,
+    proxy: Proxy,
+    tls: SocketAddr,
+    _origin: Origin,
+    state: tempfile::TempDir,
+}
+
+struct SiteSpec<'a> {
+    names: &'a [&'a str],
+    /// Extra keys of `acme` (YAML lines).
+    acme_extra: &'a str,
+    /// Extra keys of the plain listener.
+    plain_extra: &'a str,
+    validity: Option<Duration>,
+}
+
+async fn site(spec: SiteSpec<'_>) -> Site {
+    let (http, tls) = (free_port(), free_port());
+    let pebble = Pebble::start(ValidationPorts { http, tls }, spec.validity).await;
+    let origin = Origin::start("web").await;
+    origin.on("/", Reply::text("from the origin"));
+    let state = tempfile::tempdir().unwrap();
+    let names = spec.names.join(", ");
+    let acme_extra: String = spec
+        .acme_extra
+        .lines()
+        .map(|l| format!("      {l}\n"))
+        .collect();
+    let proxy = Proxy::builder(single_route(&origin))
+        .port(http)
+        .server(&format!("state_dir: {}/state", state.path().display()))
+        .listener(spec.plain_extra)
+        .more_listeners(&format!(
+            "- name: tls\n  address: 127.0.0.1:{tls}\n  tls:\n    acme:\n      names: [{names}]\n      email: ops@palisade.test\n      directory: {}\n      directory_ca: {}\n      accept_terms_of_service: true\n{acme_extra}",
+            pebble.directory,
+            pebble.https_ca.display(),
+        ))
+        .admin()
+        .start()
+        .await;
+    Site {
+        pebble,
+        proxy,
+        tls: SocketAddr::from(([127, 0, 0, 1], tls)),
+        _origin: origin,
+        state,
+    }
+}
+
+impl Site {
+    /// Waits until a handshake for `name` verifies against pebble's root;
+    /// the leaf served.
+    async fn certified(&self, name: &str) -> X509 {
+        let options = TlsOptions::new(name, self.pebble.root_pem().await);
+        wait_for(&format!("a certificate for {name}"), 30, || {
+            let options = options.clone();
+            async move {
+                let conn = connect(self.tls, &options).await.ok()?;
+                conn.stream.ssl().peer_certificate()
+            }
+        })
+        .await
+    }
+}
+
+fn serial(cert: &X509) -> String {
+    cert.serial_number()
+        .to_bn()
+        .unwrap()
+        .to_hex_str()
+        .unwrap()
+        .to_string()
+}
+
+fn names(cert: &X509) -> Vec<String> {
+    cert.subject_alt_names()
+        .unwrap()
+        .iter()
+        .filter_map(|n| n.dnsname().map(str::to_string))
+        .collect()
+}
+
+#[tokio::test]
+async fn http01_order_is_answered_before_the_https_redirect_and_verifies_against_the_ca() {
+    let site = site(SiteSpec {
+        names: &["www.palisade.test", "api.palisade.test"],
+        acme_extra: "",
+        plain_extra: "https: redirect",
+        validity: None,
+    })
+    .await;
+    for name in ["www.palisade.test", "api.palisade.test"] {
+        let leaf = site.certified(name).await;
+        assert_eq!(names(&leaf), vec![name.to_string()]);
+        let response = https_get(
+            site.tls,
+            &TlsOptions::new(name, site.pebble.root_pem().await),
+            name,
+            "/",
+        )
+        .await
+        .unwrap();
+        assert_eq!(response.status, 200);
+        assert_eq!(&response.body[..], b"from the origin");
+    }
+    // Plain HTTP is still redirected: only the challenge path was exempt,
+    // and only for a token being proven.
+    for path in ["/page", "/.well-known/acme-challenge/unknown-token"] {
+        let answer = raw_exchange(
+            site.proxy.addr,
+            format!("GET {path} HTTP/1.1\r\nHost: www.palisade.test\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await;
+        assert!(answer.starts_with("HTTP/1.1 308"), "{path}: {answer}");
+    }
+    // State kept private.
+    let account = site
+        .state
+        .path()
+        .join("state/acme")
+        .read_dir()
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&site.state.path().join("state")), 0o700);
+    assert_eq!(mode(&account.join("account.json")), 0o600);
+    assert_eq!(
+        mode(&account.join("certificates/www.palisade.test.key")),
+        0o600
+    );
+    let metrics = site
+        .proxy
+        .wait_for_metrics(&[
+            "palisade_acme_orders_total{name=\"www.palisade.test\",result=\"success\"} 1",
+            "palisade_acme_orders_total{name=\"api.palisade.test\",result=\"success\"} 1",
+            "palisade_acme_consecutive_failures{name=\"www.palisade.test\"} 0",
+        ])
+        .await;
+    assert!(metrics.contains(
+        "palisade_acme_certificate_expiry_timestamp_seconds{name=\"www.palisade.test\"}"
+    ));
+    let status = site.proxy.admin_json("/status").await;
+    let acme = &status["acme"]["names"];
+    assert_eq!(acme[0]["name"], "www.palisade.test");
+    assert_eq!(acme[0]["challenge"], "http-01");
+    assert!(acme[0]["renew_at"].is_string(), "{acme}");
+    assert!(acme[0]["last_error"].is_null(), "{acme}");
+}
+
+#[tokio::test]
+async fn tls_alpn01_order_is_answered_in_the_handshake() {
+    let site = site(SiteSpec {
+        names: &["alpn.palisade.test"],
+        acme_extra: "challenge: tls-alpn-01",
+        plain_extra: "",
+        validity: None,
+    })
+    .await;
+    let leaf = site.certified("alpn.palisade.test").await;
+    assert_eq!(names(&leaf), vec!["alpn.palisade.test".to_string()]);
+    let status = site.proxy.admin_json("/status").await;
+    assert_eq!(status["acme"]["names"][0]["challenge"], "tls-alpn-01");
+    // Ordinary clients still negotiate HTTP/2 or HTTP/1.1 on this listener.
+    let root = site.pebble.root_pem().await;
+    let mut h2 = TlsOptions::new("alpn.palisade.test", root.clone());
+    h2.alpn = vec!["h2", "http/1.1"];
+    let conn = connect(site.tls, &h2).await.unwrap();
+    assert_eq!(conn.alpn().as_deref(), Some("h2"));
+    // acme-tls/1 without a challenge being proven: refused (RFC 8737).
+    let mut probe = TlsOptions::new("alpn.palisade.test", root);
+    probe.alpn = vec!["acme-tls/1"];
+    assert!(connect(site.tls, &probe).await.is_err());
+    // Pingora was not left with a session it cannot handle.
+    assert!(!site.proxy.log().contains("custom was called"));
+}
+
+#[tokio::test]
+async fn renewal_swaps_the_certificate_under_handshakes_and_kept_alive_connections() {
+    // Certificates of 15 s: renewed at 10 s.
+    let site = site(SiteSpec {
+        names: &["renew.palisade.test"],
+        acme_extra: "",
+        plain_extra: "",
+        validity: Some(Duration::from_secs(15)),
+    })
+    .await;
+    let first = serial(&site.certified("renew.palisade.test").await);
+    let root = site.pebble.root_pem().await;
+    let options = TlsOptions::new("renew.palisade.test", root.clone());
+    // A kept-alive connection opened on the first certificate.
+    let kept = connect(site.tls, &options).await.unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(kept.stream))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    let request = || {
+        http::Request::get("/")
+            .header("host", "renew.palisade.test")
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap()
+    };
+    assert_eq!(sender.send_request(request()).await.unwrap().status(), 200);
+    // 40 clients handshaking (and verifying) in a loop across the swap.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for _ in 0..40 {
+        let (stop, options, tls) = (stop.clone(), options.clone(), site.tls);
+        clients.push(tokio::spawn(async move {
+            let (mut ok, mut failed, mut serials) =
+                (0u32, Vec::new(), std::collections::HashSet::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match connect(tls, &options).await {
+                    Ok(conn) => {
+                        serials.insert(serial(&conn.stream.ssl().peer_certificate().unwrap()));
+                        match get_each(conn, "renew.palisade.test", &["/"]).await {
+                            Ok(r) if r[0].status == 200 => ok += 1,
+                            other => failed.push(format!("{:?}", other.map(|r| r[0].status))),
+                        }
+                    }
+                    Err(e) => failed.push(e),
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            (ok, failed, serials)
+        }));
+    }
+    let renewed = wait_for("the renewed certificate", 40, || {
+        let options = options.clone();
+        let first = first.clone();
+        async move {
+            let conn = connect(site.tls, &options).await.ok()?;
+            let now = serial(&conn.stream.ssl().peer_certificate()?);
+            (now != first).then_some(now)
+        }
+    })
+    .await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut seen = std::collections::HashSet::new();
+    let mut total = 0;
+    for client in clients {
+        let (ok, failed, serials) = client.await.unwrap();
+        assert!(
+            failed.is_empty(),
+            "handshakes or requests failed across the swap: {failed:?}"
+        );
+        total += ok;
+        seen.extend(serials);
+    }
+    assert!(total > 40, "{total} requests");
+    assert!(seen.contains(&first), "clients saw the first certificate");
+    // The connection opened before the swap still serves.
+    assert_eq!(sender.send_request(request()).await.unwrap().status(), 200);
+    assert_ne!(renewed, first);
+    site.proxy.wait_for_log("renewing=true").await;
+}
+
+#[tokio::test]
+async fn ca_down_keeps_the_held_certificate_serving_and_reports_the_failure() {
+    // Certificates of 9 s: renewal due at 6 s.
+    let mut site = site(SiteSpec {
+        names: &["down.palisade.test"],
+        acme_extra: "",
+        plain_extra: "",
+        validity: Some(Duration::from_secs(9)),
+    })
+    .await;
+    let held = serial(&site.certified("down.palisade.test").await);
+    site.pebble.stop();
+    site.proxy
+        .wait_for_metrics(&[
+            "palisade_acme_orders_total{name=\"down.palisade.test\",result=\"failure\"} 1",
+        ])
+        .await;
+    site.proxy
+        .wait_for_log("ACME renewal failed; the current certificate keeps serving")
+        .await;
+    // Still served (verification off: it may be past its short life by now).
+    let unverified = TlsOptions {
+        sni: Some("down.palisade.test".into()),
+        ..TlsOptions::default()
+    };
+    let conn = connect(site.tls, &unverified).await.unwrap();
+    assert_eq!(serial(&conn.stream.ssl().peer_certificate().unwrap()), held);
+    let status = site.proxy.admin_json("/status").await;
+    let entry = &status["acme"]["names"][0];
+    assert_eq!(entry["consecutive_failures"], 1, "{entry}");
+    assert!(
+        entry["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("connect")),
+        "{entry}"
+    );
+    assert!(
+        entry["next_attempt_in_s"].as_u64().is_some_and(|s| s > 60),
+        "back-off: {entry}"
+    );
+    // A restart with the CA still down serves the stored certificate.
+    site.proxy.kill();
+    site.proxy.restart().await;
+    site.proxy
+        .wait_for_log("ACME certificate loaded from the state directory")
+        .await;
+    let conn = connect(site.tls, &unverified).await;
+    let conn = match conn {
+        Ok(conn) => conn,
+        // The TLS listener may bind a moment after the plain one.
+        Err(_) => {
+            wait_for("the TLS listener", 10, || async {
+                connect(site.tls, &unverified).await.ok()
+            })
+            .await
+        }
+    };
+    assert_eq!(serial(&conn.stream.ssl().peer_certificate().unwrap()), held);
+}
+
+#[tokio::test]
+async fn dns01_wildcard_through_the_hook() {
+    let hook_dir = tempfile::tempdir().unwrap();
+    let calls = hook_dir.path().join("calls.log");
+    let hook = hook_dir.path().join("dns-hook");
+    // Placeholder management address, replaced once pebble runs.
+    let (http, tls) = (free_port(), free_port());
+    let pebble = Pebble::start(ValidationPorts { http, tls }, None).await;
+    std::fs::write(
+        &hook,
+        format!(
+            "#!/usr/bin/env python3\n\
+             import json, sys, urllib.request\n\
+             action, record, value = sys.argv[1:4]\n\
+             open({calls:?}, 'a').write(f'{{action}} {{record}}\\n')\n\
+             path = '/set-txt' if action == 'set' else '/clear-txt'\n\
+             body = {{'host': record + '.', 'value': value}} if action == 'set' else {{'host': record + '.'}}\n\
+             urllib.request.urlopen(urllib.request.Request('http://{}' + path, data=json.dumps(body).encode(), method='POST'))\n",
+            pebble.dns_management,
+            calls = calls.display().to_string(),
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let origin = Origin::start("web").await;
+    let state = tempfile::tempdir().unwrap();
+    let _proxy = Proxy::builder(single_route(&origin))
+        .port(http)
+        .server(&format!("state_dir: {}", state.path().display()))
+        .more_listeners(&format!(
+            "- name: tls\n  address: 127.0.0.1:{tls}\n  tls:\n    acme:\n      names: [\"*.palisade.test\"]\n      email: ops@palisade.test\n      directory: {}\n      directory_ca: {}\n      accept_terms_of_service: true\n      dns_hook: {}\n",
+            pebble.directory,
+            pebble.https_ca.display(),
+            hook.display(),
+        ))
+        .start()
+        .await;
+    let tls_addr = SocketAddr::from(([127, 0, 0, 1], tls));
+    let options = TlsOptions::new("any.palisade.test", pebble.root_pem().await);
+    let leaf = wait_for("the wildcard certificate", 30, || {
+        let options = options.clone();
+        async move {
+            connect(tls_addr, &options)
+                .await
+                .ok()?
+                .stream
+                .ssl()
+                .peer_certificate()
+        }
+    })
+    .await;
+    assert_eq!(names(&leaf), vec!["*.palisade.test".to_string()]);
+    let log = wait_for("the record removed", 10, || async {
+        let log = std::fs::read_to_string(&calls).unwrap_or_default();
+        log.contains("unset").then_some(log)
+    })
+    .await;
+    assert_eq!(
+        log,
+        "set _acme-challenge.palisade.test\nunset _acme-challenge.palisade.test\n"
+    );
+}
+
+#[test]
+fn check_reports_broken_acme_blocks_with_their_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_a_dir = dir.path().join("a-file");
+    std::fs::write(&not_a_dir, "").unwrap();
+    let file = dir.path().join("palisade.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "server:\n  state_dir: {}/state\n\
+             listeners:\n  - name: tls\n    address: 127.0.0.1:8443\n    tls:\n      acme:\n        names: [\"*.example.com\", localhost]\n        directory: letsencrypt-staging\n\
+             upstreams:\n  origin: {{ backends: [\"127.0.0.1:9000\"] }}\n\
+             routes:\n  - upstream: origin\n",
+            not_a_dir.display()
+        ),
+    )
+    .unwrap();
+    let text = check_fails(&file, &std::fs::read_to_string(&file).unwrap());
+    for expected in [
+        "server.state_dir",
+        "is not a directory",
+        "listeners[0].tls.acme.names[0]",
+        "needs `dns_hook`",
+        "listeners[0].tls.acme.names[1]",
+        "not a name a CA can certify",
+        "listeners[0].tls.acme.email",
+        "needs a contact `email`",
+        "accept_terms_of_service",
+        "palisade.yaml:2:",
+        "palisade.yaml:8:",
+    ] {
+        assert!(
+            text.contains(expected),
+            "{expected:?} missing from:\n{text}"
+        );
+    }
+    // http-01 needs a plain listener.
+    let text = check_fails(
+        &file,
+        "listeners:\n  - name: tls\n    address: 127.0.0.1:8443\n    tls:\n      acme:\n        names: [example.com]\n        email: ops@example.com\n        accept_terms_of_service: true\n        challenge: http-01\n\
+         upstreams:\n  origin: { backends: [\"127.0.0.1:9000\"] }\n\
+         routes:\n  - upstream: origin\n",
+    );
+    assert!(text.contains("listeners[0].tls.acme.challenge"), "{text}");
+    assert!(
+        text.contains("http-01 is answered on a plain-HTTP listener"),
+        "{text}"
+    );
+    assert!(text.contains("palisade.yaml:9:"), "{text}");
+    // A directory must be https.
+    let text = check_fails(
+        &file,
+        "listeners:\n  - name: tls\n    address: 127.0.0.1:8443\n    tls:\n      acme:\n        names: [example.com]\n        email: ops@example.com\n        accept_terms_of_service: true\n        directory: http://ca.example/dir\n\
+         upstreams:\n  origin: { backends: [\"127.0.0.1:9000\"] }\n\
+         routes:\n  - upstream: origin\n",
+    );
+    assert!(
+        text.contains("an ACME directory is an https:// URL"),
+        "{text}"
+    );
+    assert!(text.contains("palisade.yaml:9:"), "{text}");
+}
+
+/// Writes `yaml` to `file`, runs `palisade check` on it and returns what it
+/// printed; fails the test if the check passes.
+fn check_fails(file: &Path, yaml: &str) -> String {
+    std::fs::write(file, yaml).unwrap();
+    let out = run_cli(&["check", "-c", file.to_str().unwrap()]);
+    let text =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    text
+}
