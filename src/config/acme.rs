@@ -40,7 +40,53 @@ pub struct AcmeConfig {
     /// The certificates' key type.
     #[serde(default)]
     pub key_type: AcmeKeyType,
+    /// Nodes sharing a Redis order each name once, for all of them.
+    #[serde(default)]
+    pub fleet: Option<AcmeFleetConfig>,
 }
+
+/// `acme.fleet`: the Redis several nodes share for ACME (the one of the
+/// limits or the cache cluster will do). One node orders a name at a time
+/// (a lock with expiry); certificates are stored there with their keys
+/// encrypted, and every node loads them; challenges are published there,
+/// so whichever node the CA reaches answers.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AcmeFleetConfig {
+    /// `host:port`, or a `redis://` / `rediss://` URL.
+    pub redis: String,
+    /// Prefix of every key written.
+    #[serde(default = "default_key_prefix")]
+    pub key_prefix: String,
+    /// The key encrypting certificate keys in Redis (at least 32 bytes),
+    /// inline.
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// The same, from a file.
+    #[serde(default)]
+    pub secret_file: Option<PathBuf>,
+    /// The same, from an environment variable.
+    #[serde(default)]
+    pub secret_env: Option<String>,
+}
+
+fn default_key_prefix() -> String {
+    "palisade:acme:".to_string()
+}
+
+impl AcmeFleetConfig {
+    /// The connection URL (`host:port` is `redis://host:port`).
+    pub fn url(&self) -> String {
+        if self.redis.contains("://") {
+            self.redis.clone()
+        } else {
+            format!("redis://{}", self.redis)
+        }
+    }
+}
+
+/// The shortest fleet encryption secret accepted.
+pub const MIN_FLEET_SECRET_LEN: usize = 32;
 
 impl AcmeConfig {
     /// The challenge used for non-wildcard names, defaults applied

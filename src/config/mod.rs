@@ -46,8 +46,8 @@ use load::WrittenAt;
 pub use load::{load, parse, LoadedConfig};
 
 pub use acme::{
-    is_certifiable_name, AcmeChallenge, AcmeConfig, AcmeDirectory, AcmeKeyType, LETSENCRYPT,
-    LETSENCRYPT_STAGING,
+    is_certifiable_name, AcmeChallenge, AcmeConfig, AcmeDirectory, AcmeFleetConfig, AcmeKeyType,
+    LETSENCRYPT, LETSENCRYPT_STAGING, MIN_FLEET_SECRET_LEN,
 };
 pub use admin::{AdminConfig, MIN_TOKEN_LEN};
 pub use auth::{
@@ -145,9 +145,14 @@ impl Config {
                 resolve(&mut c.key);
             }
             if let Some(acme) = tls.acme.as_mut() {
-                for p in [acme.dns_hook.as_mut(), acme.directory_ca.as_mut()]
-                    .into_iter()
-                    .flatten()
+                let fleet_secret = acme.fleet.as_mut().and_then(|f| f.secret_file.as_mut());
+                for p in [
+                    acme.dns_hook.as_mut(),
+                    acme.directory_ca.as_mut(),
+                    fleet_secret,
+                ]
+                .into_iter()
+                .flatten()
                 {
                     resolve(p);
                 }

@@ -6,8 +6,8 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 
 use super::ListenerPolicy;
-use crate::config::{AcmeChallenge, Config};
-use crate::tls::acme::Site;
+use crate::config::{AcmeChallenge, AcmeFleetConfig, Config, ConfigError, KeyPath, SecretSource};
+use crate::tls::acme::{FleetSettings, Site};
 
 /// The ACME part of a snapshot.
 #[derive(Debug, Clone, Default)]
@@ -21,15 +21,31 @@ pub struct AcmePlan {
 }
 
 impl AcmePlan {
-    /// The plan of `config`, whose listeners compiled to `listeners`.
-    pub fn compile(config: &Config, listeners: &[ListenerPolicy]) -> Self {
+    /// The plan of `config`, whose listeners compiled to `listeners`;
+    /// errors: a fleet secret that cannot be read.
+    pub fn compile(
+        config: &Config,
+        listeners: &[ListenerPolicy],
+    ) -> Result<Self, Vec<ConfigError>> {
         let has_plain_listener = config.listeners.iter().any(|l| l.tls.is_none());
         let mut seen = HashSet::new();
         let mut sites = Vec::new();
         let mut covered_by_files = Vec::new();
-        for (l, policy) in config.listeners.iter().zip(listeners) {
+        for (i, (l, policy)) in config.listeners.iter().zip(listeners).enumerate() {
             let Some(acme) = l.tls.as_ref().and_then(|t| t.acme.as_ref()) else {
                 continue;
+            };
+            let fleet = match &acme.fleet {
+                None => None,
+                Some(f) => {
+                    let path = KeyPath::root()
+                        .key("listeners")
+                        .index(i)
+                        .key("tls")
+                        .key("acme")
+                        .key("fleet");
+                    Some(fleet_settings(f, &path).map_err(|e| vec![e])?)
+                }
             };
             for name in &acme.names {
                 let covered = policy
@@ -56,13 +72,38 @@ impl AcmePlan {
                     dns_hook: acme.dns_hook.clone(),
                     directory_ca: acme.directory_ca.clone(),
                     key_type: acme.key_type,
+                    fleet: fleet.clone(),
                 });
             }
         }
-        Self {
+        Ok(Self {
             state_dir: config.server.state_dir.clone(),
             sites: sites.into_boxed_slice(),
             covered_by_files: covered_by_files.into_boxed_slice(),
-        }
+        })
     }
+}
+
+fn fleet_settings(f: &AcmeFleetConfig, path: &KeyPath) -> Result<FleetSettings, ConfigError> {
+    let secret = SecretSource {
+        inline: f.secret.as_deref(),
+        file: f.secret_file.as_deref(),
+        env: f.secret_env.as_deref(),
+    }
+    .read(path)?
+    .ok_or_else(|| ConfigError::key(path.clone(), "no secret"))?;
+    if secret.len() < crate::config::MIN_FLEET_SECRET_LEN {
+        return Err(ConfigError::value(
+            path.key("secret"),
+            format!(
+                "the secret must be at least {} bytes",
+                crate::config::MIN_FLEET_SECRET_LEN
+            ),
+        ));
+    }
+    Ok(FleetSettings {
+        url: f.url(),
+        key_prefix: f.key_prefix.clone(),
+        secret: secret.into(),
+    })
 }

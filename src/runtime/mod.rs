@@ -385,7 +385,7 @@ impl Runtime {
                 }),
             });
         }
-        let acme = AcmePlan::compile(config, &listeners);
+        let acme = AcmePlan::compile(config, &listeners)?;
         Ok(Self {
             routes: routes.into_boxed_slice(),
             router,

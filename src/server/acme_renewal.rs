@@ -7,6 +7,12 @@
 //! Encrypt's limit of 5 failed validations per name and hour) while the
 //! certificate held, if any, keeps serving. A certificate obtained is
 //! stored, then served from the next handshake on.
+//!
+//! With `acme.fleet`, a name is ordered under a Redis lock (a node that
+//! finds it taken waits and loads what the holder stores), certificates
+//! obtained by any node are loaded by every node (checked every 2
+//! seconds), and the challenges other nodes publish are answered here too
+//! (looked for every 250 ms), so the CA may reach any node.
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
@@ -19,14 +25,16 @@ use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use pingora::tls::pkey::PKey;
 use pingora::tls::x509::X509;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::observe::metrics::metrics;
 use crate::observe::unix_now;
 use crate::runtime::RuntimeHandle;
+use crate::tls::acme::challenges::{challenges, Published};
+use crate::tls::acme::fleet::{unhex, FleetStore, Shared, FIELD_HTTP01, FIELD_TLS_ALPN01};
 use crate::tls::acme::order::{certificate_identifier, obtain, open_account};
 use crate::tls::acme::storage::StateDir;
-use crate::tls::acme::{issued, Site};
+use crate::tls::acme::{issued, FleetSettings, Site};
 use crate::tls::store::CertifiedKey;
 
 /// How often the service looks for due work.
@@ -36,6 +44,10 @@ const FIRST_BACKOFF: Duration = Duration::from_secs(120);
 const MAX_BACKOFF: Duration = Duration::from_secs(2 * 3600);
 /// How often the CA's renewal information is asked for (when it offers it).
 const ARI_INTERVAL: Duration = Duration::from_secs(6 * 3600);
+/// How often a fleet node looks for certificates other nodes obtained.
+const FLEET_POLL: Duration = Duration::from_secs(2);
+/// How often a fleet node looks for challenges other nodes published.
+const CHALLENGE_POLL: Duration = Duration::from_millis(250);
 
 /// What the service knows of one name (shown on `/status`).
 #[derive(Debug, Clone, Default)]
@@ -60,6 +72,8 @@ pub struct NameStatus {
     next_ari_check: Option<Instant>,
     /// The CA offers renewal information (and accepts `replaces`).
     ari: bool,
+    /// When the fleet's store is next looked at for a newer certificate.
+    next_fleet_check: Option<Instant>,
 }
 
 /// Every ACME name's state.
@@ -75,6 +89,8 @@ pub struct AcmeRenewalService {
     busy: Arc<std::sync::atomic::AtomicBool>,
     /// Open accounts, by directory URL.
     accounts: Arc<tokio::sync::Mutex<HashMap<String, Account>>>,
+    /// Fleet stores, by their settings (they outlive reloads).
+    fleets: Mutex<HashMap<FleetSettings, Arc<FleetStore>>>,
 }
 
 impl AcmeRenewalService {
@@ -84,6 +100,27 @@ impl AcmeRenewalService {
             runtime,
             busy: Arc::default(),
             accounts: Arc::default(),
+            fleets: Mutex::default(),
+        }
+    }
+
+    /// The store of `settings`, opened once.
+    fn fleet(&self, settings: Option<&FleetSettings>) -> Option<Arc<FleetStore>> {
+        let settings = settings?;
+        let mut fleets = self.fleets.lock();
+        if let Some(store) = fleets.get(settings) {
+            return Some(store.clone());
+        }
+        match FleetStore::new(&settings.url, &settings.key_prefix, &settings.secret) {
+            Ok(store) => {
+                let store = Arc::new(store);
+                fleets.insert(settings.clone(), store.clone());
+                Some(store)
+            }
+            Err(e) => {
+                error!(error = %e, "cannot use the ACME fleet's Redis; ordering alone");
+                None
+            }
         }
     }
 
@@ -110,22 +147,30 @@ impl AcmeRenewalService {
                 }
                 let held = issued().get(&site.name);
                 let due = held.is_none() || entry.renew_at.is_none_or(|at| unix_now() >= at);
+                let fleet = self.fleet(site.fleet.as_ref());
                 if due {
-                    work = Some((site.clone(), state, Work::Order(held)));
+                    work = Some((site.clone(), state, Work::Order(held), fleet));
                     break;
+                }
+                if let Some(fleet) = fleet {
+                    if entry.next_fleet_check.is_none_or(|at| at <= now) {
+                        entry.next_fleet_check = Some(now + FLEET_POLL);
+                        work = Some((site.clone(), state, Work::FleetSync(held), Some(fleet)));
+                        break;
+                    }
                 }
                 if entry.next_ari_check.is_none_or(|at| at <= now) {
                     entry.next_ari_check = Some(now + ARI_INTERVAL);
                     if let Some(held) = held {
                         if state.load_account().ok().flatten().is_some() {
-                            work = Some((site.clone(), state, Work::RenewalInfo(held)));
+                            work = Some((site.clone(), state, Work::RenewalInfo(held), None));
                             break;
                         }
                     }
                 }
             }
         }
-        let Some((site, state, work)) = work else {
+        let Some((site, state, work, fleet)) = work else {
             return;
         };
         self.busy.store(true, Ordering::Release);
@@ -133,12 +178,76 @@ impl AcmeRenewalService {
         let accounts = self.accounts.clone();
         tokio::spawn(async move {
             match work {
-                Work::Order(held) => order(&site, &state, held, &accounts).await,
+                Work::Order(held) => match fleet {
+                    Some(fleet) => order_in_fleet(&site, &state, held, &accounts, &fleet).await,
+                    None => order(&site, &state, held, &accounts, None).await,
+                },
+                Work::FleetSync(held) => {
+                    if let Some(fleet) = fleet {
+                        fleet_sync(&site, &state, held.as_deref(), &fleet).await;
+                    }
+                }
                 Work::RenewalInfo(held) => renewal_info(&site, &state, &held, &accounts).await,
             }
             busy.store(false, Ordering::Release);
         });
     }
+}
+
+impl AcmeRenewalService {
+    /// Answers the challenges other fleet nodes publish, until shutdown.
+    async fn mirror_challenges(&self, shutdown: &mut ShutdownWatch) {
+        let mut answering: HashMap<String, Published> = HashMap::new();
+        let mut ticker = tokio::time::interval(CHALLENGE_POLL);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = ticker.tick() => {}
+            }
+            let runtime = self.runtime.load();
+            let mut settings: Vec<&FleetSettings> = runtime
+                .acme
+                .sites
+                .iter()
+                .filter_map(|s| s.fleet.as_ref())
+                .collect();
+            settings.dedup();
+            let mut wanted: HashMap<String, String> = HashMap::new();
+            let mut complete = true;
+            for store in settings.into_iter().filter_map(|s| self.fleet(Some(s))) {
+                match store.others_challenges().await {
+                    Ok(found) => wanted.extend(found),
+                    Err(e) => {
+                        complete = false;
+                        debug!(error = %e, "cannot read the fleet's challenges");
+                    }
+                }
+            }
+            if complete {
+                answering.retain(|field, _| wanted.contains_key(field));
+            }
+            for (field, value) in wanted {
+                if answering.contains_key(&field) {
+                    continue;
+                }
+                if let Some(published) = answer(&field, &value) {
+                    debug!(challenge = %field, "answering a challenge another node of the fleet published");
+                    answering.insert(field, published);
+                }
+            }
+        }
+    }
+}
+
+/// Publishes locally a challenge another node published.
+fn answer(field: &str, value: &str) -> Option<Published> {
+    if let Some(token) = field.strip_prefix(FIELD_HTTP01) {
+        return Some(challenges().publish_http01(token, value));
+    }
+    let name = field.strip_prefix(FIELD_TLS_ALPN01)?;
+    let digest = unhex(value)?;
+    challenges().publish_tls_alpn01(name, &digest).ok()
 }
 
 /// What a tick starts.
@@ -147,6 +256,8 @@ enum Work {
     Order(Option<Arc<CertifiedKey>>),
     /// Ask the CA when the held certificate should be renewed.
     RenewalInfo(Arc<CertifiedKey>),
+    /// Load a newer certificate another node stored.
+    FleetSync(Option<Arc<CertifiedKey>>),
 }
 
 /// Serves the certificate stored for `site`, if there is a usable one.
@@ -166,16 +277,21 @@ fn load_stored(site: &Site, state: &StateDir, entry: &mut NameStatus) {
     }
 }
 
-/// Serves `ck` for `name` and schedules its renewal.
-fn hold(name: &str, ck: Arc<CertifiedKey>, entry: &mut NameStatus) {
+/// When `ck` is due for renewal: two-thirds into its lifetime.
+fn renew_at(ck: &CertifiedKey) -> i64 {
     let not_before = ck
         .chain
         .first()
         .and_then(|leaf| crate::tls::unix_seconds(leaf.not_before()).ok())
         .unwrap_or_else(unix_now);
     let lifetime = (ck.not_after_unix - not_before).max(0);
+    not_before + lifetime * 2 / 3
+}
+
+/// Serves `ck` for `name` and schedules its renewal.
+fn hold(name: &str, ck: Arc<CertifiedKey>, entry: &mut NameStatus) {
     entry.not_after = Some(ck.not_after_unix);
-    entry.renew_at = Some(not_before + lifetime * 2 / 3);
+    entry.renew_at = Some(renew_at(&ck));
     entry.file = Some(ck.source.clone());
     entry.next_ari_check = None;
     metrics().acme_certificate(name, ck.not_after_unix);
@@ -197,11 +313,110 @@ async fn account(
     Ok(account)
 }
 
+/// Orders under the fleet's lock: a node that finds the lock taken waits
+/// (and loads what the holder stores); the holder first checks whether a
+/// fresh certificate arrived meanwhile.
+async fn order_in_fleet(
+    site: &Site,
+    state: &StateDir,
+    held: Option<Arc<CertifiedKey>>,
+    accounts: &tokio::sync::Mutex<HashMap<String, Account>>,
+    fleet: &FleetStore,
+) {
+    match fleet.try_lock(&site.name).await {
+        Ok(true) => {}
+        Ok(false) => {
+            debug!(name = %site.name, "another node of the fleet is ordering this name; waiting for its certificate");
+            let mut status = status().lock();
+            let entry = status.entry(site.name.clone()).or_default();
+            entry.next_attempt = Some(Instant::now() + FLEET_POLL);
+            entry.next_fleet_check = None;
+            return;
+        }
+        Err(e) => {
+            // Without the lock every node could order: not without Redis.
+            failed(
+                site,
+                held.is_some(),
+                format!("cannot take the fleet's order lock: {e}"),
+            );
+            return;
+        }
+    }
+    let fresh = fleet_sync(site, state, held.as_deref(), fleet).await;
+    if !fresh {
+        let held = issued().get(&site.name).or(held);
+        order(site, state, held, accounts, Some(fleet)).await;
+    }
+    if let Err(e) = fleet.unlock(&site.name).await {
+        warn!(name = %site.name, error = %e, "cannot release the fleet's order lock (it expires by itself)");
+    }
+}
+
+/// Loads the certificate the fleet stores for `site` when it is newer than
+/// `held` and not yet due; whether one was loaded.
+async fn fleet_sync(
+    site: &Site,
+    state: &StateDir,
+    held: Option<&CertifiedKey>,
+    fleet: &FleetStore,
+) -> bool {
+    let stored = match fleet.not_after(&site.name).await {
+        Ok(stored) => stored,
+        Err(e) => {
+            debug!(name = %site.name, error = %e, "cannot look for the fleet's certificate");
+            return false;
+        }
+    };
+    if stored.is_none_or(|at| held.is_some_and(|h| h.not_after_unix >= at)) {
+        return false;
+    }
+    let loaded = async {
+        let shared = fleet
+            .load(&site.name)
+            .await?
+            .ok_or_else(|| "gone meanwhile".to_string())?;
+        let path = state.save_certificate(&site.name, &shared.chain_pem, &shared.key_pem)?;
+        certified(&shared.chain_pem, &shared.key_pem, &path)
+    }
+    .await;
+    match loaded {
+        Ok(ck) if unix_now() < renew_at(&ck) => {
+            info!(name = %site.name, not_after = ck.not_after_unix, "ACME certificate loaded from the fleet");
+            let mut status = status().lock();
+            let entry = status.entry(site.name.clone()).or_default();
+            entry.failures = 0;
+            entry.last_error = None;
+            entry.next_attempt = None;
+            hold(&site.name, Arc::new(ck), entry);
+            true
+        }
+        Ok(_) => false,
+        Err(e) => {
+            warn!(name = %site.name, error = %e, "cannot load the fleet's certificate");
+            false
+        }
+    }
+}
+
+/// A chain and key as served.
+fn certified(
+    chain_pem: &str,
+    key_pem: &[u8],
+    path: &std::path::Path,
+) -> Result<CertifiedKey, String> {
+    let chain = X509::stack_from_pem(chain_pem.as_bytes())
+        .map_err(|e| format!("unreadable certificate chain: {e}"))?;
+    let key = PKey::private_key_from_pem(key_pem).map_err(|e| format!("unreadable key: {e}"))?;
+    CertifiedKey::new(chain, key, path.display().to_string())
+}
+
 async fn order(
     site: &Site,
     state: &StateDir,
     held: Option<Arc<CertifiedKey>>,
     accounts: &tokio::sync::Mutex<HashMap<String, Account>>,
+    fleet: Option<&FleetStore>,
 ) {
     let renewing = held.is_some();
     info!(name = %site.name, challenge = %site.challenge, directory = %site.directory.url(), renewing, "ordering an ACME certificate");
@@ -213,13 +428,20 @@ async fn order(
         .and_then(certificate_identifier);
     let result = async {
         let account = account(site, state, accounts).await?;
-        let obtained = obtain(&account, site, replaces).await?;
+        let obtained = obtain(&account, site, replaces, fleet).await?;
         let path = state.save_certificate(&site.name, &obtained.chain_pem, &obtained.key_pem)?;
-        let chain = X509::stack_from_pem(obtained.chain_pem.as_bytes())
-            .map_err(|e| format!("the CA sent an unreadable certificate chain: {e}"))?;
-        let key = PKey::private_key_from_pem(&obtained.key_pem)
-            .map_err(|e| format!("cannot read back the new key: {e}"))?;
-        CertifiedKey::new(chain, key, path.display().to_string())
+        let ck = certified(&obtained.chain_pem, &obtained.key_pem, &path)
+            .map_err(|e| format!("the CA's certificate is unusable: {e}"))?;
+        if let Some(fleet) = fleet {
+            let shared = Shared {
+                chain_pem: obtained.chain_pem,
+                key_pem: obtained.key_pem,
+            };
+            if let Err(e) = fleet.save(&site.name, &shared, ck.not_after_unix).await {
+                warn!(name = %site.name, error = %e, "cannot store the certificate for the fleet; the other nodes will order their own");
+            }
+        }
+        Ok::<_, String>(ck)
     }
     .await;
     let mut status = status().lock();
@@ -235,19 +457,28 @@ async fn order(
             metrics().acme_order(&site.name, true, 0);
         }
         Err(why) => {
-            entry.failures = entry.failures.saturating_add(1);
-            let delay = FIRST_BACKOFF
-                .saturating_mul(1 << entry.failures.saturating_sub(1).min(10))
-                .min(MAX_BACKOFF);
-            entry.next_attempt = Some(Instant::now() + delay);
-            entry.last_error = Some(why.clone());
-            metrics().acme_order(&site.name, false, entry.failures);
-            if held.is_some() {
-                warn!(name = %site.name, error = %why, retry_in_s = delay.as_secs(), "ACME renewal failed; the current certificate keeps serving");
-            } else {
-                error!(name = %site.name, error = %why, retry_in_s = delay.as_secs(), "ACME order failed; the name has no certificate yet");
-            }
+            drop(status);
+            failed(site, held.is_some(), why);
         }
+    }
+}
+
+/// Records a failed order for `site` and schedules the retry (`held`: a
+/// certificate keeps serving meanwhile).
+fn failed(site: &Site, held: bool, why: String) {
+    let mut status = status().lock();
+    let entry = status.entry(site.name.clone()).or_default();
+    entry.failures = entry.failures.saturating_add(1);
+    let delay = FIRST_BACKOFF
+        .saturating_mul(1 << entry.failures.saturating_sub(1).min(10))
+        .min(MAX_BACKOFF);
+    entry.next_attempt = Some(Instant::now() + delay);
+    entry.last_error = Some(why.clone());
+    metrics().acme_order(&site.name, false, entry.failures);
+    if held {
+        warn!(name = %site.name, error = %why, retry_in_s = delay.as_secs(), "ACME renewal failed; the current certificate keeps serving");
+    } else {
+        error!(name = %site.name, error = %why, retry_in_s = delay.as_secs(), "ACME order failed; the name has no certificate yet");
     }
 }
 
@@ -294,6 +525,10 @@ async fn renewal_info(
 #[async_trait]
 impl BackgroundService for AcmeRenewalService {
     async fn start(&self, mut shutdown: ShutdownWatch) {
-        super::background::every_tick(TICK, &mut shutdown, || self.tick()).await;
+        let mut mirror_shutdown = shutdown.clone();
+        tokio::join!(
+            super::background::every_tick(TICK, &mut shutdown, || self.tick()),
+            self.mirror_challenges(&mut mirror_shutdown),
+        );
     }
 }

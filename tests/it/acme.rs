@@ -493,3 +493,147 @@ fn check_fails(file: &Path, yaml: &str) -> String {
     assert!(!out.status.success(), "{text}");
     text
 }
+
+/// A fleet node: its plain listener is the main one, `tls` its TLS
+/// listener with `acme.fleet` on `redis`.
+async fn fleet_node(
+    pebble: &Pebble,
+    redis: SocketAddr,
+    origin: &Origin,
+    ports: Option<ValidationPorts>,
+    names: &str,
+    state: &Path,
+) -> (Proxy, SocketAddr) {
+    let ports = ports.unwrap_or(ValidationPorts {
+        http: free_port(),
+        tls: free_port(),
+    });
+    let proxy = Proxy::builder(single_route(origin))
+        .port(ports.http)
+        .server(&format!("state_dir: {}", state.display()))
+        .more_listeners(&format!(
+            "- name: tls\n  address: 127.0.0.1:{}\n  tls:\n    acme:\n      names: [{names}]\n      email: ops@palisade.test\n      directory: {}\n      directory_ca: {}\n      accept_terms_of_service: true\n      fleet:\n        redis: {redis}\n        secret: the fleet's key-encryption secret, 32 bytes or more\n",
+            ports.tls,
+            pebble.directory,
+            pebble.https_ca.display(),
+        ))
+        .admin()
+        .start()
+        .await;
+    (proxy, SocketAddr::from(([127, 0, 0, 1], ports.tls)))
+}
+
+/// The serial each node serves for `name`, once each verifies.
+async fn served_serials(nodes: &[SocketAddr], name: &str, root: &[u8]) -> Vec<String> {
+    let options = TlsOptions::new(name, root.to_vec());
+    let mut serials = Vec::new();
+    for node in nodes {
+        let cert = wait_for(&format!("{name} on {node}"), 40, || {
+            let options = options.clone();
+            async move {
+                connect(*node, &options)
+                    .await
+                    .ok()?
+                    .stream
+                    .ssl()
+                    .peer_certificate()
+            }
+        })
+        .await;
+        serials.push(serial(&cert));
+    }
+    serials
+}
+
+/// `palisade_acme_orders_total` of `name` with result success on `proxy`.
+async fn successful_orders(proxy: &Proxy, name: &str) -> u32 {
+    let metrics = crate::harness::client()
+        .get(proxy.admin_url("/metrics"))
+        .bearer_auth(crate::harness::ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let line = format!("palisade_acme_orders_total{{name=\"{name}\",result=\"success\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(line.as_str()))
+        .map_or(0, |n| n.trim().parse().unwrap())
+}
+
+#[tokio::test]
+async fn a_fleet_orders_each_name_once_and_answers_challenges_from_any_node() {
+    let redis = crate::harness::redis::Redis::start().await;
+    let ports = ValidationPorts {
+        http: free_port(),
+        tls: free_port(),
+    };
+    // The CA validates every name at node A's ports.
+    let pebble = Pebble::start(ports, None).await;
+    let origin = Origin::start("web").await;
+    let (state_a, state_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a, tls_a) = fleet_node(
+        &pebble,
+        redis.addr,
+        &origin,
+        Some(ports),
+        "x.palisade.test",
+        state_a.path(),
+    )
+    .await;
+    let root = pebble.root_pem().await;
+    served_serials(&[tls_a], "x.palisade.test", &root).await;
+    // Node B orders y: the CA reaches node A, which answers B's challenge.
+    let (b, tls_b) = fleet_node(
+        &pebble,
+        redis.addr,
+        &origin,
+        None,
+        "y.palisade.test",
+        state_b.path(),
+    )
+    .await;
+    served_serials(&[tls_b], "y.palisade.test", &root).await;
+    b.wait_for_log("ACME certificate obtained").await;
+    // Both nodes now want x, y and z, at the same time.
+    let all = "x.palisade.test, y.palisade.test, z.palisade.test";
+    let (reload_a, reload_b) = tokio::join!(
+        a.reload_with(|c| c.replace("names: [x.palisade.test]", &format!("names: [{all}]"))),
+        b.reload_with(|c| c.replace("names: [y.palisade.test]", &format!("names: [{all}]"))),
+    );
+    assert!(reload_a.contains("configuration reloaded"), "{reload_a}");
+    assert!(reload_b.contains("configuration reloaded"), "{reload_b}");
+    for name in ["x.palisade.test", "y.palisade.test", "z.palisade.test"] {
+        let serials = served_serials(&[tls_a, tls_b], name, &root).await;
+        assert_eq!(
+            serials[0], serials[1],
+            "{name}: both nodes serve one certificate"
+        );
+        let orders = successful_orders(&a, name).await + successful_orders(&b, name).await;
+        assert_eq!(orders, 1, "{name} ordered once for the fleet");
+    }
+    assert_eq!(successful_orders(&a, "y.palisade.test").await, 0);
+    assert_eq!(successful_orders(&b, "x.palisade.test").await, 0);
+    a.wait_for_log("ACME certificate loaded from the fleet")
+        .await;
+    b.wait_for_log("ACME certificate loaded from the fleet")
+        .await;
+    // The private key never sits in Redis in clear.
+    let dump = std::process::Command::new("redis-cli")
+        .args([
+            "-p",
+            &redis.addr.port().to_string(),
+            "HGET",
+            "palisade:acme:cert:x.palisade.test",
+            "key",
+        ])
+        .output()
+        .unwrap();
+    let stored = String::from_utf8_lossy(&dump.stdout);
+    assert!(
+        stored.len() > 100 && !stored.contains("PRIVATE KEY"),
+        "{stored}"
+    );
+}

@@ -8,6 +8,7 @@ use super::Findings;
 use crate::config::path::KeyPath;
 use crate::config::{
     is_certifiable_name, AcmeChallenge, AcmeConfig, Config, ConfigError, WrittenAt,
+    MIN_FLEET_SECRET_LEN,
 };
 
 pub(super) fn acme(config: &Config, origins: &WrittenAt, f: &mut Findings) {
@@ -22,6 +23,27 @@ pub(super) fn acme(config: &Config, origins: &WrittenAt, f: &mut Findings) {
         names(acme, &path, f);
         account(acme, &path, f);
         challenge(acme, has_plain_listener, &path, f);
+        if let Some(fleet) = &acme.fleet {
+            let fpath = path.key("fleet");
+            if fleet.redis.trim().is_empty() {
+                f.errors.push(ConfigError::value(
+                    fpath.key("redis"),
+                    "the Redis address is empty",
+                ));
+            }
+            super::one_secret(
+                [
+                    fleet.secret.is_some(),
+                    fleet.secret_file.is_some(),
+                    fleet.secret_env.is_some(),
+                ],
+                fleet.secret.as_deref(),
+                MIN_FLEET_SECRET_LEN,
+                &fpath,
+                "encrypt the certificates' keys in Redis",
+                f,
+            );
+        }
     }
     if any {
         if let Err(why) = check_writable_dir(&config.server.state_dir) {

@@ -101,33 +101,18 @@ pub(super) fn cluster(config: &Config, f: &mut Findings) {
 }
 
 fn secret(c: &crate::config::ClusterConfig, path: &KeyPath, f: &mut Findings) {
-    let sources = [
-        c.secret.is_some(),
-        c.secret_file.is_some(),
-        c.secret_env.is_some(),
-    ];
-    match sources.iter().filter(|s| **s).count() {
-        0 => f.errors.push(
-            ConfigError::key(
-                path.clone(),
-                "the fleet needs a shared secret to sign peer fetches",
-            )
-            .with_hint("set one of `secret_env`, `secret_file` or `secret`"),
-        ),
-        1 => {}
-        _ => f.errors.push(ConfigError::key(
-            path.clone(),
-            "give only one of `secret`, `secret_file` and `secret_env`",
-        )),
-    }
-    if let Some(s) = &c.secret {
-        if s.len() < MIN_CLUSTER_SECRET_LEN {
-            f.errors.push(ConfigError::value(
-                path.key("secret"),
-                format!("must be at least {MIN_CLUSTER_SECRET_LEN} bytes"),
-            ));
-        }
-    }
+    super::one_secret(
+        [
+            c.secret.is_some(),
+            c.secret_file.is_some(),
+            c.secret_env.is_some(),
+        ],
+        c.secret.as_deref(),
+        MIN_CLUSTER_SECRET_LEN,
+        path,
+        "sign the fleet's peer fetches",
+        f,
+    );
 }
 
 /// The key paths of the policies with `cluster: true` (named and inline).

@@ -40,6 +40,36 @@ pub(super) fn check_name(name: &str, path: KeyPath, errors: &mut Vec<ConfigError
     }
 }
 
+/// Where a secret of `purpose` comes from: exactly one of `secret`,
+/// `secret_file` and `secret_env` under `path` (`set`: which are), an
+/// inline one at least `min_len` bytes.
+pub(super) fn one_secret(
+    set: [bool; 3],
+    inline: Option<&str>,
+    min_len: usize,
+    path: &KeyPath,
+    purpose: &str,
+    f: &mut Findings,
+) {
+    match set.iter().filter(|s| **s).count() {
+        0 => f.errors.push(
+            ConfigError::key(path.clone(), format!("a secret is needed to {purpose}"))
+                .with_hint("set one of `secret_env`, `secret_file` or `secret`"),
+        ),
+        1 => {}
+        _ => f.errors.push(ConfigError::key(
+            path.clone(),
+            "give only one of `secret`, `secret_file` and `secret_env`",
+        )),
+    }
+    if inline.is_some_and(|s| s.len() < min_len) {
+        f.errors.push(ConfigError::value(
+            path.key("secret"),
+            format!("must be at least {min_len} bytes"),
+        ));
+    }
+}
+
 pub(super) fn validate(config: &Config, origins: &WrittenAt) -> Findings {
     let mut f = Findings::default();
     server(config, &mut f);

@@ -7,6 +7,7 @@
 
 pub mod challenges;
 pub mod dns_hook;
+pub mod fleet;
 pub mod http_client;
 pub mod order;
 pub mod storage;
@@ -37,6 +38,19 @@ pub struct Site {
     pub directory_ca: Option<PathBuf>,
     /// The certificate's key type.
     pub key_type: AcmeKeyType,
+    /// The fleet sharing orders and certificates, if any.
+    pub fleet: Option<FleetSettings>,
+}
+
+/// Where a fleet shares ACME state (`acme.fleet`, its secret read).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct FleetSettings {
+    /// The Redis URL.
+    pub url: String,
+    /// Prefix of every key.
+    pub key_prefix: String,
+    /// The encryption secret.
+    pub secret: Arc<[u8]>,
 }
 
 /// The certificates obtained from ACME, by the name ordered.

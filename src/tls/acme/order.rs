@@ -24,6 +24,7 @@ use tracing::info;
 
 use super::challenges::{challenges, Published};
 use super::dns_hook;
+use super::fleet::{hex, FleetStore, FIELD_HTTP01, FIELD_TLS_ALPN01};
 use super::http_client::PingoraClient;
 use super::storage::StateDir;
 use super::Site;
@@ -31,6 +32,9 @@ use crate::config::{AcmeChallenge, AcmeKeyType};
 
 /// How long the CA gets to validate and to issue.
 const VALIDATION_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long a challenge published to a fleet is given to reach every node
+/// (they look every 250 ms) before the CA is told to validate.
+const FLEET_PROPAGATION: Duration = Duration::from_secs(1);
 
 /// A certificate obtained: its chain (PEM, leaf first) and key (PEM).
 pub struct Obtained {
@@ -87,6 +91,7 @@ pub async fn obtain(
     account: &Account,
     site: &Site,
     replaces: Option<CertificateIdentifier<'static>>,
+    fleet: Option<&FleetStore>,
 ) -> Result<Obtained, String> {
     let identifiers = [Identifier::Dns(site.name.clone())];
     let mut new_order = NewOrder::new(&identifiers);
@@ -100,11 +105,24 @@ pub async fn obtain(
     // Published challenges stay until the order is decided.
     let mut published: Vec<Published> = Vec::new();
     let mut dns_records: Vec<(String, String)> = Vec::new();
-    let proven = prove(&mut order, site, &mut published, &mut dns_records).await;
+    let mut shared: Vec<String> = Vec::new();
+    let mut proofs = Proofs {
+        published: &mut published,
+        dns_records: &mut dns_records,
+        fleet: fleet.map(|f| (f, &mut shared)),
+    };
+    let proven = prove(&mut order, site, &mut proofs).await;
     let result = match proven {
         Ok(()) => finish(&mut order, site).await,
         Err(e) => Err(e),
     };
+    if let Some(fleet) = fleet {
+        for field in &shared {
+            if let Err(e) = fleet.withdraw_challenge(field).await {
+                tracing::warn!(name = %site.name, error = %e, "cannot withdraw a challenge from the fleet");
+            }
+        }
+    }
     drop(published);
     if let Some(hook) = &site.dns_hook {
         for (record, value) in dns_records {
@@ -116,13 +134,22 @@ pub async fn obtain(
     result
 }
 
+/// What has been published to prove an order, to withdraw afterwards.
+struct Proofs<'a> {
+    /// Challenges this node answers.
+    published: &'a mut Vec<Published>,
+    /// TXT records set through the hook: (record, value).
+    dns_records: &'a mut Vec<(String, String)>,
+    /// The fleet and the challenge fields published to it.
+    fleet: Option<(&'a FleetStore, &'a mut Vec<String>)>,
+}
+
 /// Publishes a challenge for every pending authorization and tells the CA
 /// to validate it.
 async fn prove(
     order: &mut instant_acme::Order,
     site: &Site,
-    published: &mut Vec<Published>,
-    dns_records: &mut Vec<(String, String)>,
+    proofs: &mut Proofs<'_>,
 ) -> Result<(), String> {
     let kind = if site.name.starts_with("*.") {
         AcmeChallenge::Dns01
@@ -146,12 +173,26 @@ async fn prove(
             .challenge(wanted.clone())
             .ok_or_else(|| format!("the CA offers no {kind} challenge for {}", site.name))?;
         let key_authorization = challenge.key_authorization();
-        match kind {
-            AcmeChallenge::Http01 => published
-                .push(challenges().publish_http01(&challenge.token, key_authorization.as_str())),
-            AcmeChallenge::TlsAlpn01 => published.push(
-                challenges().publish_tls_alpn01(&site.name, key_authorization.digest().as_ref())?,
-            ),
+        let fleet_entry = match kind {
+            AcmeChallenge::Http01 => {
+                proofs.published.push(
+                    challenges().publish_http01(&challenge.token, key_authorization.as_str()),
+                );
+                Some((
+                    format!("{FIELD_HTTP01}{}", challenge.token),
+                    key_authorization.as_str().to_string(),
+                ))
+            }
+            AcmeChallenge::TlsAlpn01 => {
+                let digest = key_authorization.digest();
+                proofs
+                    .published
+                    .push(challenges().publish_tls_alpn01(&site.name, digest.as_ref())?);
+                Some((
+                    format!("{FIELD_TLS_ALPN01}{}", site.name),
+                    hex(digest.as_ref()),
+                ))
+            }
             AcmeChallenge::Dns01 => {
                 let hook = site
                     .dns_hook
@@ -160,8 +201,15 @@ async fn prove(
                 let record = dns_hook::record_name(&site.name);
                 let value = key_authorization.dns_value();
                 dns_hook::run(hook, "set", &record, &value).await?;
-                dns_records.push((record, value));
+                proofs.dns_records.push((record, value));
+                None
             }
+        };
+        if let (Some((fleet, shared)), Some((field, value))) = (proofs.fleet.as_mut(), fleet_entry)
+        {
+            fleet.publish_challenge(&field, &value).await?;
+            shared.push(field);
+            tokio::time::sleep(FLEET_PROPAGATION).await;
         }
         challenge
             .set_ready()
