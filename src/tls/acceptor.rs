@@ -168,16 +168,11 @@ pub fn settings(tls: &ListenerTls, resolver: SniResolver) -> Result<TlsSettings,
             .set_status_callback(staple)
             .map_err(|e| format!("cannot enable OCSP stapling: {e}"))?;
     }
-    if tls.acme.is_some() {
-        // One ALPN callback per context: ours answers `acme-tls/1` and
-        // otherwise chooses as Pingora's would.
-        let http2 = tls.http2;
-        settings.set_alpn_select_callback(move |ssl, client| select_alpn(ssl, client, http2));
-    } else if tls.http2 {
-        settings.enable_h2();
-    } else {
-        settings.set_alpn(pingora::protocols::ALPN::H1);
-    }
+    // One ALPN callback per context, installed on every TLS listener (a
+    // reload may add `acme`): ours answers `acme-tls/1` and otherwise
+    // chooses as Pingora's `enable_h2` / `set_alpn(H1)` would.
+    let http2 = tls.http2;
+    settings.set_alpn_select_callback(move |ssl, client| select_alpn(ssl, client, http2));
     if let Some(auth) = &tls.client_auth {
         let cas = load_certs(&auth.ca_file)?;
         let mut store = X509StoreBuilder::new().map_err(|e| e.to_string())?;
