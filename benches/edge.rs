@@ -1,5 +1,6 @@
 //! Edge policy costs paid by every request: path normalisation, client
-//! address filters and authentication checks.
+//! address filters and authentication checks; and by every TLS handshake:
+//! the SNI certificate lookup (file certificates and ACME ones).
 //!
 //! `cargo bench --bench edge`
 
@@ -175,5 +176,98 @@ fn bench_auth(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_path, bench_ip_filter, bench_auth);
+/// A self-signed ECDSA certificate for `name` and its key, as PEM files
+/// in `dir`.
+fn self_signed(dir: &std::path::Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    use openssl::asn1::Asn1Time;
+    use openssl::ec::{EcGroup, EcKey};
+    use openssl::hash::MessageDigest;
+    use openssl::nid::Nid;
+    use openssl::pkey::PKey;
+    use openssl::x509::extension::SubjectAlternativeName;
+    use openssl::x509::{X509NameBuilder, X509};
+    let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).expect("curve");
+    let key = PKey::from_ec_key(EcKey::generate(&group).expect("key")).expect("key");
+    let mut subject = X509NameBuilder::new().expect("name");
+    subject
+        .append_entry_by_nid(Nid::COMMONNAME, name)
+        .expect("cn");
+    let subject = subject.build();
+    let mut b = X509::builder().expect("builder");
+    b.set_version(2).expect("version");
+    b.set_subject_name(&subject).expect("subject");
+    b.set_issuer_name(&subject).expect("issuer");
+    b.set_pubkey(&key).expect("pubkey");
+    b.set_not_before(&Asn1Time::days_from_now(0).expect("time"))
+        .expect("nb");
+    b.set_not_after(&Asn1Time::days_from_now(30).expect("time"))
+        .expect("na");
+    let san = SubjectAlternativeName::new()
+        .dns(name)
+        .build(&b.x509v3_context(None, None))
+        .expect("san");
+    b.append_extension(san).expect("ext");
+    b.sign(&key, MessageDigest::sha256()).expect("sign");
+    let file = name.replace('*', "_wildcard");
+    let (cert, keyf) = (
+        dir.join(format!("{file}.crt")),
+        dir.join(format!("{file}.key")),
+    );
+    std::fs::write(&cert, b.build().to_pem().expect("pem")).expect("write");
+    std::fs::write(&keyf, key.private_key_to_pem_pkcs8().expect("pem")).expect("write");
+    (cert, keyf)
+}
+
+/// The certificate lookup of every handshake: a listener with 20 file
+/// certificates (one a wildcard) and 20 ACME names.
+fn bench_sni(c: &mut Criterion) {
+    use palisade::config::ListenerTls;
+    use palisade::tls::store::{CertStore, CertifiedKey};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut files = Vec::new();
+    for i in 0..19 {
+        let (cert, key) = self_signed(dir.path(), &format!("site{i}.example.com"));
+        files.push(format!(
+            "{{cert: {}, key: {}}}",
+            cert.display(),
+            key.display()
+        ));
+    }
+    let (cert, key) = self_signed(dir.path(), "*.files.example.com");
+    files.push(format!(
+        "{{cert: {}, key: {}}}",
+        cert.display(),
+        key.display()
+    ));
+    let acme_names: Vec<String> = (0..20).map(|i| format!("auto{i}.example.net")).collect();
+    for name in &acme_names {
+        let (cert, key) = self_signed(dir.path(), name);
+        let chain = palisade::tls::load_certs(&cert).expect("certs");
+        let key = palisade::tls::load_key(&key).expect("key");
+        let ck = CertifiedKey::new(chain, key, name.clone()).expect("certified");
+        palisade::tls::acme::issued().insert(name, std::sync::Arc::new(ck));
+    }
+    let tls: ListenerTls = serde_yaml::from_str(&format!(
+        "{{certificates: [{}], acme: {{names: [{}], email: a@example.com, accept_terms_of_service: true}}}}",
+        files.join(", "),
+        acme_names.join(", ")
+    ))
+    .expect("tls config");
+    let store = CertStore::compile(&tls, &KeyPath::root()).expect("store");
+    let mut group = c.benchmark_group("tls/sni_lookup");
+    group.throughput(Throughput::Elements(1));
+    for (case, sni) in [
+        ("file_exact", Some("site7.example.com")),
+        ("file_wildcard", Some("www.files.example.com")),
+        ("acme_exact", Some("auto13.example.net")),
+        ("unknown_to_default", Some("nowhere.example.org")),
+        ("no_sni", None),
+    ] {
+        assert!(store.lookup(sni).is_some());
+        group.bench_function(case, |b| b.iter(|| black_box(store.lookup(black_box(sni)))));
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_path, bench_ip_filter, bench_auth, bench_sni);
 criterion_main!(benches);

@@ -2,7 +2,7 @@
 //! then a wildcard one label deep (`*.example.com` covers `a.example.com`,
 //! not `a.b.example.com`, as RFC 6125 says), then the default certificate.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -54,6 +54,10 @@ pub struct CertStore {
     default: Option<Arc<CertifiedKey>>,
     /// Names ordered by ACME for this listener (`*.` kept for wildcards).
     acme_names: Vec<String>,
+    /// Its ACME names that are not wildcards.
+    acme_exact: HashSet<String>,
+    /// Its ACME wildcards, by the part after `*.`.
+    acme_wildcards: HashMap<String, String>,
 }
 
 impl CertStore {
@@ -129,11 +133,22 @@ impl CertStore {
                 .or_insert_with(|| ck.clone());
             }
         }
+        let acme_exact = acme_names
+            .iter()
+            .filter(|n| !n.starts_with("*."))
+            .cloned()
+            .collect();
+        let acme_wildcards = acme_names
+            .iter()
+            .filter_map(|n| Some((n.strip_prefix("*.")?.to_string(), n.clone())))
+            .collect();
         Ok(Self {
             exact,
             wildcard,
             default,
             acme_names,
+            acme_exact,
+            acme_wildcards,
         })
     }
 
@@ -192,8 +207,13 @@ impl CertStore {
             if let Some(ck) = parent.and_then(|p| self.wildcard.get(p)) {
                 return Some(ck.clone());
             }
-            if !self.acme_names.is_empty() {
-                if let Some(ck) = super::acme::issued().for_name(name, &self.acme_names) {
+            if self.acme_exact.contains(name) {
+                if let Some(ck) = super::acme::issued().get(name) {
+                    return Some(ck);
+                }
+            }
+            if let Some(wildcard) = parent.and_then(|p| self.acme_wildcards.get(p)) {
+                if let Some(ck) = super::acme::issued().get(wildcard) {
                     return Some(ck);
                 }
             }

@@ -72,23 +72,6 @@ impl Issued {
         self.certificates.load().get(name).cloned()
     }
 
-    /// The certificate serving `server_name` among the names `ordered` (a
-    /// listener's `acme.names`): the name itself, or a wildcard one label
-    /// above it.
-    pub fn for_name(&self, server_name: &str, ordered: &[String]) -> Option<Arc<CertifiedKey>> {
-        let certificates = self.certificates.load();
-        if ordered.iter().any(|n| n == server_name) {
-            if let Some(ck) = certificates.get(server_name) {
-                return Some(ck.clone());
-            }
-        }
-        let parent = server_name.split_once('.')?.1;
-        ordered
-            .iter()
-            .find(|n| n.strip_prefix("*.") == Some(parent))
-            .and_then(|n| certificates.get(n.as_str()).cloned())
-    }
-
     /// Serves `ck` for `name` from the next handshake on.
     pub fn insert(&self, name: &str, ck: Arc<CertifiedKey>) {
         self.certificates.rcu(|current| {
