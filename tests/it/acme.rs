@@ -45,6 +45,11 @@ struct Site {
 
 struct SiteSpec<'a> {
     names: &'a [&'a str],
+    /// Lines of the TLS listener's `tls:` besides `acme` (file
+    /// certificates).
+    tls_extra: &'a str,
+    /// Where pebble validates, when not at the proxy's ports.
+    pebble_ports: Option<ValidationPorts>,
     /// Extra keys of `acme` (YAML lines).
     acme_extra: &'a str,
     /// Extra keys of the plain listener.
@@ -54,9 +59,15 @@ struct SiteSpec<'a> {
 
 async fn site(spec: SiteSpec<'_>) -> Site {
     let (http, tls) = (free_port(), free_port());
-    let pebble = Pebble::start(ValidationPorts { http, tls }, spec.validity).await;
+    let validated = spec.pebble_ports.unwrap_or(ValidationPorts { http, tls });
+    let pebble = Pebble::start(validated, spec.validity).await;
     let origin = Origin::start("web").await;
     origin.on("/", Reply::text("from the origin"));
+    let tls_extra: String = spec
+        .tls_extra
+        .lines()
+        .map(|l| format!("    {l}\n"))
+        .collect();
     let state = tempfile::tempdir().unwrap();
     let names = spec.names.join(", ");
     let acme_extra: String = spec
@@ -69,7 +80,7 @@ async fn site(spec: SiteSpec<'_>) -> Site {
         .server(&format!("state_dir: {}/state", state.path().display()))
         .listener(spec.plain_extra)
         .more_listeners(&format!(
-            "- name: tls\n  address: 127.0.0.1:{tls}\n  tls:\n    acme:\n      names: [{names}]\n      email: ops@palisade.test\n      directory: {}\n      directory_ca: {}\n      accept_terms_of_service: true\n{acme_extra}",
+            "- name: tls\n  address: 127.0.0.1:{tls}\n  tls:\n{tls_extra}    acme:\n      names: [{names}]\n      email: ops@palisade.test\n      directory: {}\n      directory_ca: {}\n      accept_terms_of_service: true\n{acme_extra}",
             pebble.directory,
             pebble.https_ca.display(),
         ))
@@ -125,6 +136,8 @@ async fn http01_order_is_answered_before_the_https_redirect_and_verifies_against
         acme_extra: "",
         plain_extra: "https: redirect",
         validity: None,
+        tls_extra: "",
+        pebble_ports: None,
     })
     .await;
     for name in ["www.palisade.test", "api.palisade.test"] {
@@ -196,6 +209,8 @@ async fn tls_alpn01_order_is_answered_in_the_handshake() {
         acme_extra: "challenge: tls-alpn-01",
         plain_extra: "",
         validity: None,
+        tls_extra: "",
+        pebble_ports: None,
     })
     .await;
     let leaf = site.certified("alpn.palisade.test").await;
@@ -224,6 +239,8 @@ async fn renewal_swaps_the_certificate_under_handshakes_and_kept_alive_connectio
         acme_extra: "",
         plain_extra: "",
         validity: Some(Duration::from_secs(15)),
+        tls_extra: "",
+        pebble_ports: None,
     })
     .await;
     let first = serial(&site.certified("renew.palisade.test").await);
@@ -305,6 +322,8 @@ async fn ca_down_keeps_the_held_certificate_serving_and_reports_the_failure() {
         acme_extra: "",
         plain_extra: "",
         validity: Some(Duration::from_secs(9)),
+        tls_extra: "",
+        pebble_ports: None,
     })
     .await;
     let held = serial(&site.certified("down.palisade.test").await);
@@ -355,6 +374,101 @@ async fn ca_down_keeps_the_held_certificate_serving_and_reports_the_failure() {
         }
     };
     assert_eq!(serial(&conn.stream.ssl().peer_certificate().unwrap()), held);
+}
+
+#[tokio::test]
+async fn a_name_a_file_certificate_covers_uses_the_file_and_is_not_ordered() {
+    let dir = tempfile::tempdir().unwrap();
+    let files_ca = crate::harness::Ca::new("Files CA");
+    let (cert, key) = files_ca
+        .server(&["*.files.palisade.test"])
+        .write(dir.path(), "files");
+    let site = site(SiteSpec {
+        names: &["www.files.palisade.test", "auto.palisade.test"],
+        acme_extra: "",
+        plain_extra: "",
+        validity: None,
+        tls_extra: &format!(
+            "certificates:\n  - {{ cert: {}, key: {} }}",
+            cert.display(),
+            key.display()
+        ),
+        pebble_ports: None,
+    })
+    .await;
+    let auto = site.certified("auto.palisade.test").await;
+    assert_eq!(names(&auto), vec!["auto.palisade.test".to_string()]);
+    // The wildcard file serves the other name, verified against its own CA.
+    let options = TlsOptions::new("www.files.palisade.test", files_ca.cert_pem());
+    let conn = connect(site.tls, &options).await.unwrap();
+    assert_eq!(conn.peer_names(), vec!["*.files.palisade.test".to_string()]);
+    let status = site.proxy.admin_json("/status").await;
+    let acme = &status["acme"];
+    assert_eq!(acme["names"].as_array().unwrap().len(), 1, "{acme}");
+    assert_eq!(acme["names"][0]["name"], "auto.palisade.test");
+    assert_eq!(
+        acme["covered_by_file_certificates"][0],
+        "www.files.palisade.test"
+    );
+    site.proxy
+        .wait_for_metrics(&[
+            "palisade_acme_orders_total{name=\"auto.palisade.test\",result=\"success\"} 1",
+        ])
+        .await;
+    assert!(!site.proxy.log().contains("name=www.files.palisade.test"));
+}
+
+#[tokio::test]
+async fn a_failed_validation_reports_the_cas_problem_document_and_backs_off() {
+    // The CA validates at ports nobody listens on.
+    let site = site(SiteSpec {
+        names: &["refused.palisade.test"],
+        acme_extra: "",
+        plain_extra: "",
+        validity: None,
+        tls_extra: "",
+        pebble_ports: Some(ValidationPorts {
+            http: free_port(),
+            tls: free_port(),
+        }),
+    })
+    .await;
+    site.proxy
+        .wait_for_metrics(&[
+            "palisade_acme_orders_total{name=\"refused.palisade.test\",result=\"failure\"} 1",
+            "palisade_acme_consecutive_failures{name=\"refused.palisade.test\"} 1",
+        ])
+        .await;
+    let log = site
+        .proxy
+        .wait_for_log("ACME order failed; the name has no certificate yet")
+        .await;
+    assert!(
+        log.contains("urn:ietf:params:acme:error:connection"),
+        "{log}"
+    );
+    let status = site.proxy.admin_json("/status").await;
+    let entry = &status["acme"]["names"][0];
+    assert!(
+        entry["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("urn:ietf:params:acme:error:connection")),
+        "{entry}"
+    );
+    assert!(entry["certificate"].is_null(), "{entry}");
+    // Nothing to serve: a handshake fails cleanly, the process stays up.
+    assert!(connect(
+        site.tls,
+        &TlsOptions::new("refused.palisade.test", site.pebble.root_pem().await)
+    )
+    .await
+    .is_err());
+    let plain = raw_exchange(
+        site.proxy.addr,
+        b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(plain.starts_with("HTTP/1.1 200"), "{plain}");
 }
 
 #[tokio::test]
