@@ -77,11 +77,7 @@ fn default_key_prefix() -> String {
 impl AcmeFleetConfig {
     /// The connection URL (`host:port` is `redis://host:port`).
     pub fn url(&self) -> String {
-        if self.redis.contains("://") {
-            self.redis.clone()
-        } else {
-            format!("redis://{}", self.redis)
-        }
+        super::limits::redis_url(&self.redis)
     }
 }
 

@@ -84,11 +84,7 @@ pub struct PurgeStreamConfig {
 impl PurgeStreamConfig {
     /// The connection URL (`host:port` is `redis://host:port`).
     pub fn url(&self) -> String {
-        if self.address.contains("://") {
-            self.address.clone()
-        } else {
-            format!("redis://{}", self.address)
-        }
+        super::limits::redis_url(&self.address)
     }
 }
 

@@ -95,11 +95,17 @@ pub struct RedisConfig {
 impl RedisConfig {
     /// The connection URL of `address` (`host:port` is `redis://host:port`).
     pub fn url(&self) -> String {
-        if self.address.contains("://") {
-            self.address.clone()
-        } else {
-            format!("redis://{}", self.address)
-        }
+        redis_url(&self.address)
+    }
+}
+
+/// The connection URL of a Redis `address` as written in the configuration:
+/// a `redis://` / `rediss://` URL as is, `host:port` as `redis://host:port`.
+pub fn redis_url(address: &str) -> String {
+    if address.contains("://") {
+        address.to_string()
+    } else {
+        format!("redis://{address}")
     }
 }
 

@@ -43,6 +43,7 @@ struct Site {
     state: tempfile::TempDir,
 }
 
+#[derive(Default)]
 struct SiteSpec<'a> {
     names: &'a [&'a str],
     /// Lines of the TLS listener's `tls:` besides `acme` (file
@@ -100,16 +101,22 @@ impl Site {
     /// Waits until a handshake for `name` verifies against pebble's root;
     /// the leaf served.
     async fn certified(&self, name: &str) -> X509 {
-        let options = TlsOptions::new(name, self.pebble.root_pem().await);
-        wait_for(&format!("a certificate for {name}"), 30, || {
-            let options = options.clone();
-            async move {
-                let conn = connect(self.tls, &options).await.ok()?;
-                conn.stream.ssl().peer_certificate()
-            }
-        })
-        .await
+        certified_at(self.tls, name, &self.pebble.root_pem().await).await
     }
+}
+
+/// Waits until a handshake with `addr` for `name` verifies against `root`;
+/// the leaf served.
+async fn certified_at(addr: SocketAddr, name: &str, root: &[u8]) -> X509 {
+    let options = TlsOptions::new(name, root.to_vec());
+    wait_for(&format!("a certificate for {name} at {addr}"), 40, || {
+        let options = options.clone();
+        async move {
+            let conn = connect(addr, &options).await.ok()?;
+            conn.stream.ssl().peer_certificate()
+        }
+    })
+    .await
 }
 
 fn serial(cert: &X509) -> String {
@@ -133,11 +140,8 @@ fn names(cert: &X509) -> Vec<String> {
 async fn http01_order_is_answered_before_the_https_redirect_and_verifies_against_the_ca() {
     let site = site(SiteSpec {
         names: &["www.palisade.test", "api.palisade.test"],
-        acme_extra: "",
         plain_extra: "https: redirect",
-        validity: None,
-        tls_extra: "",
-        pebble_ports: None,
+        ..SiteSpec::default()
     })
     .await;
     for name in ["www.palisade.test", "api.palisade.test"] {
@@ -207,10 +211,7 @@ async fn tls_alpn01_order_is_answered_in_the_handshake() {
     let site = site(SiteSpec {
         names: &["alpn.palisade.test"],
         acme_extra: "challenge: tls-alpn-01",
-        plain_extra: "",
-        validity: None,
-        tls_extra: "",
-        pebble_ports: None,
+        ..SiteSpec::default()
     })
     .await;
     let leaf = site.certified("alpn.palisade.test").await;
@@ -236,11 +237,8 @@ async fn renewal_swaps_the_certificate_under_handshakes_and_kept_alive_connectio
     // Certificates of 15 s: renewed at 10 s.
     let site = site(SiteSpec {
         names: &["renew.palisade.test"],
-        acme_extra: "",
-        plain_extra: "",
         validity: Some(Duration::from_secs(15)),
-        tls_extra: "",
-        pebble_ports: None,
+        ..SiteSpec::default()
     })
     .await;
     let first = serial(&site.certified("renew.palisade.test").await);
@@ -319,11 +317,8 @@ async fn ca_down_keeps_the_held_certificate_serving_and_reports_the_failure() {
     // Certificates of 9 s: renewal due at 6 s.
     let mut site = site(SiteSpec {
         names: &["down.palisade.test"],
-        acme_extra: "",
-        plain_extra: "",
         validity: Some(Duration::from_secs(9)),
-        tls_extra: "",
-        pebble_ports: None,
+        ..SiteSpec::default()
     })
     .await;
     let held = serial(&site.certified("down.palisade.test").await);
@@ -385,15 +380,12 @@ async fn a_name_a_file_certificate_covers_uses_the_file_and_is_not_ordered() {
         .write(dir.path(), "files");
     let site = site(SiteSpec {
         names: &["www.files.palisade.test", "auto.palisade.test"],
-        acme_extra: "",
-        plain_extra: "",
-        validity: None,
         tls_extra: &format!(
             "certificates:\n  - {{ cert: {}, key: {} }}",
             cert.display(),
             key.display()
         ),
-        pebble_ports: None,
+        ..SiteSpec::default()
     })
     .await;
     let auto = site.certified("auto.palisade.test").await;
@@ -423,14 +415,11 @@ async fn a_failed_validation_reports_the_cas_problem_document_and_backs_off() {
     // The CA validates at ports nobody listens on.
     let site = site(SiteSpec {
         names: &["refused.palisade.test"],
-        acme_extra: "",
-        plain_extra: "",
-        validity: None,
-        tls_extra: "",
         pebble_ports: Some(ValidationPorts {
             http: free_port(),
             tls: free_port(),
         }),
+        ..SiteSpec::default()
     })
     .await;
     site.proxy
@@ -509,19 +498,7 @@ async fn dns01_wildcard_through_the_hook() {
         .start()
         .await;
     let tls_addr = SocketAddr::from(([127, 0, 0, 1], tls));
-    let options = TlsOptions::new("any.palisade.test", pebble.root_pem().await);
-    let leaf = wait_for("the wildcard certificate", 30, || {
-        let options = options.clone();
-        async move {
-            connect(tls_addr, &options)
-                .await
-                .ok()?
-                .stream
-                .ssl()
-                .peer_certificate()
-        }
-    })
-    .await;
+    let leaf = certified_at(tls_addr, "any.palisade.test", &pebble.root_pem().await).await;
     assert_eq!(names(&leaf), vec!["*.palisade.test".to_string()]);
     let log = wait_for("the record removed", 10, || async {
         let log = std::fs::read_to_string(&calls).unwrap_or_default();
@@ -639,42 +616,17 @@ async fn fleet_node(
 
 /// The serial each node serves for `name`, once each verifies.
 async fn served_serials(nodes: &[SocketAddr], name: &str, root: &[u8]) -> Vec<String> {
-    let options = TlsOptions::new(name, root.to_vec());
     let mut serials = Vec::new();
     for node in nodes {
-        let cert = wait_for(&format!("{name} on {node}"), 40, || {
-            let options = options.clone();
-            async move {
-                connect(*node, &options)
-                    .await
-                    .ok()?
-                    .stream
-                    .ssl()
-                    .peer_certificate()
-            }
-        })
-        .await;
-        serials.push(serial(&cert));
+        serials.push(serial(&certified_at(*node, name, root).await));
     }
     serials
 }
 
 /// `palisade_acme_orders_total` of `name` with result success on `proxy`.
 async fn successful_orders(proxy: &Proxy, name: &str) -> u32 {
-    let metrics = crate::harness::client()
-        .get(proxy.admin_url("/metrics"))
-        .bearer_auth(crate::harness::ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let line = format!("palisade_acme_orders_total{{name=\"{name}\",result=\"success\"}} ");
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(line.as_str()))
-        .map_or(0, |n| n.trim().parse().unwrap())
+    let line = format!("palisade_acme_orders_total{{name=\"{name}\",result=\"success\"}}");
+    proxy.metric(&line).await as u32
 }
 
 #[tokio::test]

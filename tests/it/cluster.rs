@@ -98,24 +98,6 @@ async fn wait_until_all_up(node: &Proxy, count: usize) {
     }
 }
 
-/// The value of metric line `name` (with its labels) on `node`, 0 when
-/// absent.
-async fn metric(node: &Proxy, name: &str) -> f64 {
-    let text = client()
-        .get(node.admin_url("/metrics"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0)
-}
-
 async fn fetch(node: &Proxy, path: &str) -> (u16, String, String) {
     let resp = client()
         .get(node.url(path))
@@ -232,7 +214,7 @@ async fn sharded_the_fleet_fetches_each_key_once_where_independent_caches_fetch_
             "every node owns part of the key space: {cluster}"
         );
         shares += share;
-        served += metric(node, "palisade_cluster_peer_requests_total").await;
+        served += node.metric("palisade_cluster_peer_requests_total").await;
     }
     assert!(
         (shares - 1.0).abs() < 0.01,
@@ -280,8 +262,12 @@ async fn local_copies_serve_hot_keys_without_asking_the_owner_again() {
         }
     }
     assert_eq!(origin.hits(), 20);
-    let served = metric(&nodes[0], "palisade_cluster_peer_requests_total").await
-        + metric(&nodes[1], "palisade_cluster_peer_requests_total").await;
+    let served = nodes[0]
+        .metric("palisade_cluster_peer_requests_total")
+        .await
+        + nodes[1]
+            .metric("palisade_cluster_peer_requests_total")
+            .await;
     assert_eq!(
         served, 20.0,
         "each key was asked of its owner once, then copied"
@@ -335,8 +321,8 @@ async fn the_owner_killed_under_load_fails_no_request_and_takes_its_keys_back() 
     };
     let ((answered_a, answered_c), ()) = futures_util::future::join(loads, killer).await;
     assert_eq!(answered_a + answered_c, 600);
-    let failovers = metric(a, "palisade_cluster_owner_failovers_total").await
-        + metric(c, "palisade_cluster_owner_failovers_total").await;
+    let failovers = a.metric("palisade_cluster_owner_failovers_total").await
+        + c.metric("palisade_cluster_owner_failovers_total").await;
     assert!(
         failovers >= 1.0,
         "requests to the dead owner were failed over"
@@ -353,7 +339,7 @@ async fn the_owner_killed_under_load_fails_no_request_and_takes_its_keys_back() 
         for key in 0..40 {
             assert_eq!(fetch(&nodes[0], &format!("/k/{key}")).await.0, 200);
         }
-        if metric(b, "palisade_cluster_peer_requests_total").await > 0.0 {
+        if b.metric("palisade_cluster_peer_requests_total").await > 0.0 {
             break;
         }
         assert!(
@@ -404,7 +390,7 @@ async fn an_owner_that_does_not_answer_is_skipped_after_peer_timeout_and_ejected
         .unwrap()
         .clone();
     assert_eq!(silent_node["available"], false, "ejected: {cluster}");
-    assert!(metric(&node, "palisade_cluster_owner_failovers_total").await >= 2.0);
+    assert!(node.metric("palisade_cluster_owner_failovers_total").await >= 2.0);
     hold.abort();
 }
 
@@ -436,23 +422,17 @@ async fn a_peer_fetch_is_never_forwarded_again_even_when_nodes_disagree_on_the_r
         assert_eq!(fetch(&node_a, &format!("/k/{key}")).await.0, 200);
     }
     assert_eq!(origin.hits(), 50);
-    assert!(metric(&node_b, "palisade_cluster_peer_requests_total").await > 0.0);
+    assert!(node_b.metric("palisade_cluster_peer_requests_total").await > 0.0);
     assert_eq!(
-        metric(
-            &node_b,
-            "palisade_cluster_peer_fetches_total{result=\"miss\"}"
-        )
-        .await
-            + metric(
-                &node_b,
-                "palisade_cluster_peer_fetches_total{result=\"hit\"}"
-            )
+        node_b
+            .metric("palisade_cluster_peer_fetches_total{result=\"miss\"}")
             .await
-            + metric(
-                &node_b,
-                "palisade_cluster_peer_fetches_total{result=\"failed\"}"
-            )
-            .await,
+            + node_b
+                .metric("palisade_cluster_peer_fetches_total{result=\"hit\"}")
+                .await
+            + node_b
+                .metric("palisade_cluster_peer_fetches_total{result=\"failed\"}")
+                .await,
         0.0,
         "B answered A's peer fetches itself, never passing them on"
     );
@@ -508,7 +488,7 @@ async fn a_forged_peer_fetch_is_refused_and_never_reaches_an_origin() {
     }
     assert_eq!(origin.hits(), 0, "no forged peer fetch reached the origin");
     assert_eq!(
-        metric(&node, "palisade_cluster_peer_refused_total").await,
+        node.metric("palisade_cluster_peer_refused_total").await,
         5.0
     );
     node.wait_for_log("peer-fetch header that does not verify")
@@ -639,7 +619,7 @@ async fn a_node_that_missed_more_than_the_stream_keeps_drops_its_cache() {
         !fetch(c, "/kept").await.1.contains("hit"),
         "C could not prove /kept fresh"
     );
-    assert_eq!(metric(c, "palisade_cluster_purge_gaps_total").await, 1.0);
+    assert_eq!(c.metric("palisade_cluster_purge_gaps_total").await, 1.0);
 }
 
 #[tokio::test]
@@ -669,12 +649,12 @@ async fn with_redis_unreachable_a_purge_applies_locally_and_reaches_the_fleet_la
     );
     // Serving goes on, and A's own copy is gone.
     assert_eq!(fetch(a, "/t").await.0, 200);
-    assert_eq!(metric(a, "palisade_cluster_purge_queue").await, 1.0);
+    assert_eq!(a.metric("palisade_cluster_purge_queue").await, 1.0);
     assert!(fetch(b, "/t").await.1.contains("hit"));
     relay.restore();
     b.wait_for_log("applied a purge from the fleet").await;
     assert!(!fetch(b, "/t").await.1.contains("hit"));
-    assert_eq!(metric(a, "palisade_cluster_purge_queue").await, 0.0);
+    assert_eq!(a.metric("palisade_cluster_purge_queue").await, 0.0);
 }
 
 #[test]

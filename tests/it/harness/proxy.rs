@@ -314,6 +314,24 @@ impl Proxy {
         }
     }
 
+    /// The value of metric line `name` (with its labels) now, 0 when
+    /// absent.
+    pub async fn metric(&self, name: &str) -> f64 {
+        let text = super::client()
+            .get(self.admin_url("/metrics"))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .expect("scrape /metrics")
+            .text()
+            .await
+            .expect("metrics text");
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0)
+    }
+
     /// Scrapes `/metrics` until every line of `expected` is in it (metrics
     /// are recorded after a response is sent), and returns the scrape;
     /// fails after 10 s, showing what the scrape held instead.
