@@ -222,7 +222,8 @@ fn self_signed(dir: &std::path::Path, name: &str) -> (std::path::PathBuf, std::p
 /// certificates (one a wildcard) and 20 ACME names.
 fn bench_sni(c: &mut Criterion) {
     use palisade::config::ListenerTls;
-    use palisade::tls::store::{CertStore, CertifiedKey};
+    use palisade::tls::certified::CertifiedKey;
+    use palisade::tls::store::CertStore;
     let dir = tempfile::tempdir().expect("temp dir");
     let mut files = Vec::new();
     for i in 0..19 {

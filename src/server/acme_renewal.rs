@@ -35,7 +35,7 @@ use crate::tls::acme::fleet::{unhex, FleetStore, Shared, FIELD_HTTP01, FIELD_TLS
 use crate::tls::acme::order::{certificate_identifier, obtain, open_account};
 use crate::tls::acme::storage::StateDir;
 use crate::tls::acme::{issued, FleetSettings, Site};
-use crate::tls::store::CertifiedKey;
+use crate::tls::certified::CertifiedKey;
 
 /// How often the service looks for due work.
 const TICK: Duration = Duration::from_secs(1);

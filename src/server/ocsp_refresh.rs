@@ -17,8 +17,8 @@ use pingora::services::background::BackgroundService;
 use tracing::{error, info, warn};
 
 use crate::observe::metrics::metrics;
+use crate::tls::certified::CertifiedKey;
 use crate::tls::ocsp::{self, Fetched, Responder};
-use crate::tls::store::CertifiedKey;
 
 /// How often the service looks for due work.
 const TICK: Duration = Duration::from_secs(1);

@@ -23,8 +23,9 @@ use super::load_certs;
 use crate::config::{CipherPolicy, ListenerTls, TlsVersion};
 use crate::observe::metrics::metrics;
 use crate::tls::acme::challenges::{challenges, ACME_TLS_ALPN};
+use crate::tls::certified::CertifiedKey;
 use crate::tls::ocsp;
-use crate::tls::store::{CertStore, CertifiedKey};
+use crate::tls::store::CertStore;
 
 /// Picks the certificate for each handshake of one listener, and counts
 /// handshakes.

@@ -3,6 +3,7 @@
 
 pub mod acceptor;
 pub mod acme;
+pub mod certified;
 pub mod ocsp;
 pub mod store;
 

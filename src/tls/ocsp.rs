@@ -21,7 +21,7 @@ use pingora::connectors::http::Connector;
 use pingora::http::RequestHeader;
 use pingora::upstreams::peer::HttpPeer;
 
-use super::store::CertifiedKey;
+use super::certified::CertifiedKey;
 
 /// Longest wait for a responder's whole answer.
 pub const FETCH_TIMEOUT: Duration = Duration::from_secs(10);

@@ -1,48 +1,18 @@
 //! A listener's certificates, chosen by the client's SNI: exact names first,
 //! then a wildcard one label deep (`*.example.com` covers `a.example.com`,
-//! not `a.b.example.com`, as RFC 6125 says), then the default certificate.
+//! not `a.b.example.com`, as RFC 6125 says), then the certificates obtained
+//! from ACME for the listener's `acme.names`, then the default certificate.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
 use openssl::asn1::Asn1Time;
-use pingora::tls::hash::MessageDigest;
-use pingora::tls::nid::Nid;
-use pingora::tls::pkey::{PKey, Private};
 use pingora::tls::x509::X509;
 
+use super::certified::CertifiedKey;
 use super::{check_key_matches, load_certs, load_key};
 use crate::config::{CertificateConfig, ConfigError, KeyPath, ListenerTls};
-
-/// A certificate chain with its key and the names it serves.
-pub struct CertifiedKey {
-    /// Leaf first, then intermediates.
-    pub chain: Vec<X509>,
-    /// The leaf's private key.
-    pub key: PKey<Private>,
-    /// DNS names of the leaf (subjectAltName, or the CN without one),
-    /// lowercase; wildcards keep their `*.`.
-    pub names: Vec<String>,
-    /// Where it was read from, for logs.
-    pub source: String,
-    /// SHA-256 of the leaf (DER): the key of its stapled OCSP response.
-    pub leaf_digest: [u8; 32],
-    /// The leaf's `notAfter`, in seconds since the Unix epoch.
-    pub not_after_unix: i64,
-    /// The first `http://` OCSP responder its Authority Information Access
-    /// names, if any (read once, at load).
-    pub ocsp_responder: Option<String>,
-}
-
-impl std::fmt::Debug for CertifiedKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CertifiedKey")
-            .field("names", &self.names)
-            .field("source", &self.source)
-            .finish_non_exhaustive()
-    }
-}
 
 /// The certificates of one TLS listener: its files, and the names it
 /// obtains from an ACME CA (looked up in [`super::acme::issued`]).
@@ -237,43 +207,6 @@ fn load_one(c: &CertificateConfig, path: &KeyPath) -> Result<CertifiedKey, Confi
         .map_err(|e| ConfigError::value(path.key("cert"), e))
 }
 
-impl CertifiedKey {
-    /// A chain (leaf first) and its key, with what is read from the leaf
-    /// once; `source` names where it came from in logs and errors.
-    pub fn new(chain: Vec<X509>, key: PKey<Private>, source: String) -> Result<Self, String> {
-        let leaf = chain
-            .first()
-            .ok_or_else(|| format!("{source} contains no certificate"))?;
-        let names = dns_names(leaf);
-        if names.is_empty() {
-            return Err(format!(
-                "the certificate in {source} names no DNS host (no subjectAltName DNS entry or common name)"
-            ));
-        }
-        let leaf_digest = leaf
-            .digest(MessageDigest::sha256())
-            .ok()
-            .and_then(|d| <[u8; 32]>::try_from(&d[..]).ok())
-            .ok_or_else(|| format!("cannot hash the certificate in {source}"))?;
-        let ocsp_responder = leaf.ocsp_responders().ok().and_then(|urls| {
-            urls.iter()
-                .map(|u| u.to_string())
-                .find(|u| u.starts_with("http://"))
-        });
-        let not_after_unix = super::unix_seconds(leaf.not_after())
-            .map_err(|e| format!("unreadable expiry in {source}: {e}"))?;
-        Ok(CertifiedKey {
-            chain,
-            key,
-            names,
-            source,
-            leaf_digest,
-            not_after_unix,
-            ocsp_responder,
-        })
-    }
-}
-
 fn check_validity(leaf: &X509, file: &Path) -> Result<(), String> {
     let now = Asn1Time::days_from_now(0).map_err(|e| e.to_string())?;
     if leaf.not_after() < now {
@@ -291,26 +224,4 @@ fn check_validity(leaf: &X509, file: &Path) -> Result<(), String> {
         ));
     }
     Ok(())
-}
-
-/// The DNS names a certificate is for: its subjectAltName DNS entries, or
-/// its common name when it has none.
-pub fn dns_names(cert: &X509) -> Vec<String> {
-    let mut names: Vec<String> = cert
-        .subject_alt_names()
-        .map(|sans| {
-            sans.iter()
-                .filter_map(|n| n.dnsname().map(str::to_ascii_lowercase))
-                .collect()
-        })
-        .unwrap_or_default();
-    if names.is_empty() {
-        names.extend(
-            cert.subject_name()
-                .entries_by_nid(Nid::COMMONNAME)
-                .filter_map(|e| e.data().to_string().ok())
-                .map(|cn| cn.to_ascii_lowercase()),
-        );
-    }
-    names
 }

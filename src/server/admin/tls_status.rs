@@ -8,8 +8,8 @@ use serde_json::{json, Value};
 
 use crate::observe::metrics::CertificateSample;
 use crate::runtime::Runtime;
+use crate::tls::certified::CertifiedKey;
 use crate::tls::ocsp::{self, Responder};
-use crate::tls::store::CertifiedKey;
 
 /// Each served certificate with the listener serving it.
 pub type Served = Vec<(Arc<str>, Arc<CertifiedKey>)>;

@@ -186,7 +186,7 @@ mod tests {
         .concat();
         assert!(der.windows(needle.len()).any(|w| w == needle));
         assert_eq!(
-            crate::tls::store::dns_names(&cert.cert),
+            crate::tls::certified::dns_names(&cert.cert),
             vec!["alpn.example.com".to_string()]
         );
         drop(guard);

@@ -18,7 +18,7 @@ use std::sync::{Arc, OnceLock};
 
 use arc_swap::ArcSwap;
 
-use super::store::CertifiedKey;
+use super::certified::CertifiedKey;
 use crate::config::{AcmeChallenge, AcmeDirectory, AcmeKeyType};
 
 /// One name to keep a certificate for, with how to obtain it.

@@ -15,7 +15,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::config::AcmeDirectory;
-use crate::tls::store::CertifiedKey;
+use crate::tls::certified::CertifiedKey;
 use crate::tls::{load_certs, load_key};
 
 /// One CA's state directory.
