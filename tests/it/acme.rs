@@ -46,6 +46,8 @@ struct Site {
 #[derive(Default)]
 struct SiteSpec<'a> {
     names: &'a [&'a str],
+    /// The OCSP responder pebble writes into certificates (none if empty).
+    ocsp_url: &'a str,
     /// Lines of the TLS listener's `tls:` besides `acme` (file
     /// certificates).
     tls_extra: &'a str,
@@ -61,7 +63,7 @@ struct SiteSpec<'a> {
 async fn site(spec: SiteSpec<'_>) -> Site {
     let (http, tls) = (free_port(), free_port());
     let validated = spec.pebble_ports.unwrap_or(ValidationPorts { http, tls });
-    let pebble = Pebble::start(validated, spec.validity).await;
+    let pebble = Pebble::start_with_ocsp(validated, spec.validity, spec.ocsp_url).await;
     let origin = Origin::start("web").await;
     origin.on("/", Reply::text("from the origin"));
     let tls_extra: String = spec
@@ -408,6 +410,43 @@ async fn a_name_a_file_certificate_covers_uses_the_file_and_is_not_ordered() {
         ])
         .await;
     assert!(!site.proxy.log().contains("name=www.files.palisade.test"));
+}
+
+#[tokio::test]
+async fn acme_certificates_are_listed_and_stapled_like_file_ones() {
+    // The responder the certificates name is down: what matters here is
+    // that the stapling service tries it for the ACME certificate.
+    let dead_responder = format!("http://127.0.0.1:{}/", free_port());
+    let site = site(SiteSpec {
+        names: &["staple.palisade.test"],
+        ocsp_url: &dead_responder,
+        ..SiteSpec::default()
+    })
+    .await;
+    site.certified("staple.palisade.test").await;
+    site.proxy
+        .wait_for_metrics(&["palisade_tls_ocsp_fetches_total{result=\"error\"} 1"])
+        .await;
+    let log = site.proxy.wait_for_log("OCSP fetch failed").await;
+    assert!(log.contains("staple.palisade.test.crt"), "{log}");
+    let status = site.proxy.admin_json("/status").await;
+    let listed = status["tls"]["certificates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["names"][0] == "staple.palisade.test")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(listed["listener"], "tls", "{status}");
+    assert_eq!(
+        listed["ocsp"]["responder"],
+        dead_responder.as_str(),
+        "{listed}"
+    );
+    // Labels are sorted: certificate (the stored file), then listener.
+    site.proxy
+        .wait_for_metrics(&["certificates/staple.palisade.test.crt\",listener=\"tls\"}"])
+        .await;
 }
 
 #[tokio::test]

@@ -72,6 +72,16 @@ impl Pebble {
     /// Starts pebble validating on `ports`, issuing certificates valid for
     /// `validity` (pebble's default, five years, if `None`).
     pub async fn start(ports: ValidationPorts, validity: Option<Duration>) -> Pebble {
+        Self::start_with_ocsp(ports, validity, "").await
+    }
+
+    /// [`Pebble::start`], with certificates naming `ocsp_url` as their OCSP
+    /// responder (pebble runs none itself).
+    pub async fn start_with_ocsp(
+        ports: ValidationPorts,
+        validity: Option<Duration>,
+        ocsp_url: &str,
+    ) -> Pebble {
         let dir = tempfile::tempdir().unwrap();
         let ca = Ca::new("Pebble HTTPS test CA");
         let (cert, key) = ca.server(&["localhost"]).write(dir.path(), "pebble-https");
@@ -102,7 +112,7 @@ impl Pebble {
         std::fs::write(
             &config,
             format!(
-                r#"{{"pebble": {{"listenAddress": "127.0.0.1:{listen}", "managementListenAddress": "127.0.0.1:{management}", "certificate": "{}", "privateKey": "{}", "httpPort": {}, "tlsPort": {}, "ocspResponderURL": "", "externalAccountBindingRequired": false{validity}}}}}"#,
+                r#"{{"pebble": {{"listenAddress": "127.0.0.1:{listen}", "managementListenAddress": "127.0.0.1:{management}", "certificate": "{}", "privateKey": "{}", "httpPort": {}, "tlsPort": {}, "ocspResponderURL": "{ocsp_url}", "externalAccountBindingRequired": false{validity}}}}}"#,
                 cert.display(),
                 key.display(),
                 ports.http,
