@@ -2,10 +2,10 @@
 //! loads the certificates stored under `server.state_dir`; then, once a
 //! second, it looks for a name without a certificate or due for renewal
 //! (two-thirds into its lifetime, or earlier when the CA's renewal
-//! information says so) and runs one order at a time. A failed order is
-//! retried with back-off (2 minutes doubling to 2 hours, under Let's
-//! Encrypt's limit of 5 failed validations per name and hour) while the
-//! certificate held, if any, keeps serving. A certificate obtained is
+//! information says so) and works on up to four names at once. A failed
+//! order is retried with back-off (2 minutes doubling to 2 hours, under
+//! Let's Encrypt's limit of 5 failed validations per name and hour) while
+//! the certificate held, if any, keeps serving. A certificate obtained is
 //! stored, then served from the next handshake on.
 //!
 //! With `acme.fleet`, a name is ordered under a Redis lock (a node that
@@ -14,7 +14,7 @@
 //! seconds), and the challenges other nodes publish are answered here too
 //! (looked for every 250 ms), so the CA may reach any node.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -46,6 +46,9 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2 * 3600);
 const ARI_INTERVAL: Duration = Duration::from_secs(6 * 3600);
 /// How often a fleet node looks for certificates other nodes obtained.
 const FLEET_POLL: Duration = Duration::from_secs(2);
+/// Names worked on at once (a validation that hangs delays only its own
+/// name; the CA's rate limits are per name and account, not per minute).
+const MAX_PARALLEL: usize = 4;
 /// How often a fleet node looks for challenges other nodes published.
 const CHALLENGE_POLL: Duration = Duration::from_millis(250);
 
@@ -85,8 +88,9 @@ pub fn status() -> &'static Mutex<HashMap<String, NameStatus>> {
 /// Keeps ACME certificates obtained and renewed.
 pub struct AcmeRenewalService {
     runtime: Arc<RuntimeHandle>,
-    /// An order or renewal-information check is running.
-    busy: Arc<std::sync::atomic::AtomicBool>,
+    /// Names with an order, fleet check or renewal-information check
+    /// running (at most [`MAX_PARALLEL`]).
+    running: Arc<Mutex<HashSet<String>>>,
     /// Open accounts, by directory URL.
     accounts: Arc<tokio::sync::Mutex<HashMap<String, Account>>>,
     /// Fleet stores, by their settings (they outlive reloads).
@@ -98,7 +102,7 @@ impl AcmeRenewalService {
     pub fn new(runtime: Arc<RuntimeHandle>) -> Self {
         Self {
             runtime,
-            busy: Arc::default(),
+            running: Arc::default(),
             accounts: Arc::default(),
             fleets: Mutex::default(),
         }
@@ -125,17 +129,23 @@ impl AcmeRenewalService {
     }
 
     fn tick(&self) {
-        use std::sync::atomic::Ordering;
         let runtime = self.runtime.load();
         let plan = &runtime.acme;
-        if plan.sites.is_empty() || self.busy.load(Ordering::Acquire) {
+        if plan.sites.is_empty() {
             return;
         }
         let now = Instant::now();
-        let mut work = None;
+        let mut works = Vec::new();
         {
+            let running = self.running.lock();
             let mut status = status().lock();
             for site in plan.sites.iter() {
+                if running.len() + works.len() >= MAX_PARALLEL {
+                    break;
+                }
+                if running.contains(&site.name) {
+                    continue;
+                }
                 let entry = status.entry(site.name.clone()).or_default();
                 let state = StateDir::new(&plan.state_dir, &site.directory);
                 if !entry.loaded {
@@ -149,48 +159,46 @@ impl AcmeRenewalService {
                 let due = held.is_none() || entry.renew_at.is_none_or(|at| unix_now() >= at);
                 let fleet = self.fleet(site.fleet.as_ref());
                 if due {
-                    work = Some((site.clone(), state, Work::Order(held), fleet));
-                    break;
+                    works.push((site.clone(), state, Work::Order(held), fleet));
+                    continue;
                 }
                 if let Some(fleet) = fleet {
                     if entry.next_fleet_check.is_none_or(|at| at <= now) {
                         entry.next_fleet_check = Some(now + FLEET_POLL);
-                        work = Some((site.clone(), state, Work::FleetSync(held), Some(fleet)));
-                        break;
+                        works.push((site.clone(), state, Work::FleetSync(held), Some(fleet)));
+                        continue;
                     }
                 }
                 if entry.next_ari_check.is_none_or(|at| at <= now) {
                     entry.next_ari_check = Some(now + ARI_INTERVAL);
                     if let Some(held) = held {
                         if state.load_account().ok().flatten().is_some() {
-                            work = Some((site.clone(), state, Work::RenewalInfo(held), None));
-                            break;
+                            works.push((site.clone(), state, Work::RenewalInfo(held), None));
                         }
                     }
                 }
             }
         }
-        let Some((site, state, work, fleet)) = work else {
-            return;
-        };
-        self.busy.store(true, Ordering::Release);
-        let busy = self.busy.clone();
-        let accounts = self.accounts.clone();
-        tokio::spawn(async move {
-            match work {
-                Work::Order(held) => match fleet {
-                    Some(fleet) => order_in_fleet(&site, &state, held, &accounts, &fleet).await,
-                    None => order(&site, &state, held, &accounts, None).await,
-                },
-                Work::FleetSync(held) => {
-                    if let Some(fleet) = fleet {
-                        fleet_sync(&site, &state, held.as_deref(), &fleet).await;
+        for (site, state, work, fleet) in works {
+            self.running.lock().insert(site.name.clone());
+            let running = self.running.clone();
+            let accounts = self.accounts.clone();
+            tokio::spawn(async move {
+                match work {
+                    Work::Order(held) => match fleet {
+                        Some(fleet) => order_in_fleet(&site, &state, held, &accounts, &fleet).await,
+                        None => order(&site, &state, held, &accounts, None).await,
+                    },
+                    Work::FleetSync(held) => {
+                        if let Some(fleet) = fleet {
+                            fleet_sync(&site, &state, held.as_deref(), &fleet).await;
+                        }
                     }
+                    Work::RenewalInfo(held) => renewal_info(&site, &state, &held, &accounts).await,
                 }
-                Work::RenewalInfo(held) => renewal_info(&site, &state, &held, &accounts).await,
-            }
-            busy.store(false, Ordering::Release);
-        });
+                running.lock().remove(&site.name);
+            });
+        }
     }
 }
 

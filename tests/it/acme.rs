@@ -160,6 +160,13 @@ async fn http01_order_is_answered_before_the_https_redirect_and_verifies_against
         assert_eq!(response.status, 200);
         assert_eq!(&response.body[..], b"from the origin");
     }
+    // Both names were ordered at once, through one account.
+    assert_eq!(
+        site.proxy.log().matches("ACME account created").count(),
+        1,
+        "{}",
+        site.proxy.log()
+    );
     // Plain HTTP is still redirected: only the challenge path was exempt,
     // and only for a token being proven.
     for path in ["/page", "/.well-known/acme-challenge/unknown-token"] {
