@@ -101,8 +101,16 @@ fn fleet_settings(f: &AcmeFleetConfig, path: &KeyPath) -> Result<FleetSettings, 
             ),
         ));
     }
+    let url = f.url();
+    // Refused at load, not at the first order.
+    redis::Client::open(url.as_str()).map_err(|e| {
+        ConfigError::value(
+            path.key("redis"),
+            format!("invalid Redis address `{}`: {e}", f.redis),
+        )
+    })?;
     Ok(FleetSettings {
-        url: f.url(),
+        url,
         key_prefix: f.key_prefix.clone(),
         secret: secret.into(),
     })

@@ -23,8 +23,6 @@ use instant_acme::Account;
 use parking_lot::Mutex;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
-use pingora::tls::pkey::PKey;
-use pingora::tls::x509::X509;
 use tracing::{debug, error, info, warn};
 
 use crate::observe::metrics::metrics;
@@ -52,15 +50,13 @@ const MAX_PARALLEL: usize = 4;
 /// How often a fleet node looks for challenges other nodes published.
 const CHALLENGE_POLL: Duration = Duration::from_millis(250);
 
-/// What the service knows of one name (shown on `/status`).
+/// What the service knows of one name besides the certificate it holds
+/// (which is in [`issued`]); shown on `/status`.
 #[derive(Debug, Clone, Default)]
 pub struct NameStatus {
-    /// The certificate held: its `notAfter` (Unix seconds).
-    pub not_after: Option<i64>,
-    /// When it is renewed (Unix seconds).
+    /// When the certificate held is renewed (Unix seconds): two-thirds into
+    /// its life, or earlier when the CA's renewal information says so.
     pub renew_at: Option<i64>,
-    /// Where it is stored.
-    pub file: Option<String>,
     /// When a certificate was last obtained (Unix seconds).
     pub last_success: Option<i64>,
     /// The last failure, with the CA's problem document.
@@ -122,6 +118,8 @@ impl AcmeRenewalService {
                 Some(store)
             }
             Err(e) => {
+                // The address was checked at load; what is left cannot
+                // happen in practice (no randomness for the node id).
                 error!(error = %e, "cannot use the ACME fleet's Redis; ordering alone");
                 None
             }
@@ -159,13 +157,13 @@ impl AcmeRenewalService {
                 let due = held.is_none() || entry.renew_at.is_none_or(|at| unix_now() >= at);
                 let fleet = self.fleet(site.fleet.as_ref());
                 if due {
-                    works.push((site.clone(), state, Work::Order(held), fleet));
+                    works.push((site.clone(), state, Work::Order(held, fleet)));
                     continue;
                 }
                 if let Some(fleet) = fleet {
                     if entry.next_fleet_check.is_none_or(|at| at <= now) {
                         entry.next_fleet_check = Some(now + FLEET_POLL);
-                        works.push((site.clone(), state, Work::FleetSync(held), Some(fleet)));
+                        works.push((site.clone(), state, Work::FleetSync(held, fleet)));
                         continue;
                     }
                 }
@@ -173,26 +171,24 @@ impl AcmeRenewalService {
                     entry.next_ari_check = Some(now + ARI_INTERVAL);
                     if let Some(held) = held {
                         if state.load_account().ok().flatten().is_some() {
-                            works.push((site.clone(), state, Work::RenewalInfo(held), None));
+                            works.push((site.clone(), state, Work::RenewalInfo(held)));
                         }
                     }
                 }
             }
         }
-        for (site, state, work, fleet) in works {
+        for (site, state, work) in works {
             self.running.lock().insert(site.name.clone());
             let running = self.running.clone();
             let accounts = self.accounts.clone();
             tokio::spawn(async move {
                 match work {
-                    Work::Order(held) => match fleet {
-                        Some(fleet) => order_in_fleet(&site, &state, held, &accounts, &fleet).await,
-                        None => order(&site, &state, held, &accounts, None).await,
-                    },
-                    Work::FleetSync(held) => {
-                        if let Some(fleet) = fleet {
-                            fleet_sync(&site, &state, held.as_deref(), &fleet).await;
-                        }
+                    Work::Order(held, Some(fleet)) => {
+                        order_in_fleet(&site, &state, held, &accounts, &fleet).await;
+                    }
+                    Work::Order(held, None) => order(&site, &state, held, &accounts, None).await,
+                    Work::FleetSync(held, fleet) => {
+                        fleet_sync(&site, &state, held.as_deref(), &fleet).await;
                     }
                     Work::RenewalInfo(held) => renewal_info(&site, &state, &held, &accounts).await,
                 }
@@ -214,13 +210,12 @@ impl AcmeRenewalService {
                 _ = ticker.tick() => {}
             }
             let runtime = self.runtime.load();
-            let mut settings: Vec<&FleetSettings> = runtime
+            let settings: HashSet<&FleetSettings> = runtime
                 .acme
                 .sites
                 .iter()
                 .filter_map(|s| s.fleet.as_ref())
                 .collect();
-            settings.dedup();
             let mut wanted: HashMap<String, String> = HashMap::new();
             let mut complete = true;
             for store in settings.into_iter().filter_map(|s| self.fleet(Some(s))) {
@@ -260,12 +255,13 @@ fn answer(field: &str, value: &str) -> Option<Published> {
 
 /// What a tick starts.
 enum Work {
-    /// Order a certificate (replacing the one held, if any).
-    Order(Option<Arc<CertifiedKey>>),
+    /// Order a certificate (replacing the one held, if any), under the
+    /// fleet's lock when there is a fleet.
+    Order(Option<Arc<CertifiedKey>>, Option<Arc<FleetStore>>),
     /// Ask the CA when the held certificate should be renewed.
     RenewalInfo(Arc<CertifiedKey>),
     /// Load a newer certificate another node stored.
-    FleetSync(Option<Arc<CertifiedKey>>),
+    FleetSync(Option<Arc<CertifiedKey>>, Arc<FleetStore>),
 }
 
 /// Serves the certificate stored for `site`, if there is a usable one.
@@ -296,12 +292,14 @@ fn renew_at(ck: &CertifiedKey) -> i64 {
     not_before + lifetime * 2 / 3
 }
 
-/// Serves `ck` for `name` and schedules its renewal.
+/// Serves `ck` for `name` from the next handshake on and schedules its
+/// renewal; a failure streak ends.
 fn hold(name: &str, ck: Arc<CertifiedKey>, entry: &mut NameStatus) {
-    entry.not_after = Some(ck.not_after_unix);
     entry.renew_at = Some(renew_at(&ck));
-    entry.file = Some(ck.source.clone());
     entry.next_ari_check = None;
+    entry.failures = 0;
+    entry.last_error = None;
+    entry.next_attempt = None;
     metrics().acme_certificate(name, ck.not_after_unix);
     issued().insert(name, ck);
 }
@@ -384,19 +382,18 @@ async fn fleet_sync(
             .load(&site.name)
             .await?
             .ok_or_else(|| "gone meanwhile".to_string())?;
-        let path = state.save_certificate(&site.name, &shared.chain_pem, &shared.key_pem)?;
-        certified(&shared.chain_pem, &shared.key_pem, &path)
+        state.store_certificate(&site.name, &shared.chain_pem, &shared.key_pem)
     }
     .await;
     match loaded {
         Ok(ck) if unix_now() < renew_at(&ck) => {
             info!(name = %site.name, not_after = ck.not_after_unix, "ACME certificate loaded from the fleet");
             let mut status = status().lock();
-            let entry = status.entry(site.name.clone()).or_default();
-            entry.failures = 0;
-            entry.last_error = None;
-            entry.next_attempt = None;
-            hold(&site.name, Arc::new(ck), entry);
+            hold(
+                &site.name,
+                Arc::new(ck),
+                status.entry(site.name.clone()).or_default(),
+            );
             true
         }
         Ok(_) => false,
@@ -405,18 +402,6 @@ async fn fleet_sync(
             false
         }
     }
-}
-
-/// A chain and key as served.
-fn certified(
-    chain_pem: &str,
-    key_pem: &[u8],
-    path: &std::path::Path,
-) -> Result<CertifiedKey, String> {
-    let chain = X509::stack_from_pem(chain_pem.as_bytes())
-        .map_err(|e| format!("unreadable certificate chain: {e}"))?;
-    let key = PKey::private_key_from_pem(key_pem).map_err(|e| format!("unreadable key: {e}"))?;
-    CertifiedKey::new(chain, key, path.display().to_string())
 }
 
 async fn order(
@@ -437,8 +422,8 @@ async fn order(
     let result = async {
         let account = account(site, state, accounts).await?;
         let obtained = obtain(&account, site, replaces, fleet).await?;
-        let path = state.save_certificate(&site.name, &obtained.chain_pem, &obtained.key_pem)?;
-        let ck = certified(&obtained.chain_pem, &obtained.key_pem, &path)
+        let ck = state
+            .store_certificate(&site.name, &obtained.chain_pem, &obtained.key_pem)
             .map_err(|e| format!("the CA's certificate is unusable: {e}"))?;
         if let Some(fleet) = fleet {
             let shared = Shared {
@@ -457,9 +442,6 @@ async fn order(
     match result {
         Ok(ck) => {
             info!(name = %site.name, certificate = %ck.source, not_after = ck.not_after_unix, "ACME certificate obtained; serving it from the next handshake");
-            entry.failures = 0;
-            entry.last_error = None;
-            entry.next_attempt = None;
             entry.last_success = Some(unix_now());
             hold(&site.name, Arc::new(ck), entry);
             metrics().acme_order(&site.name, true, 0);

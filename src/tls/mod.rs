@@ -4,6 +4,7 @@
 pub mod acceptor;
 pub mod acme;
 pub mod certified;
+pub mod fetch;
 pub mod ocsp;
 pub mod store;
 

@@ -18,10 +18,9 @@ use openssl::stack::Stack;
 use openssl::x509::store::X509StoreBuilder;
 use parking_lot::RwLock;
 use pingora::connectors::http::Connector;
-use pingora::http::RequestHeader;
-use pingora::upstreams::peer::HttpPeer;
 
 use super::certified::CertifiedKey;
+use super::fetch::{self, Limits};
 
 /// Longest wait for a responder's whole answer.
 pub const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
@@ -185,7 +184,7 @@ pub async fn fetch(connector: &Connector, ck: &CertifiedKey, url: &str) -> Resul
         ),
     };
     Ok(Fetched::Good(Stapled {
-        der,
+        der: Vec::from(der),
         expires,
         refresh_at,
     }))
@@ -193,60 +192,22 @@ pub async fn fetch(connector: &Connector, ck: &CertifiedKey, url: &str) -> Resul
 
 /// `POST url` with an OCSP request body (RFC 6960 appendix A); the answer's
 /// body.
-async fn post(connector: &Connector, url: &str, body: Vec<u8>) -> Result<Vec<u8>, String> {
-    let uri: http::Uri = url
-        .parse()
+async fn post(connector: &Connector, url: &str, body: Vec<u8>) -> Result<Bytes, String> {
+    let request = http::Request::post(url)
+        .header(http::header::CONTENT_TYPE, "application/ocsp-request")
+        .header(http::header::USER_AGENT, "palisade-ocsp")
+        .body(())
         .map_err(|e| format!("bad responder URL {url}: {e}"))?;
-    let host = uri.host().ok_or_else(|| format!("no host in {url}"))?;
-    let port = uri.port_u16().unwrap_or(80);
-    let addr = tokio::net::lookup_host((host, port))
-        .await
-        .map_err(|e| format!("cannot resolve {host}: {e}"))?
-        .next()
-        .ok_or_else(|| format!("{host} has no address"))?;
-    let mut peer = HttpPeer::new(addr, false, String::new());
-    peer.options.connection_timeout = Some(FETCH_TIMEOUT);
-    peer.options.read_timeout = Some(FETCH_TIMEOUT);
-    let (mut session, _) = connector
-        .get_http_session(&peer)
-        .await
-        .map_err(|e| format!("cannot connect to {url}: {e}"))?;
-    let path = uri.path_and_query().map_or("/", |p| p.as_str());
-    let mut req = RequestHeader::build("POST", path.as_bytes(), None)
-        .map_err(|e| format!("invalid OCSP request: {e}"))?;
-    let authority = uri.authority().map_or(host, |a| a.as_str());
-    for (name, value) in [
-        ("host", authority.to_string()),
-        ("content-type", "application/ocsp-request".to_string()),
-        ("content-length", body.len().to_string()),
-        ("user-agent", "palisade-ocsp".to_string()),
-    ] {
-        req.insert_header(name, value)
-            .map_err(|e| format!("invalid OCSP request header: {e}"))?;
+    let limits = Limits {
+        timeout: FETCH_TIMEOUT,
+        max_body: MAX_RESPONSE,
+    };
+    let (parts, ()) = request.into_parts();
+    let answer = fetch::send(connector, None, limits, parts, Bytes::from(body)).await?;
+    if answer.status != http::StatusCode::OK {
+        return Err(format!("{url} answered HTTP {}", answer.status.as_u16()));
     }
-    let failed = |e: pingora::BError| format!("{url}: {e}");
-    session
-        .write_request_header(Box::new(req))
-        .await
-        .map_err(failed)?;
-    session
-        .write_request_body(Bytes::from(body), true)
-        .await
-        .map_err(failed)?;
-    session.finish_request_body().await.map_err(failed)?;
-    session.read_response_header().await.map_err(failed)?;
-    let status = session.response_header().map_or(0, |h| h.status.as_u16());
-    if status != 200 {
-        return Err(format!("{url} answered HTTP {status}"));
-    }
-    let mut der = Vec::new();
-    while let Some(chunk) = session.read_response_body().await.map_err(failed)? {
-        der.extend_from_slice(&chunk);
-        if der.len() > MAX_RESPONSE {
-            return Err(format!("{url} sent more than {MAX_RESPONSE} bytes"));
-        }
-    }
-    Ok(der)
+    Ok(answer.body)
 }
 
 /// An ASN.1 GeneralizedTime (printed by OpenSSL as `Dec  3 05:31:12 2026

@@ -237,8 +237,6 @@ async fn tls_alpn01_order_is_answered_in_the_handshake() {
     let mut probe = TlsOptions::new("alpn.palisade.test", root);
     probe.alpn = vec!["acme-tls/1"];
     assert!(connect(site.tls, &probe).await.is_err());
-    // Pingora was not left with a session it cannot handle.
-    assert!(!site.proxy.log().contains("custom was called"));
 }
 
 #[tokio::test]
@@ -618,6 +616,16 @@ fn check_reports_broken_acme_blocks_with_their_position() {
         "{text}"
     );
     assert!(text.contains("palisade.yaml:9:"), "{text}");
+    // A fleet's Redis address that does not parse is refused at load.
+    let text = check_fails(
+        &file,
+        "listeners:\n  - name: tls\n    address: 127.0.0.1:8443\n    tls:\n      acme:\n        names: [example.com]\n        email: ops@example.com\n        accept_terms_of_service: true\n        fleet:\n          redis: \"redis://[::1\"\n          secret: 0123456789abcdef0123456789abcdef\n\
+         upstreams:\n  origin: { backends: [\"127.0.0.1:9000\"] }\n\
+         routes:\n  - upstream: origin\n",
+    );
+    assert!(text.contains("listeners[0].tls.acme.fleet.redis"), "{text}");
+    assert!(text.contains("invalid Redis address"), "{text}");
+    assert!(text.contains("palisade.yaml:10:"), "{text}");
 }
 
 /// Writes `yaml` to `file`, runs `palisade check` on it and returns what it
@@ -748,4 +756,119 @@ async fn a_fleet_orders_each_name_once_and_answers_challenges_from_any_node() {
         stored.len() > 100 && !stored.contains("PRIVATE KEY"),
         "{stored}"
     );
+}
+
+/// Runs `redis-cli -p PORT ARGS…` and returns what it printed.
+fn redis_cli(redis: SocketAddr, args: &[&str]) -> String {
+    let out = std::process::Command::new("redis-cli")
+        .args(["-p", &redis.port().to_string()])
+        .args(args)
+        .output()
+        .expect("redis-cli (scripts/setup --test)");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn challenges_another_node_publishes_are_answered_and_withdrawn() {
+    use tokio::io::AsyncReadExt;
+    let redis = crate::harness::redis::Redis::start().await;
+    let pebble = Pebble::start(
+        ValidationPorts {
+            http: free_port(),
+            tls: free_port(),
+        },
+        None,
+    )
+    .await;
+    let origin = Origin::start("web").await;
+    let state = tempfile::tempdir().unwrap();
+    let (node, tls) = fleet_node(
+        &pebble,
+        redis.addr,
+        &origin,
+        None,
+        "own.palisade.test",
+        state.path(),
+    )
+    .await;
+    // Another node (`other-node`) is proving a token and a name.
+    let digest = [0x5au8; 32];
+    let digest_hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    redis_cli(
+        redis.addr,
+        &[
+            "HSET",
+            "palisade:acme:challenges",
+            "http-01:tok-123",
+            "other-node tok-123.thumbprint",
+            "tls-alpn-01:mirror.palisade.test",
+            &format!("other-node {digest_hex}"),
+        ],
+    );
+    let request = b"GET /.well-known/acme-challenge/tok-123 HTTP/1.1\r\nHost: mirror.palisade.test\r\nConnection: close\r\n\r\n";
+    let answer = wait_for("the mirrored http-01 answer", 10, || async {
+        let answer = raw_exchange(node.addr, request).await;
+        answer
+            .ends_with("\r\n\r\ntok-123.thumbprint")
+            .then_some(answer)
+    })
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        !answer.contains("x-origin"),
+        "answered by Palisade: {answer}"
+    );
+    // The CA's tls-alpn-01 probe gets the RFC 8737 certificate, and the
+    // connection is closed right after the handshake (not kept waiting for
+    // an HTTP request that never comes).
+    let probe = TlsOptions {
+        sni: Some("mirror.palisade.test".into()),
+        alpn: vec!["acme-tls/1"],
+        ..TlsOptions::default()
+    };
+    let mut conn = connect(tls, &probe).await.unwrap();
+    assert_eq!(conn.alpn().as_deref(), Some("acme-tls/1"));
+    assert_eq!(conn.peer_names(), vec!["mirror.palisade.test".to_string()]);
+    let der = conn
+        .stream
+        .ssl()
+        .peer_certificate()
+        .unwrap()
+        .to_der()
+        .unwrap();
+    let extension = [
+        &[
+            0x06, 0x08, 0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x01, 0x1f, 0x01, 0x01, 0xff, 0x04,
+            0x22, 0x04, 0x20,
+        ][..],
+        &digest[..],
+    ]
+    .concat();
+    assert!(
+        der.windows(extension.len()).any(|w| w == extension),
+        "acmeIdentifier extension"
+    );
+    let mut buf = [0u8; 64];
+    let read = tokio::time::timeout(Duration::from_secs(3), conn.stream.read(&mut buf)).await;
+    assert!(
+        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+        "the validation connection stayed open: {read:?}"
+    );
+    // Withdrawn by the other node: no longer answered here.
+    redis_cli(
+        redis.addr,
+        &[
+            "HDEL",
+            "palisade:acme:challenges",
+            "http-01:tok-123",
+            "tls-alpn-01:mirror.palisade.test",
+        ],
+    );
+    wait_for("the mirrored challenges withdrawn", 10, || async {
+        let answer = raw_exchange(node.addr, request).await;
+        // Back to what any request gets: the origin's answer.
+        let withdrawn = answer.contains("x-origin: web") && connect(tls, &probe).await.is_err();
+        withdrawn.then_some(())
+    })
+    .await;
 }

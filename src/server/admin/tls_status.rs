@@ -2,11 +2,12 @@
 //! serve, when it expires, and the state of its OCSP staple.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
 use serde_json::{json, Value};
 
 use crate::observe::metrics::CertificateSample;
+use crate::observe::{unix_now, unix_secs};
 use crate::runtime::Runtime;
 use crate::tls::certified::CertifiedKey;
 use crate::tls::ocsp::{self, Responder};
@@ -24,11 +25,6 @@ pub fn served(runtime: &Runtime) -> Served {
         .collect()
 }
 
-fn unix(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
-
 /// The samples `/metrics` shows.
 pub fn samples(served: &Served) -> Vec<CertificateSample<'_>> {
     served
@@ -37,7 +33,9 @@ pub fn samples(served: &Served) -> Vec<CertificateSample<'_>> {
             listener,
             certificate: &ck.source,
             not_after_unix: ck.not_after_unix,
-            ocsp_valid_until_unix: ocsp::cache().get(&ck.leaf_digest).map(|s| unix(s.expires)),
+            ocsp_valid_until_unix: ocsp::cache()
+                .get(&ck.leaf_digest)
+                .map(|s| unix_secs(s.expires)),
         })
         .collect()
 }
@@ -62,12 +60,13 @@ pub fn acme_json(runtime: &Runtime) -> Value {
         .iter()
         .map(|site| {
             let s = status.get(&site.name).cloned().unwrap_or_default();
+            let held = crate::tls::acme::issued().get(&site.name);
             json!({
                 "name": site.name,
                 "challenge": site.challenge.to_string(),
                 "directory": site.directory.url(),
-                "certificate": s.file,
-                "not_after": s.not_after.map(rfc3339),
+                "certificate": held.as_ref().map(|ck| ck.source.clone()),
+                "not_after": held.map(|ck| rfc3339(ck.not_after_unix)),
                 "renew_at": s.renew_at.map(rfc3339),
                 "last_success": s.last_success.map(rfc3339),
                 "consecutive_failures": s.failures,
@@ -85,7 +84,7 @@ pub fn acme_json(runtime: &Runtime) -> Value {
 
 /// The `tls` section of `/status`.
 pub fn json(served: &Served) -> Value {
-    let now = unix(SystemTime::now());
+    let now = unix_now();
     let certificates: Vec<Value> = served
         .iter()
         .map(|(listener, ck)| {
@@ -103,7 +102,7 @@ pub fn json(served: &Served) -> Value {
                 "expires_in_days": (ck.not_after_unix - now) / 86_400,
                 "ocsp": {
                     "responder": responder,
-                    "stapled_until": staple.map(|s| rfc3339(unix(s.expires))),
+                    "stapled_until": staple.map(|s| rfc3339(unix_secs(s.expires))),
                 },
             })
         })

@@ -80,16 +80,4 @@ impl Issued {
             next
         });
     }
-
-    /// Every certificate held, by name.
-    pub fn all(&self) -> Vec<(String, Arc<CertifiedKey>)> {
-        let mut all: Vec<_> = self
-            .certificates
-            .load()
-            .iter()
-            .map(|(n, ck)| (n.clone(), ck.clone()))
-            .collect();
-        all.sort_by(|a, b| a.0.cmp(&b.0));
-        all
-    }
 }

@@ -69,18 +69,20 @@ impl StateDir {
         CertifiedKey::new(chain, key_pem, cert.display().to_string()).map(Some)
     }
 
-    /// Stores a certificate chain and its key for `name`; the chain's path.
-    pub fn save_certificate(
+    /// Stores a certificate chain and its key for `name`, and reads them
+    /// back as they will be served (the key checked against the leaf).
+    pub fn store_certificate(
         &self,
         name: &str,
         chain_pem: &str,
         key_pem: &[u8],
-    ) -> Result<PathBuf, String> {
+    ) -> Result<CertifiedKey, String> {
         let (cert, key) = self.certificate_paths(name);
         // The key first: a certificate on disk always has its key.
         write_private(&key, key_pem)?;
         write_private(&cert, chain_pem.as_bytes())?;
-        Ok(cert)
+        self.load_certificate(name)?
+            .ok_or_else(|| format!("{} vanished after it was written", cert.display()))
     }
 }
 
