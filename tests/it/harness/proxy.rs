@@ -23,13 +23,23 @@ pub fn run_cli(args: &[&str]) -> Output {
         .expect("run palisade")
 }
 
-/// A free loopback port (bound then released; the kernel does not hand it
-/// out again right away).
+/// A free loopback port (bound then released), never one this test process
+/// handed out before: a test that reserves several ports before starting
+/// anything (a proxy's listeners, pebble's validation ports, a fleet's
+/// nodes) must not get the same one twice, which the kernel may do once a
+/// reserved port is released.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("free port");
+        if HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner()).insert(port) {
+            return port;
+        }
+    }
 }
 
 /// The admin token of test proxies.
