@@ -36,7 +36,11 @@ pub fn free_port() -> u16 {
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
             .expect("free port");
-        if HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner()).insert(port) {
+        if HANDED_OUT
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(port)
+        {
             return port;
         }
     }
