@@ -26,24 +26,42 @@ pub fn run_cli(args: &[&str]) -> Output {
 /// A free loopback port (bound then released), never one this test process
 /// handed out before: a test that reserves several ports before starting
 /// anything (a proxy's listeners, pebble's validation ports, a fleet's
-/// nodes) must not get the same one twice, which the kernel may do once a
-/// reserved port is released.
+/// nodes) must not get the same one twice.
+///
+/// The port is taken from just below the kernel's ephemeral range
+/// (`net.ipv4.ip_local_port_range`), where neither a `bind` to port 0 (every
+/// test origin) nor an outgoing connection's automatic local port can land:
+/// a port reserved here stays free until the proxy binds it, even when it
+/// is released and bound again (a restarted node).
 pub fn free_port() -> u16 {
     static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u16>> =
         std::sync::Mutex::new(std::collections::BTreeSet::new());
-    loop {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("free port");
-        if HANDED_OUT
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(port)
-        {
-            return port;
+    let (low, high) = reserved_range();
+    let span = u32::from(high - low);
+    let start = std::process::id() % span;
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+    for step in 0..span {
+        let port = low + ((start + step) % span) as u16;
+        if handed_out.contains(&port) || TcpListener::bind(("127.0.0.1", port)).is_err() {
+            continue;
         }
+        handed_out.insert(port);
+        return port;
     }
+    panic!("no free port left in {low}..{high}");
+}
+
+/// Ports below the ephemeral range, `[low, high)`: up to 12 288 of them.
+fn reserved_range() -> (u16, u16) {
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    assert!(
+        ephemeral_low > 2048,
+        "the ephemeral port range starts at {ephemeral_low}: tests need ports below it"
+    );
+    (ephemeral_low.saturating_sub(12288).max(1024), ephemeral_low)
 }
 
 /// The admin token of test proxies.
