@@ -12,18 +12,22 @@
 # is examples/thin_proxy.rs, the smallest Pingora proxy forwarding to the
 # origin with no cache: the floor of Pingora's own path, meaningful for
 # `pass` (its hit and miss rows are pass-throughs too)), SCENARIOS
-# (default "hit1k hit1m pass miss herd memory k6"; the table shows what ran),
+# (default "hit1k hit1m pass plain miss herd memory k6"; the table shows what ran),
 # PALISADE_BIN (a prebuilt binary to measure instead of building
 # target/release/palisade), BASE_BIN (a second Palisade build measured as
 # the proxy `base` in the same run, same config: an A/B of two builds; add
-# `base` to PROXIES). nginx's `/nostore` location runs without
+# `base` to PROXIES; BASE_LEAN_FORWARDING=false runs it with
+# `server.lean_forwarding: false`, so BASE_BIN=target/release/palisade is
+# an A/B of the lean forward path). nginx's `/nostore` location runs without
 # `proxy_cache_lock` (the lock serialises uncacheable responses), so `pass`
 # compares forwarding costs.
 #
 # Scenarios (wrk for throughput, k6 for coalescing):
 #   hit-1k     1 KiB cached object, keep-alive, wrk -c50
 #   hit-1m     1 MiB cached object, keep-alive, wrk -c10 (MB/s)
-#   pass       `Cache-Control: no-store` responses, wrk -c50
+#   pass       `Cache-Control: no-store` responses on a caching route, wrk -c50
+#   plain      the same on a route with no cache (Palisade's lean forward
+#              path; nginx `proxy_cache off`), wrk -c50
 #   miss       a new cacheable 1 KiB key on every request, wrk -c50
 #   herd       200 concurrent requests (k6) for a cold key behind a 200 ms
 #              origin: how many reach the origin
@@ -83,7 +87,8 @@ http { access_log off; keepalive_requests 1000000; default_type application/octe
   server { listen 127.0.0.1:$origin_port; root $work/origin;
     location /cached/ { add_header Cache-Control "public, max-age=3600"; }
     location /obj/ { add_header Cache-Control "public, max-age=3600"; try_files /cached/1k =404; }
-    location /nostore { add_header Cache-Control "no-store"; return 200 "not stored\n"; } } }
+    location /nostore { add_header Cache-Control "no-store"; return 200 "not stored\n"; }
+    location /plain/ { add_header Cache-Control "no-store"; return 200 "not stored\n"; } } }
 CONF
 taskset -c 1 nginx -q -p "$work/origin" -c "$work/origin/nginx.conf"
 
@@ -134,6 +139,7 @@ cache:
   policies: { default: { cache_status: false } }
 routes:
   - { name: slow, match: { path_prefix: /slow }, upstream: slow, cache: default }
+  - { name: plain, match: { path_prefix: /plain }, upstream: origin }
   - { name: origin, upstream: origin, cache: default }
 CONF
 mkdir -p "$work/nginx/cache"; chmod 777 "$work/nginx/cache"
@@ -149,6 +155,7 @@ http { access_log off; keepalive_requests 1000000;
     proxy_cache c; proxy_cache_lock on; proxy_cache_lock_timeout 10s;
     location /slow { proxy_pass http://slow; }
     location /nostore { proxy_pass http://origin; proxy_cache_lock off; }
+    location /plain/ { proxy_pass http://origin; proxy_cache off; }
     location / { proxy_pass http://origin; } } }
 CONF
 cat > "$work/varnish.vcl" <<CONF
@@ -163,6 +170,7 @@ taskset -c 0 "$palisade_bin" run -c "$work/palisade.yaml" 2>"$work/palisade.log"
 pids+=("$!"); palisade_pid="$!"
 if [ -n "${BASE_BIN:-}" ]; then
   sed -e "s/127.0.0.1:$palisade_port/127.0.0.1:$base_port/" -e "s|$work/p\.|$work/base.|g" \
+    -e "s/^server: { /server: { lean_forwarding: ${BASE_LEAN_FORWARDING:-true}, /" \
     "$work/palisade.yaml" > "$work/base.yaml"
   taskset -c 0 "$BASE_BIN" run -c "$work/base.yaml" 2>"$work/base.log" &
   pids+=("$!"); base_pid="$!"
@@ -253,7 +261,7 @@ LUA
 }
 
 read -r -a proxies <<<"${PROXIES:-palisade thin nginx varnish}"
-read -r -a scenarios <<<"${SCENARIOS:-hit1k hit1m pass miss herd memory k6}"
+read -r -a scenarios <<<"${SCENARIOS:-hit1k hit1m pass plain miss herd memory k6}"
 # A new key on every request: /obj/ answers any path with a cacheable 1 KiB.
 cat > "$work/miss.lua" <<LUA
 counter = 0
@@ -269,6 +277,7 @@ for proxy in "${proxies[@]}"; do
   wants hit1k && wrk_run "$proxy" hit1k /cached/1k 50
   wants hit1m && wrk_run "$proxy" hit1m /cached/1m 10
   wants pass && wrk_run "$proxy" pass /nostore 50
+  wants plain && wrk_run "$proxy" plain /plain/nostore 50
   wants miss && wrk_run "$proxy" miss /obj/miss-warm 50 "$work/miss.lua"
   wants herd && herd_run "$proxy"
   wants memory && memory_run "$proxy"   # before mixed.js, which caches /obj/N keys too
@@ -283,7 +292,7 @@ ms() { awk -v v="$1" 'BEGIN { u = v; gsub(/[0-9.]/, "", u); n = v + 0; if (u == 
 
 printf "\n%s, %s, %s\n" "$(date -u +%Y-%m-%d)" "$(nproc) CPUs ($(lscpu | awk -F: '/Model name/ {gsub(/^ +/, "", $2); print $2; exit}'))" "1 worker each"
 printf "%-9s %-9s %12s %9s %9s %10s %11s %10s %10s\n" scenario proxy "req/s" "p50 ms" "p99 ms" "MB/s" "CPU us/req" "req/s÷ng" "CPU÷ng"
-for scenario in hit1k hit1m pass miss; do
+for scenario in hit1k hit1m pass plain miss; do
   wants "$scenario" || continue
   for proxy in "${proxies[@]}"; do
     printf "%-9s %-9s %12.0f %9s %9s %10.1f %11s %10s %10s\n" "$scenario" "$proxy" \

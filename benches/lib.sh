@@ -54,10 +54,11 @@ kill_nginx() {
 # The head of a one-worker bench config: the server settings (pid file and
 # upgrade socket under DIR), a plain listener on PORT and the upstream
 # `origin` at ORIGIN_PORT. Callers append `cache:` and `routes:`.
-#   palisade_head DIR PORT ORIGIN_PORT
+#   palisade_head DIR PORT ORIGIN_PORT   (LEAN_FORWARDING=false: Pingora's
+#   proxy path for every request, for an A/B of the lean forward path)
 palisade_head() {
   cat <<YAML
-server: { threads: 1, grace_period: 0s, shutdown_timeout: 1s, pid_file: $1/p.pid, upgrade_socket: $1/u.sock }
+server: { threads: 1, grace_period: 0s, shutdown_timeout: 1s, pid_file: $1/p.pid, upgrade_socket: $1/u.sock, lean_forwarding: ${LEAN_FORWARDING:-true} }
 logging: { level: warn }
 listeners: [ { name: http, address: "127.0.0.1:$2" } ]
 upstreams: { origin: { backends: ["127.0.0.1:$3"] } }

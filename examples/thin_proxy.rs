@@ -4,6 +4,11 @@
 //! and nginx, so a table shows how much of a request's cost is Pingora's
 //! own path and how much Palisade adds.
 //!
+//! With `THIN_LEAN` set in its environment it forwards in `request_filter`
+//! on Pingora's connector and HTTP/1.1 client instead (no retries, no
+//! filters): the floor of a lean forward path like Palisade's
+//! (`src/proxy/lean_forward.rs`), for `benches/instructions.sh`.
+//!
 //!   cargo run --release --example thin_proxy -- LISTEN_ADDR UPSTREAM_ADDR
 
 use async_trait::async_trait;
@@ -15,6 +20,41 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 struct Thin {
     upstream: String,
+    /// The connector of the lean variant (`THIN_LEAN`).
+    lean: Option<pingora::connectors::http::Connector>,
+}
+
+impl Thin {
+    fn peer(&self) -> HttpPeer {
+        HttpPeer::new(self.upstream.as_str(), false, String::new())
+    }
+
+    /// The lean variant: one upstream exchange, copied through.
+    async fn forward(
+        &self,
+        connector: &pingora::connectors::http::Connector,
+        session: &mut Session,
+    ) -> Result<()> {
+        let peer = self.peer();
+        let (mut up, _reused) = connector.get_http_session(&peer).await?;
+        let req = session.req_header().clone();
+        up.write_request_header(Box::new(req)).await?;
+        up.finish_request_body().await?;
+        up.read_response_header().await?;
+        let Some(resp) = up.response_header() else {
+            return Error::e_explain(ErrorType::InternalError, "no header");
+        };
+        session
+            .write_response_header(Box::new(resp.clone()), false)
+            .await?;
+        while let Some(body) = up.read_response_body().await? {
+            session.write_response_body(Some(body), false).await?;
+        }
+        session.write_response_body(None, true).await?;
+        session.finish_body().await?;
+        connector.release_http_session(up, &peer, None).await;
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -23,12 +63,16 @@ impl ProxyHttp for Thin {
 
     fn new_ctx(&self) -> Self::CTX {}
 
+    async fn request_filter(&self, session: &mut Session, _ctx: &mut ()) -> Result<bool> {
+        let Some(connector) = &self.lean else {
+            return Ok(false);
+        };
+        self.forward(connector, session).await?;
+        Ok(true)
+    }
+
     async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut ()) -> Result<Box<HttpPeer>> {
-        Ok(Box::new(HttpPeer::new(
-            self.upstream.as_str(),
-            false,
-            String::new(),
-        )))
+        Ok(Box::new(self.peer()))
     }
 }
 
@@ -46,7 +90,10 @@ fn main() {
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
-    let mut service = http_proxy_service(&server.configuration, Thin { upstream });
+    let lean = std::env::var_os("THIN_LEAN")
+        .is_some()
+        .then(|| pingora::connectors::http::Connector::new(None));
+    let mut service = http_proxy_service(&server.configuration, Thin { upstream, lean });
     service.add_tcp(&listen);
     server.add_service(service);
     server.run_forever();

@@ -41,6 +41,12 @@ pub struct ServerConfig {
     /// Where state that must survive a restart is kept (ACME accounts and
     /// certificates). Created with mode 0700 when needed.
     pub state_dir: PathBuf,
+    /// Forward simple requests (HTTP/1.1 `GET`/`HEAD` without a body, on a
+    /// route without cache or compression, to HTTP/1.1 backends) on
+    /// Palisade's lean path instead of Pingora's general proxy path: the
+    /// same behaviour for less CPU. `false` sends everything through
+    /// Pingora's path.
+    pub lean_forwarding: bool,
 }
 
 impl Default for ServerConfig {
@@ -60,6 +66,7 @@ impl Default for ServerConfig {
             trusted_proxies: Vec::new(),
             upstream_keepalive_pool_size: 128,
             state_dir: PathBuf::from("/var/lib/palisade"),
+            lean_forwarding: true,
         }
     }
 }

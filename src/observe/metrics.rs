@@ -58,6 +58,7 @@ pub struct Metrics {
     client_rejections: IntCounterVec,
     cache_purged_objects: IntCounter,
     compressions: IntCounterVec,
+    lean_forwards: IntCounter,
     limit_rejections: IntCounterVec,
     auth_rejections: IntCounterVec,
     tls_handshakes: IntCounterVec,
@@ -201,6 +202,11 @@ impl Metrics {
                 &r,
                 "palisade_cache_purged_objects_total",
                 "Stored responses removed by purge requests.",
+            ),
+            lean_forwards: counter(
+                &r,
+                "palisade_lean_forwards_total",
+                "Requests forwarded on the lean HTTP/1.1 path (server.lean_forwarding) instead of Pingora's general proxy path.",
             ),
             compressions: counter_vec(
                 &r,
@@ -387,6 +393,11 @@ impl Metrics {
     /// Counts a fill that ended with `outcome`.
     pub fn cache_fill(&self, outcome: &str) {
         self.cache_fills.with_label_values(&[outcome]).inc();
+    }
+
+    /// Counts a request forwarded on the lean path.
+    pub fn lean_forwarded(&self) {
+        self.lean_forwards.inc();
     }
 
     /// Counts a response compressed to (or decoded from) `coding`.

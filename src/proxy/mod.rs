@@ -9,7 +9,10 @@
 //!   │                        limits, body size, cache state; a fresh hit
 //!   │                        is answered here (cache_phases::serve_fresh_hit)
 //!   │                        every check returns a refusal::Refusal, and
-//!   │                        refusal::answer is the one writer of them
+//!   │                        refusal::answer is the one writer of them;
+//!   │                        a simple request on a route without cache is
+//!   │                        forwarded here (lean_forward.rs, which calls
+//!   │                        the functions of the phases below in order)
 //! request_body_filter ────── request.rs: body size and rate
 //! request_cache_filter ──┐
 //! cache_key_callback     │   cache_phases.rs (decisions: cache/transaction.rs)
@@ -45,6 +48,7 @@ mod encoding;
 pub mod forwarded;
 pub mod fresh_hit;
 pub mod hop_by_hop;
+mod lean_forward;
 mod limiting;
 mod outcome;
 mod peer_fetch;
@@ -61,9 +65,12 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use pingora::cache::key::HashBinary;
 use pingora::cache::{CacheKey, CacheMeta, ForcedFreshness, HitHandler, RespCacheable};
+use pingora::connectors::http::Connector;
+use pingora::connectors::ConnectorOptions;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyWarnLogContext};
+use pingora::server::configuration::ServerConf;
 use pingora::ErrorType;
 use tracing::debug;
 
@@ -76,6 +83,11 @@ use crate::runtime::{ListenerPolicy, Runtime, RuntimeHandle};
 /// The proxy of one listener.
 pub struct Palisade {
     runtime: Arc<RuntimeHandle>,
+    /// Connections of the lean forward path (`lean_forward`); Pingora's
+    /// own path keeps its own pool.
+    connector: Connector,
+    /// Attempts per request at most (Pingora's `max_retries`).
+    max_attempts: usize,
     cache: &'static CacheStore,
     listener: Arc<str>,
     /// Index of the listener in `listeners:` (and [`Runtime::listeners`]).
@@ -84,15 +96,18 @@ pub struct Palisade {
 
 impl Palisade {
     /// A proxy serving listener `listener` (number `listener_index` of
-    /// `listeners:`) from the snapshots of `runtime`, caching in `cache`.
+    /// `listeners:`) from the snapshots of `runtime`, caching in `cache`,
+    /// with Pingora's server settings `conf` for its upstream connections.
     pub fn new(
         runtime: Arc<RuntimeHandle>,
         cache: &'static CacheStore,
-        listener: &str,
-        listener_index: usize,
+        (listener, listener_index): (&str, usize),
+        conf: &ServerConf,
     ) -> Self {
         Self {
             runtime,
+            connector: Connector::new(Some(ConnectorOptions::from_server_conf(conf))),
+            max_attempts: conf.max_retries,
             cache,
             listener: listener.into(),
             listener_index,
@@ -121,11 +136,24 @@ impl ProxyHttp for Palisade {
     /// Everything decided before the cache and the origin: who the client
     /// is, the route, whether the client may use it, and the cache state;
     /// `Ok(true)` when the request was answered (a refusal, a redirect, a
-    /// fresh hit). See [`request`].
+    /// fresh hit, or a simple request forwarded on the lean path, see
+    /// [`lean_forward`]). See [`request`].
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let runtime = ctx.runtime.clone();
         let listener = self.listener_policy(&runtime);
-        request::admit(self.cache, &runtime, listener, session, ctx).await
+        if request::admit(self.cache, &runtime, listener, session, ctx).await? {
+            return Ok(true);
+        }
+        if !lean_forward::applies(session, ctx) {
+            return Ok(false);
+        }
+        // What `proxy_upstream_filter` decides on Pingora's path.
+        if let Some(refusal) = limiting::enforce(session, ctx, LimitScope::UpstreamOnly).await? {
+            refusal::answer(session, ctx, refusal).await?;
+            return Ok(true);
+        }
+        lean_forward::forward(&self.connector, self.max_attempts, session, ctx).await?;
+        Ok(true)
     }
 
     /// Each piece of the request body: size and rate limits.

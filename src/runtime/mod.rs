@@ -92,6 +92,10 @@ pub struct Route {
     pub intercept_errors: Box<[u16]>,
     /// On-the-fly compression, when the route has it.
     pub compression: Option<CompressionPolicy>,
+    /// Simple requests on this route may take the lean forward path
+    /// (`server.lean_forwarding`, no cache, no compression, HTTP/1.1
+    /// backends): see `proxy::lean_forward`.
+    pub lean_forward: bool,
     /// The route's metric handles.
     pub metrics: Arc<RouteMetrics>,
 }
@@ -323,7 +327,12 @@ impl Runtime {
             }
             .filter(|p| p.enabled);
             let name: Arc<str> = config.route_name(id).into();
+            let lean_forward = config.server.lean_forwarding
+                && cache.is_none()
+                && r.compression.is_none()
+                && pools.get(pool).is_some_and(|p| p.speaks_http1_only());
             routes.push(Route {
+                lean_forward,
                 metrics: metrics().route(&name),
                 name,
                 pool,

@@ -107,7 +107,12 @@ pub fn build(
     let mut server = Server::new_with_opt_and_conf(Some(options), server_conf(config, daemon));
     server.bootstrap();
     for (index, listener) in config.listeners.iter().enumerate() {
-        let proxy = Palisade::new(runtime.clone(), cache, &listener.name, index);
+        let proxy = Palisade::new(
+            runtime.clone(),
+            cache,
+            (&listener.name, index),
+            &server.configuration,
+        );
         let limits = listener.client_limits();
         let mut options = HttpServerOptions::default();
         options.h2c = listener.h2c;

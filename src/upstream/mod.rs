@@ -285,6 +285,11 @@ impl Pool {
         self.members.load().backends.to_vec()
     }
 
+    /// Whether the backends are reached over HTTP/1.1 only (no HTTP/2).
+    pub fn speaks_http1_only(&self) -> bool {
+        self.peers.http1_only()
+    }
+
     /// Whether the backends are reached over TLS.
     pub fn is_tls(&self) -> bool {
         self.peers.is_tls()

@@ -86,6 +86,11 @@ impl PeerSettings {
         })
     }
 
+    /// Whether the backends are reached over HTTP/1.1 only.
+    pub fn http1_only(&self) -> bool {
+        self.protocol == UpstreamProtocol::H1
+    }
+
     /// Whether the backends are reached over TLS.
     pub fn is_tls(&self) -> bool {
         self.tls.is_some()

@@ -24,6 +24,7 @@ mod forwarding;
 mod http2;
 mod hygiene;
 mod interim;
+mod lean_forward;
 mod lifecycle;
 mod limits;
 mod metrics;

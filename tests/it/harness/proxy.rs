@@ -183,8 +183,16 @@ impl ProxyBuilder {
         } else {
             "  grace_period: 0s\n"
         };
+        // `scripts/test` runs the upstream tests again on Pingora's own
+        // proxy path only (`PALISADE_IT_LEAN_FORWARDING=false`).
+        let lean = match std::env::var("PALISADE_IT_LEAN_FORWARDING") {
+            Ok(v) if !self.server_extra.contains("lean_forwarding:") => {
+                format!("  lean_forwarding: {v}\n")
+            }
+            _ => String::new(),
+        };
         format!(
-            "server:\n  threads: 1\n{grace}  shutdown_timeout: 1s\n  pid_file: {dir}/palisade.pid\n  upgrade_socket: {dir}/upgrade.sock\n{server_extra}\
+            "server:\n  threads: 1\n{grace}{lean}  shutdown_timeout: 1s\n  pid_file: {dir}/palisade.pid\n  upgrade_socket: {dir}/upgrade.sock\n{server_extra}\
              listeners:\n  - name: main\n    address: 127.0.0.1:{port}\n    h2c: {h2c}\n{listener_extra}{more_listeners}{admin}{body}\n",
             dir = dir.display(),
             h2c = self.h2c,
