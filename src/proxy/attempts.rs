@@ -14,6 +14,20 @@ use super::is_tls;
 use crate::observe::metrics::metrics;
 use crate::upstream::{self, retry};
 
+/// Logs an attempt that failed and is tried again: not an operator's
+/// problem (the client may still get its answer), so debug level, with the
+/// backend.
+pub(super) fn log_retry(ctx: &RequestCtx, error: &Error) {
+    tracing::debug!(
+        upstream = %ctx.pool().map_or("-", |p| &p.name),
+        backend = %ctx.backend_label(),
+        tries = ctx.tried.len(),
+        request_id = %ctx.request_id_str(),
+        error = %error,
+        "upstream attempt failed; retrying"
+    );
+}
+
 /// An error attributed to the upstream (so that it maps to 502/504).
 pub(super) fn upstream_error(kind: ErrorType, context: impl Into<String>) -> Box<Error> {
     let mut e = Error::explain(kind, context.into());

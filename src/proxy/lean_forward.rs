@@ -33,7 +33,6 @@ use pingora::protocols::UniqueID;
 use pingora::proxy::Session;
 use pingora::upstreams::peer::Peer;
 use pingora::{Error, ErrorType, Result};
-use tracing::debug;
 
 use super::context::RequestCtx;
 use super::{attempts, delayed_ack, forwarded, hop_by_hop, respond};
@@ -115,14 +114,7 @@ pub(super) async fn forward(
             return Err(e);
         }
         // As `suppress_proxy_warn_log` logs it on Pingora's path.
-        debug!(
-            upstream = %ctx.pool().map_or("-", |p| &p.name),
-            backend = %ctx.backend_label(),
-            tries = ctx.tried.len(),
-            request_id = %ctx.request_id_str(),
-            error = %e,
-            "upstream attempt failed; retrying"
-        );
+        attempts::log_retry(ctx, &e);
     }
 }
 

@@ -72,7 +72,6 @@ use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyWarnLogContext};
 use pingora::server::configuration::ServerConf;
 use pingora::ErrorType;
-use tracing::debug;
 
 pub use context::{ClientFault, RequestCtx};
 
@@ -429,14 +428,7 @@ impl ProxyHttp for Palisade {
         if !matches!(context, ProxyWarnLogContext::UpstreamRetry) {
             return false;
         }
-        debug!(
-            upstream = %ctx.pool().map_or("-", |p| &p.name),
-            backend = %ctx.backend_label(),
-            tries = ctx.tried.len(),
-            request_id = %ctx.request_id_str(),
-            error = %error,
-            "upstream attempt failed; retrying"
-        );
+        attempts::log_retry(ctx, error);
         true
     }
 
