@@ -187,6 +187,19 @@ pub(super) fn sent_failed(
     e
 }
 
+/// An upstream response whose framing Palisade does not pass on
+/// (`hop_by_hop::refused_framing`) is an upstream error (`502`), but not
+/// the backend's health: one endpoint answering badly.
+pub(super) fn accept_framing(response: &ResponseHeader) -> Result<()> {
+    match super::hop_by_hop::refused_framing(response) {
+        None => Ok(()),
+        Some(why) => Err(upstream_error(
+            ErrorType::InvalidHTTPHeader,
+            format!("the upstream response uses {why}"),
+        )),
+    }
+}
+
 /// The upstream response header arrived: the attempt's duration, and the
 /// backend's passive health (a status in `failure_statuses` counts against
 /// it, anything else is a success).

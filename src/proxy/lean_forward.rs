@@ -289,12 +289,7 @@ fn response_header(
     response: &mut pingora::http::ResponseHeader,
     ctx: &mut RequestCtx,
 ) -> Result<()> {
-    if let Some(why) = hop_by_hop::refused_framing(response) {
-        return Err(attempts::upstream_error(
-            ErrorType::InvalidHTTPHeader,
-            format!("the upstream response uses {why}"),
-        ));
-    }
+    attempts::accept_framing(response)?;
     if response.status == http::StatusCode::SWITCHING_PROTOCOLS {
         // No upgrade was asked for (`applies`).
         return Err(attempts::upstream_error(

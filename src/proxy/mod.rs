@@ -301,13 +301,7 @@ impl ProxyHttp for Palisade {
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        if let Some(why) = hop_by_hop::refused_framing(upstream_response) {
-            // Not the backend's health: one endpoint answering badly.
-            return Err(attempts::upstream_error(
-                ErrorType::InvalidHTTPHeader,
-                format!("the upstream response uses {why}"),
-            ));
-        }
+        attempts::accept_framing(upstream_response)?;
         hop_by_hop::strip_response(upstream_response);
         if respond::is_interim(upstream_response) {
             // 103 Early Hints, 102 Processing: passed on, never stored.
