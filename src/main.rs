@@ -238,6 +238,8 @@ fn check(path: &Path, strict: bool) -> ExitCode {
 }
 
 fn run(path: &Path, upgrade: bool, daemon: bool) -> ExitCode {
+    // A reload or reopen signal during start-up must not end the process.
+    palisade::server::signals::catch_early();
     // Where to find the next version on SIGUSR2: this path, resolved now,
     // before a package upgrade replaces the file.
     let binary = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("palisade"));

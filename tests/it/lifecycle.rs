@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::harness::{Origin, Proxy, Reply};
+use crate::harness::{eventually, free_port, Origin, Proxy, Reply};
 
 /// Bodies received by a client loop.
 type Bodies = Arc<parking_lot::Mutex<Vec<String>>>;
@@ -336,4 +336,62 @@ async fn a_daemon_started_with_the_flag_reloads_without_reporting_a_server_chang
         !log.contains("server changed"),
         "--daemon must not look like a configuration change:\n{log}"
     );
+}
+
+/// `SIGHUP` (and `SIGUSR1`) sent while the proxy is still starting — a
+/// `systemctl reload` or a log rotation right after a restart — neither
+/// ends the process nor is lost: the reload happens once it can.
+#[tokio::test]
+async fn signals_during_start_up_are_handled_once_the_proxy_runs() {
+    let a = Origin::start("a").await;
+    a.on("/", Reply::text("from a"));
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = dir.path().join("palisade.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "server:\n  threads: 1\n  grace_period: 0s\n  shutdown_timeout: 1s\n  pid_file: {d}/palisade.pid\n  upgrade_socket: {d}/upgrade.sock\n\
+             listeners:\n  - name: main\n    address: 127.0.0.1:{port}\n\
+             upstreams:\n  a:\n    backends: [\"{}\"]\nroutes:\n  - upstream: a\n",
+            a.address(),
+            d = dir.path().display()
+        ),
+    )
+    .unwrap();
+    let log_path = dir.path().join("palisade.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut child = std::process::Command::new(crate::harness::proxy::BIN)
+        .args(["run", "-c"])
+        .arg(&config)
+        .env("RUST_LOG", "info")
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let pid = child.id().to_string();
+    // Wait for the process to have set itself up far enough to read its
+    // configuration (its start-up line), then signal before it serves.
+    eventually("the start-up line", || {
+        std::fs::read_to_string(&log_path).is_ok_and(|l| l.contains("palisade starting"))
+    })
+    .await;
+    for signal in ["-HUP", "-USR1"] {
+        assert!(std::process::Command::new("kill")
+            .args([signal, &pid])
+            .status()
+            .unwrap()
+            .success());
+    }
+    eventually("the reload after the early SIGHUP", || {
+        std::fs::read_to_string(&log_path).is_ok_and(|l| l.contains("configuration reload"))
+    })
+    .await;
+    assert!(child.try_wait().unwrap().is_none(), "the proxy is running");
+    let served = reqwest::get(format!("http://127.0.0.1:{port}/"))
+        .await
+        .unwrap();
+    assert_eq!(served.text().await.unwrap(), "from a");
+    let _ = child.kill();
+    let _ = child.wait();
 }
