@@ -269,14 +269,7 @@ fn upstream_request(
     req.set_version(Version::HTTP_11);
     req.remove_header(&header::CONNECTION);
     forwarded::upstream_request(session, &mut req, ctx)?;
-    if req
-        .headers
-        .get(header::HOST)
-        .is_some_and(|h| h.as_bytes().contains(&b'@'))
-    {
-        return Error::e_explain(ErrorType::InvalidHTTPHeader, "userinfo in Host header")
-            .map_err(|e| e.into_in());
-    }
+    // Refuses userinfo and a duplicate `Host` as Pingora's path does.
     pingora::protocols::http::authority::validate_request_authority(&req)
         .map_err(|e| e.into_in())?;
     Ok(Box::new(req))

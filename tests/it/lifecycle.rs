@@ -275,18 +275,7 @@ async fn a_daemon_started_with_the_flag_reloads_without_reporting_a_server_chang
     a.on("/", Reply::text("from a"));
     let dir = tempfile::tempdir().unwrap();
     let port = crate::harness::free_port();
-    let d = dir.path().display();
-    let config = dir.path().join("palisade.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "server:\n  threads: 1\n  grace_period: 0s\n  shutdown_timeout: 1s\n  pid_file: {d}/palisade.pid\n  upgrade_socket: {d}/upgrade.sock\n\
-             listeners:\n  - name: main\n    address: 127.0.0.1:{port}\n\
-             upstreams:\n  a:\n    backends: [\"{}\"]\nroutes:\n  - upstream: a\n",
-            a.address()
-        ),
-    )
-    .unwrap();
+    let config = one_route_config(dir.path(), port, &a);
     let log_path = dir.path().join("palisade.log");
     let log = std::fs::File::create(&log_path).unwrap();
     // The started process forks and exits; the daemon keeps the log.
@@ -347,18 +336,7 @@ async fn signals_during_start_up_are_handled_once_the_proxy_runs() {
     a.on("/", Reply::text("from a"));
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let config = dir.path().join("palisade.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "server:\n  threads: 1\n  grace_period: 0s\n  shutdown_timeout: 1s\n  pid_file: {d}/palisade.pid\n  upgrade_socket: {d}/upgrade.sock\n\
-             listeners:\n  - name: main\n    address: 127.0.0.1:{port}\n\
-             upstreams:\n  a:\n    backends: [\"{}\"]\nroutes:\n  - upstream: a\n",
-            a.address(),
-            d = dir.path().display()
-        ),
-    )
-    .unwrap();
+    let config = one_route_config(dir.path(), port, &a);
     let log_path = dir.path().join("palisade.log");
     let log = std::fs::File::create(&log_path).unwrap();
     let mut child = std::process::Command::new(crate::harness::proxy::BIN)
@@ -394,4 +372,22 @@ async fn signals_during_start_up_are_handled_once_the_proxy_runs() {
     assert_eq!(served.text().await.unwrap(), "from a");
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// A configuration file in `dir` for a proxy started by hand (not by the
+/// harness): one listener on `port`, every request to `origin`.
+fn one_route_config(dir: &std::path::Path, port: u16, origin: &Origin) -> std::path::PathBuf {
+    let d = dir.display();
+    let config = dir.join("palisade.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "server:\n  threads: 1\n  grace_period: 0s\n  shutdown_timeout: 1s\n  pid_file: {d}/palisade.pid\n  upgrade_socket: {d}/upgrade.sock\n\
+             listeners:\n  - name: main\n    address: 127.0.0.1:{port}\n\
+             upstreams:\n  a:\n    backends: [\"{}\"]\nroutes:\n  - upstream: a\n",
+            origin.address()
+        ),
+    )
+    .unwrap();
+    config
 }
